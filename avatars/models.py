@@ -1,0 +1,79 @@
+from django.core.validators import RegexValidator
+from django.db import models
+
+AVATAR_NAME_VALIDATOR = RegexValidator(
+    r"^[A-Za-z0-9_-]+$", "Use only letters, digits, '_' and '-' in an avatar name."
+)
+
+
+class AvatarModel(models.TextChoices):
+    """Lip-sync engines, in the order the default prefers them."""
+
+    MUSETALK = "MuseTalk", "MuseTalk"
+    WAV2LIP = "wav2lip", "Wav2Lip"
+    ULTRALIGHT = "ultralight", "Ultralight"
+    VISEME = "viseme", "Viseme (CPU, no weights)"
+
+
+class TTSModel(models.TextChoices):
+    EDGE_TTS = "edge-tts", "edge-tts"
+    COSYVOICE = "cosyvoice", "CosyVoice"
+    SOVITS = "sovits", "GPT-SoVITS"
+    TACOTRON = "tacotron", "Tacotron2"
+    PIPER = "piper", "Piper"
+    ESPEAK_NG = "espeak-ng", "espeak-ng"
+
+
+class AvatarStatus(models.TextChoices):
+    PROCESSING = "processing", "Processing"
+    INACTIVE = "inactive", "Ready"
+    ACTIVE = "active", "Active"
+    ERROR = "error", "Error"
+
+
+class Avatar(models.Model):
+    tutor = models.ForeignKey("tutors.Tutor", on_delete=models.CASCADE, related_name="avatars")
+    name = models.CharField(max_length=64, unique=True, validators=[AVATAR_NAME_VALIDATOR])
+    display_name = models.CharField(max_length=120, blank=True)
+    description = models.TextField(blank=True)
+    avatar_model = models.CharField(max_length=20, choices=AvatarModel.choices, default=AvatarModel.VISEME)
+    tts_model = models.CharField(max_length=20, choices=TTSModel.choices, default=TTSModel.PIPER)
+    timbre = models.CharField(max_length=120, blank=True, help_text="Voice id of the TTS engine.")
+    avatar_blur = models.BooleanField(default=False)
+    support_clone = models.BooleanField(default=False)
+    status = models.CharField(
+        max_length=20, choices=AvatarStatus.choices, default=AvatarStatus.PROCESSING, db_index=True
+    )
+    # Paths are names in the Django storage, never the client's file names.
+    video_path = models.CharField(max_length=255, blank=True)
+    audio_path = models.CharField(max_length=255, blank=True)
+    preview_image_path = models.CharField(max_length=255, blank=True)
+    assets_path = models.CharField(max_length=255, blank=True, help_text="Storage prefix of the processed assets.")
+    engine_url = models.CharField(max_length=255, blank=True)
+    # Processing job state.
+    progress_stage = models.CharField(max_length=40, blank=True)
+    progress_percent = models.PositiveSmallIntegerField(default=0)
+    progress_message = models.CharField(max_length=255, blank=True)
+    error_message = models.TextField(blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    # Facts about the processed video, for lists and engines.
+    frame_count = models.PositiveIntegerField(default=0)
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    duration_seconds = models.FloatField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return self.display_name or self.name
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status in (AvatarStatus.INACTIVE, AvatarStatus.ACTIVE)
+
+    @property
+    def storage_prefix(self) -> str:
+        return f"avatars/{self.pk}"

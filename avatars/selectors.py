@@ -1,0 +1,35 @@
+from django.db.models import QuerySet
+
+from tutor_site.exceptions import ObjectNotFound
+from tutors.models import User
+
+from .models import Avatar
+
+
+def avatar_queryset_for(user: User) -> QuerySet[Avatar]:
+    """Avatars of the tutors a user owns; superusers (operators) see all."""
+    qs = Avatar.objects.select_related("tutor", "tutor__owner")
+    if user.is_superuser:
+        return qs
+    return qs.filter(tutor__owner=user)
+
+
+def avatar_list(user: User, *, tutor_id=None, status: str | None = None, search: str | None = None) -> QuerySet[Avatar]:
+    qs = avatar_queryset_for(user)
+    if tutor_id not in (None, ""):
+        try:
+            qs = qs.filter(tutor_id=int(tutor_id))
+        except (TypeError, ValueError):
+            raise ObjectNotFound(f"Tutor {tutor_id} not found.") from None
+    if status:
+        qs = qs.filter(status=status)
+    if search:
+        qs = qs.filter(name__icontains=search) | qs.filter(display_name__icontains=search)
+    return qs.order_by("-created_at", "-id")
+
+
+def avatar_get(user: User, avatar_id) -> Avatar:
+    try:
+        return avatar_queryset_for(user).get(pk=int(avatar_id))
+    except (Avatar.DoesNotExist, TypeError, ValueError):
+        raise ObjectNotFound(f"Avatar {avatar_id} not found.") from None

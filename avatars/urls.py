@@ -1,0 +1,12 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("list", views.AvatarListView.as_view(), name="avatar-list"),
+    path("create", views.AvatarCreateView.as_view(), name="avatar-create"),
+    path("avatar-models", views.AvatarModelListView.as_view(), name="avatar-models"),
+    path("<int:avatar_id>", views.AvatarDetailView.as_view(), name="avatar-detail"),
+    path("<int:avatar_id>/preview", views.AvatarPreviewView.as_view(), name="avatar-preview"),
+    path("<int:avatar_id>/reprocess", views.AvatarReprocessView.as_view(), name="avatar-reprocess"),
+]

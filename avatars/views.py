@@ -1,0 +1,145 @@
+"""/api/avatars/...: thin DRF views; the services and selectors do the work."""
+from django.core.files.storage import default_storage
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from lipsync_worker.engines import engine_list
+from tutor_site.exceptions import InvalidInput, ObjectNotFound
+
+from . import services
+from .selectors import avatar_get, avatar_list
+from .serializers import (
+    AvatarCreateSerializer,
+    AvatarListSerializer,
+    AvatarSerializer,
+    AvatarUpdateSerializer,
+    StatusMessageSerializer,
+)
+
+CREATE_FIELDS = {
+    "tutor_id", "name", "display_name", "description", "avatar_model", "tts_model",
+    "timbre", "avatar_blur", "support_clone", "prompt_face", "prompt_voice",
+}
+
+
+def _upload(request, field: str) -> services.UploadSource | None:
+    upload = request.FILES.get(field)
+    if upload is None:
+        return None
+    return services.UploadSource(path=upload.temporary_file_path(), filename=upload.name)
+
+
+def _int_param(request, name: str, default: int, maximum: int) -> int:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a whole number.", field=name) from None
+    if value < 0 or value > maximum:
+        raise InvalidInput(f"{name} must be between 0 and {maximum}.", field=name)
+    return value
+
+
+class AvatarListView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("tutor_id", int),
+            OpenApiParameter("status", str),
+            OpenApiParameter("search", str),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("offset", int),
+        ],
+        responses=AvatarListSerializer,
+    )
+    def get(self, request):
+        qs = avatar_list(
+            request.user,
+            tutor_id=request.query_params.get("tutor_id"),
+            status=request.query_params.get("status"),
+            search=request.query_params.get("search"),
+        )
+        limit = _int_param(request, "limit", 100, 1000)
+        offset = _int_param(request, "offset", 0, 10**9)
+        total = qs.count()
+        avatars = AvatarSerializer(qs[offset : offset + limit], many=True).data
+        return Response({"avatars": avatars, "total": total})
+
+
+class AvatarCreateView(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(request={"multipart/form-data": AvatarCreateSerializer}, responses={201: AvatarSerializer})
+    def post(self, request):
+        unknown = sorted(set(request.data.keys()) - CREATE_FIELDS)
+        if unknown:
+            raise InvalidInput(f"Unknown fields: {', '.join(unknown)}.", field=unknown[0])
+        if request.data.get("tutor_id") in (None, ""):
+            raise InvalidInput("tutor_id is required.", field="tutor_id")
+        data = request.data
+        avatar = services.avatar_create(
+            user=request.user,
+            tutor_id=data.get("tutor_id"),
+            name=data.get("name", ""),
+            display_name=data.get("display_name", ""),
+            description=data.get("description", ""),
+            avatar_model=data.get("avatar_model") or None,
+            tts_model=data.get("tts_model") or None,
+            timbre=data.get("timbre", ""),
+            avatar_blur=data.get("avatar_blur", False),
+            support_clone=data.get("support_clone", False),
+            prompt_face=_upload(request, "prompt_face"),
+            prompt_voice=_upload(request, "prompt_voice"),
+        )
+        return Response(AvatarSerializer(avatar).data, status=status.HTTP_201_CREATED)
+
+
+class AvatarDetailView(APIView):
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    @extend_schema(responses=AvatarSerializer)
+    def get(self, request, avatar_id: int):
+        return Response(AvatarSerializer(avatar_get(request.user, avatar_id)).data)
+
+    @extend_schema(request=AvatarUpdateSerializer, responses=AvatarSerializer)
+    def patch(self, request, avatar_id: int):
+        avatar = avatar_get(request.user, avatar_id)
+        avatar = services.avatar_update(avatar, dict(request.data.items()))
+        return Response(AvatarSerializer(avatar).data)
+
+    @extend_schema(responses=StatusMessageSerializer)
+    def delete(self, request, avatar_id: int):
+        avatar = avatar_get(request.user, avatar_id)
+        name = avatar.name
+        services.avatar_delete(avatar)
+        return Response({"status": "success", "message": f"Avatar '{name}' deleted successfully"})
+
+
+class AvatarPreviewView(APIView):
+    @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY})
+    def get(self, request, avatar_id: int):
+        avatar = avatar_get(request.user, avatar_id)
+        if not avatar.preview_image_path or not default_storage.exists(avatar.preview_image_path):
+            raise ObjectNotFound(f"Avatar '{avatar.name}' has no preview yet (status: {avatar.status}).")
+        response = FileResponse(default_storage.open(avatar.preview_image_path, "rb"), content_type="image/png")
+        response["Cache-Control"] = "private, max-age=60"
+        return response
+
+
+class AvatarReprocessView(APIView):
+    @extend_schema(request=None, responses={202: AvatarSerializer})
+    def post(self, request, avatar_id: int):
+        avatar = services.avatar_reprocess(avatar_get(request.user, avatar_id))
+        return Response(AvatarSerializer(avatar).data, status=status.HTTP_202_ACCEPTED)
+
+
+class AvatarModelListView(APIView):
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request):
+        return Response({"models": engine_list()})

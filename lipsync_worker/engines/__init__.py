@@ -1,0 +1,96 @@
+"""Lip-sync engines, registered by name.
+
+Each engine says whether it can run on this machine and, if not, exactly why (missing
+weights, missing runtime). Nothing here downloads anything.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class LipsyncEngineInfo:
+    name: str
+    display_name: str
+    needs_weights: bool
+    weights: tuple[str, ...] = ()  # files expected under LIPSYNC_WEIGHTS_DIR/<name>/, any one suffices
+    runtime: str | None = None  # Python module the engine needs
+    per_avatar_weights: bool = False
+    licence: str = ""
+
+    def device(self) -> str:
+        if self.runtime != "torch" or importlib.util.find_spec("torch") is None:
+            return "cpu"
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def weights_dir(self) -> Path:
+        return Path(settings.LIPSYNC_WEIGHTS_DIR) / self.name
+
+    def availability(self) -> tuple[bool, str]:
+        if self.runtime and importlib.util.find_spec(self.runtime) is None:
+            return False, f"The Python package '{self.runtime}' is not installed on this worker."
+        if self.needs_weights and not self.per_avatar_weights:
+            folder = self.weights_dir()
+            if not any((folder / name).is_file() for name in self.weights):
+                return False, f"Weights not found: place {' or '.join(self.weights)} in {folder}."
+        return True, ""
+
+
+# Order matters: the default avatar model is the first usable one.
+ENGINES: dict[str, LipsyncEngineInfo] = {
+    info.name: info
+    for info in (
+        LipsyncEngineInfo(
+            "MuseTalk", "MuseTalk 1.5", needs_weights=True, weights=("unet.pth", "pytorch_model.bin"),
+            runtime="torch", licence="MIT code; weights under their own licences (sd-vae: CreativeML OpenRAIL-M)",
+        ),
+        LipsyncEngineInfo(
+            "wav2lip", "Wav2Lip", needs_weights=True, weights=("wav2lip.pth",), runtime="torch",
+            licence="Released weights: non-commercial research use only",
+        ),
+        LipsyncEngineInfo(
+            "ultralight", "Ultralight Digital Human", needs_weights=True, runtime="torch",
+            per_avatar_weights=True, licence="Apache-2.0 code; per-avatar weights trained by the operator",
+        ),
+        LipsyncEngineInfo("viseme", "Viseme (CPU)", needs_weights=False, licence="Ours (same as this project)"),
+    )
+}
+
+
+def engine_info(name: str) -> LipsyncEngineInfo:
+    return ENGINES[name]
+
+
+def engine_availability(name: str) -> tuple[bool, str]:
+    return ENGINES[name].availability()
+
+
+def engine_default() -> str:
+    for name, info in ENGINES.items():
+        if info.availability()[0] and not info.per_avatar_weights:
+            return name
+    return "viseme"
+
+
+def engine_list() -> list[dict]:
+    rows = []
+    for info in ENGINES.values():
+        available, reason = info.availability()
+        rows.append(
+            {
+                "id": info.name,
+                "display_name": info.display_name,
+                "available": available,
+                "reason": reason,
+                "device": info.device() if available else "",
+                "needs_weights": info.needs_weights,
+                "licence": info.licence,
+            }
+        )
+    return rows

@@ -1,0 +1,150 @@
+"""Turn an uploaded video into avatar assets (pure pipeline: files in, files out).
+
+Pass 1 decodes at 25 fps, tracks the face on every frame and writes the normalised video;
+pass 2 re-reads that video to cut the smoothed face crops and pick the preview frame.
+The caller (`preprocessing.preprocess_avatar`) moves the files into storage.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .face_tracking import FaceTrack, FaceTracker, sharpness
+from .media import TARGET_FPS, VideoWriter, iter_frames_at_fps
+
+ASSETS_VERSION = 1
+CROP_SIZE = 256
+PREVIEW_MAX_SIDE = 720
+
+FRAMES_FILE = "frames.mp4"
+CROPS_FILE = "face_crops.mp4"
+TRACK_FILE = "face_track.npz"
+META_FILE = "meta.json"
+PREVIEW_FILE = "preview.png"
+
+ProgressCallback = Callable[[str, int, str], None]
+
+
+class PreprocessError(Exception):
+    """The video cannot become an avatar; the message tells the admin what to change."""
+
+
+@dataclass
+class PreprocessResult:
+    frame_count: int
+    width: int
+    height: int
+    face_ratio: float
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def _no_progress(stage: str, percent: int, message: str) -> None:
+    pass
+
+
+def preprocess_video(
+    src: str | Path,
+    out_dir: str | Path,
+    *,
+    expected_seconds: float,
+    min_face_ratio: float = 0.6,
+    progress: ProgressCallback = _no_progress,
+) -> PreprocessResult:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    expected_frames = max(1, math.ceil(expected_seconds * TARGET_FPS))
+
+    # Pass 1: decode, track, write the normalised 25 fps video.
+    progress("tracking", 1, "Finding the face")
+    per_frame: list[np.ndarray | None] = []
+    counts: list[int] = []
+    writer = None
+    width = height = 0
+    last_percent = -1
+    with FaceTracker() as tracker:
+        for image in iter_frames_at_fps(str(src)):
+            if writer is None:
+                height, width = image.shape[:2]
+                writer = VideoWriter(str(out / FRAMES_FILE), width, height)
+            writer.write(image)
+            landmarks, count = tracker.process(image)
+            per_frame.append(landmarks)
+            counts.append(count)
+            percent = 2 + int(70 * min(1.0, len(per_frame) / expected_frames))
+            if percent != last_percent:
+                progress("tracking", percent, f"Tracking the face: frame {len(per_frame)} of ~{expected_frames}")
+                last_percent = percent
+    if writer is None:
+        raise PreprocessError("The video has no frames that can be decoded.")
+    writer.close()
+    width, height = width - width % 2, height - height % 2
+    n = len(per_frame)
+
+    found_ratio = sum(p is not None for p in per_frame) / n
+    several_ratio = sum(c >= 2 for c in counts) / n
+    if found_ratio < min_face_ratio:
+        raise PreprocessError(
+            f"No face was found in most of the video (a face is visible in {found_ratio:.0%} of the frames, "
+            f"{min_face_ratio:.0%} are needed). Upload a video where the tutor faces the camera throughout."
+        )
+    if several_ratio > 0.5:
+        raise PreprocessError(
+            f"More than one face is visible in {several_ratio:.0%} of the frames. "
+            "Upload a video that shows only the tutor."
+        )
+
+    progress("smoothing", 74, "Smoothing the face track")
+    track = FaceTrack.build(per_frame, counts, width, height)
+    np.savez_compressed(out / TRACK_FILE, **track.arrays())
+
+    # Pass 2: face crops for the neural engines and the preview frame.
+    preview_every = max(1, n // 60)
+    best_score, best_frame = -1.0, None
+    last_percent = -1
+    with VideoWriter(str(out / CROPS_FILE), CROP_SIZE, CROP_SIZE) as crops:
+        for i, image in enumerate(iter_frames_at_fps(str(out / FRAMES_FILE))):
+            if i >= n:
+                break
+            x1, y1, x2, y2 = track.crop_boxes[i]
+            crop = cv2.resize(image[y1:y2, x1:x2], (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
+            crops.write(crop)
+            if track.found[i] and i % preview_every == 0:
+                # A sharp face with the mouth at rest makes the clearest preview.
+                rest = 1.0 / (1.0 + 8.0 * track.mouth_opening[i] / max(track.mouth_width[i], 1.0))
+                score = sharpness(image, track.boxes[i]) * rest
+                if score > best_score:
+                    best_score, best_frame = score, image
+            percent = 75 + int(20 * (i + 1) / n)
+            if percent != last_percent:
+                progress("cropping", percent, f"Cutting face crops: frame {i + 1} of {n}")
+                last_percent = percent
+        written = crops.frames
+    if written != n:
+        raise PreprocessError("The normalised video could not be read back; the upload may be damaged.")
+
+    progress("preview", 96, "Writing the preview")
+    preview = best_frame
+    scale = min(1.0, PREVIEW_MAX_SIDE / max(preview.shape[:2]))
+    if scale < 1.0:
+        preview = cv2.resize(preview, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(out / PREVIEW_FILE), preview)
+
+    meta = {
+        "version": ASSETS_VERSION,
+        "fps": TARGET_FPS,
+        "frame_count": n,
+        "width": width,
+        "height": height,
+        "crop_size": CROP_SIZE,
+        "face_ratio": round(found_ratio, 4),
+        "files": {"frames": FRAMES_FILE, "crops": CROPS_FILE, "track": TRACK_FILE, "preview": PREVIEW_FILE},
+    }
+    (out / META_FILE).write_text(json.dumps(meta, indent=2))
+    files = {name: out / name for name in (FRAMES_FILE, CROPS_FILE, TRACK_FILE, META_FILE, PREVIEW_FILE)}
+    return PreprocessResult(frame_count=n, width=width, height=height, face_ratio=found_ratio, files=files)

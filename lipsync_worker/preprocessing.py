@@ -1,0 +1,90 @@
+"""The preprocess job: storage in, assets out, job state reported through avatar services."""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+
+from avatars import services as avatar_services
+from avatars.models import Avatar
+from avatars.storage import storage_delete_prefix, storage_local_path, storage_save
+
+from .preprocess import PREVIEW_FILE, PreprocessError, preprocess_video
+
+logger = logging.getLogger(__name__)
+
+
+class _ProgressReporter:
+    """Writes progress at most a few times a second, so the database is not flooded."""
+
+    def __init__(self, avatar_id: int, task_id: str, min_interval: float = 0.4):
+        self.avatar_id, self.task_id, self.min_interval = avatar_id, task_id, min_interval
+        self._last = 0.0
+
+    def __call__(self, stage: str, percent: int, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last < self.min_interval and percent < 100:
+            return
+        self._last = now
+        avatar_services.avatar_progress_set(self.avatar_id, self.task_id, stage, percent, message)
+
+
+def preprocess_avatar(avatar_id: int, task_id: str) -> str:
+    """Run (or re-run) preprocessing for one avatar. Idempotent: a job that is no longer
+    the avatar's current one does nothing; a redelivered one starts again cleanly."""
+    avatar = Avatar.objects.filter(pk=avatar_id).first()
+    if avatar is None or not avatar_services.avatar_job_is_current(avatar_id, task_id):
+        return "skipped"
+    assets_prefix = f"{avatar.storage_prefix}/assets/{task_id}"
+    # A killed earlier attempt of this same job may have left files: start clean.
+    storage_delete_prefix(assets_prefix)
+    report = _ProgressReporter(avatar_id, task_id)
+    workdir = tempfile.mkdtemp(prefix=f"avatar-{avatar_id}-", dir=settings.FILE_UPLOAD_TEMP_DIR)
+    try:
+        report("decoding", 0, "Starting")
+        with storage_local_path(avatar.video_path) as video:
+            result = preprocess_video(
+                video,
+                workdir,
+                expected_seconds=avatar.duration_seconds or 1.0,
+                min_face_ratio=settings.FACE_MIN_FRAME_RATIO,
+                progress=report,
+            )
+        report("saving", 98, "Saving the avatar's assets")
+        for name, path in result.files.items():
+            storage_save(f"{assets_prefix}/{name}", path)
+        old = avatar_services.avatar_preprocess_succeeded(
+            avatar_id,
+            task_id,
+            assets_path=assets_prefix,
+            preview_image_path=f"{assets_prefix}/{PREVIEW_FILE}",
+            frame_count=result.frame_count,
+            width=result.width,
+            height=result.height,
+        )
+        if old:
+            storage_delete_prefix(old)
+        return "ready"
+    except avatar_services.StaleJob:
+        storage_delete_prefix(assets_prefix)
+        return "stale"
+    except (PreprocessError, SoftTimeLimitExceeded) as exc:
+        storage_delete_prefix(assets_prefix)
+        reason = str(exc) if isinstance(exc, PreprocessError) else (
+            "Processing took too long and was stopped; upload a shorter video."
+        )
+        avatar_services.avatar_preprocess_failed(avatar_id, task_id, reason)
+        return "error"
+    except Exception as exc:
+        storage_delete_prefix(assets_prefix)
+        logger.exception("Preprocessing avatar %s failed", avatar_id)
+        avatar_services.avatar_preprocess_failed(
+            avatar_id, task_id, f"Processing failed unexpectedly ({type(exc).__name__}: {exc}). Try reprocessing."
+        )
+        return "error"
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

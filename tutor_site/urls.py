@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from .auth_api import LoginView, LogoutView, RefreshView
+from .health import HealthView
+
+api_patterns = [
+    path("auth/login", LoginView.as_view(), name="auth-login"),
+    path("auth/refresh", RefreshView.as_view(), name="auth-refresh"),
+    path("auth/logout", LogoutView.as_view(), name="auth-logout"),
+    path("health", HealthView.as_view(), name="health"),
+    path("tutors/", include("tutors.urls")),
+    path("avatars/", include("avatars.urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/", include(api_patterns)),
+]

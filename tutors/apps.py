@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class TutorsConfig(AppConfig):
+    name = "tutors"
+    verbose_name = "Tutors and admins"

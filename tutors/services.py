@@ -1,0 +1,91 @@
+import secrets
+
+from django.contrib.auth.models import Group, Permission
+from django.db import transaction
+
+from tutor_site.exceptions import InvalidInput
+
+from .models import Tutor, User
+
+ADMINS_GROUP = "Tutor admins"
+_ADMIN_PERMISSIONS = [
+    (app, f"{action}_{model}")
+    for app, model in (("tutors", "tutor"), ("avatars", "avatar"))
+    for action in ("add", "change", "delete", "view")
+]
+
+
+def admins_group_ensure() -> Group:
+    """The group that gives admins the model permissions for their own tutors and avatars."""
+    group, _ = Group.objects.get_or_create(name=ADMINS_GROUP)
+    wanted = [
+        Permission.objects.get(content_type__app_label=app, codename=codename)
+        for app, codename in _ADMIN_PERMISSIONS
+        if Permission.objects.filter(content_type__app_label=app, codename=codename).exists()
+    ]
+    group.permissions.add(*wanted)
+    return group
+
+
+@transaction.atomic
+def admin_create(*, email: str, password: str | None = None, superuser: bool = False) -> tuple[User, str]:
+    """Create an admin account; returns it with its password (a random one when none given)."""
+    email = (email or "").strip().lower()
+    if not email or "@" not in email:
+        raise InvalidInput("Give a valid email address.", field="email")
+    if User.objects.filter(email=email).exists():
+        raise InvalidInput(f"An account with the email {email} already exists.", field="email")
+    password = password or secrets.token_urlsafe(12)
+    if len(password) < 8:
+        raise InvalidInput("The password must have at least 8 characters.", field="password")
+    if superuser:
+        user = User.objects.create_superuser(email, password)
+    else:
+        user = User.objects.create_user(email, password, is_staff=True)
+        user.groups.add(admins_group_ensure())
+    return user, password
+
+
+def operator_ensure(*, email: str | None, password: str | None) -> tuple[User, str] | None:
+    """On a fresh system, make the first operator account; None when one exists."""
+    if User.objects.exists():
+        return None
+    return admin_create(email=email or "admin@localhost.localdomain", password=password, superuser=True)
+
+
+_TUTOR_FIELDS = {"name", "description"}
+
+
+def _clean_tutor_fields(data: dict) -> dict:
+    unknown = set(data) - _TUTOR_FIELDS
+    if unknown:
+        raise InvalidInput(f"These fields cannot be set: {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
+    if "name" in data:
+        data["name"] = (data["name"] or "").strip()
+        if not data["name"]:
+            raise InvalidInput("A tutor needs a name.", field="name")
+        if len(data["name"]) > 120:
+            raise InvalidInput("A tutor name has at most 120 characters.", field="name")
+    return data
+
+
+def tutor_create(*, owner: User, name: str, description: str = "") -> Tutor:
+    data = _clean_tutor_fields({"name": name, "description": description or ""})
+    return Tutor.objects.create(owner=owner, **data)
+
+
+def tutor_update(tutor: Tutor, **data) -> Tutor:
+    data = _clean_tutor_fields(dict(data))
+    for key, value in data.items():
+        setattr(tutor, key, value)
+    tutor.save()
+    return tutor
+
+
+def tutor_delete(tutor: Tutor) -> None:
+    """Delete a tutor with its avatars, their files and their live sessions."""
+    from avatars.services import avatar_delete
+
+    for avatar in list(tutor.avatars.all()):
+        avatar_delete(avatar)
+    tutor.delete()
