@@ -85,13 +85,14 @@ def _free_port() -> int:
 class WorkerProcess:
     """A real `celery worker` subprocess serving the lipsync and tts queues."""
 
-    def __init__(self, env: dict, log_path: Path, name: str, extra_env: dict | None = None):
+    def __init__(self, env: dict, log_path: Path, name: str, extra_env: dict | None = None,
+                 queues: str = "lipsync,tts"):
         self.log_path = log_path
         self.name = name
         env = dict(env, **(extra_env or {}))
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tutor_site", "worker", "-Q", "lipsync,tts",
+            [sys.executable, "-m", "celery", "-A", "tutor_site", "worker", "-Q", queues,
              "--pool", "threads", "--concurrency", "2", "-n", f"{name}@%h", "--loglevel", "INFO",
              "--without-gossip", "--without-mingle"],
             cwd=BASE_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT,
@@ -133,9 +134,9 @@ def start_worker(process_env, tmp_path_factory):
     started: list[WorkerProcess] = []
     logs = tmp_path_factory.mktemp("worker-logs")
 
-    def start(name: str = "w", **extra_env) -> WorkerProcess:
+    def start(name: str = "w", queues: str = "lipsync,tts", **extra_env) -> WorkerProcess:
         worker = WorkerProcess(process_env, logs / f"{name}-{len(started)}.log", f"{name}{len(started)}",
-                               {k: str(v) for k, v in extra_env.items()})
+                               {k: str(v) for k, v in extra_env.items()}, queues=queues)
         started.append(worker)
         return worker
 

@@ -4,6 +4,7 @@ Unset endpoints fall back to the embedded defaults under DATA_DIR: SQLite, media
 filesystem and the embedded Redis that `make run` starts (its URL is written to
 DATA_DIR/redis/url so that management commands find it too).
 """
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -108,7 +109,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"}
     )
     # A file, not :memory:, so that worker processes started by the tests see the test data.
-    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
+    # Named per test run so that concurrent runs do not share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-db-{os.getpid()}.sqlite3")}
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 # --- Redis: Celery broker, channel layer and cache.
@@ -147,6 +149,9 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=1800)
 # exceed the longest task, or a running task is handed to a second worker.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=2000),
+    # How often a worker sweeps for such messages (interval x throttle seconds).
+    "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=10),
+    "unacked_restore_throttle": env.int("CELERY_UNACKED_RESTORE_THROTTLE", default=6),
     "global_keyprefix": f"{REDIS_KEY_PREFIX}:celery:",
 }
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": f"{REDIS_KEY_PREFIX}:celery:"}
