@@ -7,6 +7,8 @@ demux it whole so that corrupt or truncated files are caught up front.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -223,8 +225,35 @@ def _rotate(image: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
 
 
-def iter_frames_at_fps(path: str, fps: int = TARGET_FPS) -> Iterator[np.ndarray]:
+@dataclass
+class DecodeStats:
+    decoded: int = 0
+    emitted: int = 0
+    rotated: bool = False
+
+    @property
+    def one_to_one(self) -> bool:
+        """Every decoded frame was emitted exactly once: the source already was constant-rate."""
+        return self.decoded == self.emitted and not self.rotated
+
+
+def is_normalised_candidate(path: str, fps: int = TARGET_FPS) -> bool:
+    """An H.264/yuv420p MP4 at exactly `fps` with even sides may be used as the normalised
+    video unchanged, if decoding then confirms one frame per tick (see DecodeStats)."""
+    with _open(path, "video") as container:
+        if container.format.name != VIDEO_CONTAINERS[".mp4"] or not container.streams.video:
+            return False
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        return (
+            ctx.name == "h264" and ctx.pix_fmt == "yuv420p" and stream.average_rate == fps
+            and ctx.width % 2 == 0 and ctx.height % 2 == 0
+        )
+
+
+def iter_frames_at_fps(path: str, fps: int = TARGET_FPS, stats: DecodeStats | None = None) -> Iterator[np.ndarray]:
     """Decode a video to BGR frames resampled to a constant `fps` (nearest earlier frame)."""
+    stats = stats if stats is not None else DecodeStats()
     with _open(path, "video") as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -234,20 +263,104 @@ def iter_frames_at_fps(path: str, fps: int = TARGET_FPS) -> Iterator[np.ndarray]
         previous_time = None
         for frame in container.decode(stream):
             t = frame.time if frame.time is not None else (previous_time or 0.0) + step
+            stats.decoded += 1
+            stats.rotated = stats.rotated or bool(frame.rotation)
             image = _rotate(frame.to_ndarray(format="bgr24"), frame.rotation or 0)
             if previous is None:
                 previous, previous_time = image, t
                 continue
             # The previous frame is shown on [previous_time, t): emit it for every target tick there.
             while next_index * step < t - 1e-6:
+                stats.emitted += 1
                 yield previous
                 next_index += 1
             previous, previous_time = image, t
         if previous is not None:
             duration = _duration(container, stream) or (previous_time + step)
             while next_index * step < max(duration, previous_time + step) - 1e-6:
+                stats.emitted += 1
                 yield previous
                 next_index += 1
+
+
+def prefetched(iterator: Iterator, depth: int = 8) -> Iterator:
+    """Run `iterator` (e.g. decoding) in a thread, `depth` items ahead of the consumer."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in iterator:
+                if stop.is_set():
+                    return
+                items.put(item)
+            items.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            items.put(exc)
+
+    thread = threading.Thread(target=produce, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                items.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+
+
+class BackgroundVideoWriter:
+    """A VideoWriter fed through a small queue, so encoding overlaps the caller's work
+    (PyAV encodes with the GIL released)."""
+
+    def __init__(self, *args, **kwargs):
+        self._queue: queue.Queue = queue.Queue(maxsize=16)
+        self._writer = VideoWriter(*args, **kwargs)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="video-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            image = self._queue.get()
+            if image is None:
+                break
+            if self._error is None:
+                try:
+                    self._writer.write(image)
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                    self._error = exc
+
+    def write(self, image: np.ndarray) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(image)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        self._writer.close()
+
+    @property
+    def frames(self) -> int:
+        return self._writer.frames
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 class VideoWriter:

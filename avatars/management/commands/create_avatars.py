@@ -1,0 +1,318 @@
+"""Batch-create avatars from a CSV manifest or a folder of videos.
+
+    python manage.py create_avatars MANIFEST.csv [--as EMAIL] [--wait] [--dry-run]
+    python manage.py create_avatars --dir DIR --tutor ID [--as EMAIL] [--wait]
+
+Thin on purpose: every row goes through `avatar_create`, the same service the API and
+the admin use, so a row the CLI accepts is one the API would accept. The command only
+reads the input, resolves the acting admin and the tutor, reports, and (with --wait)
+polls the rows the worker updates.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from tqdm import tqdm
+
+from avatars.models import AvatarStatus
+from avatars.selectors import avatar_queryset_for
+from avatars.services import UploadSource, avatar_create
+from avatars.storage import storage_delete_prefix
+from lipsync_worker.media import AUDIO_CONTAINERS, VIDEO_CONTAINERS
+from tutor_site.exceptions import InvalidInput, ServiceError
+from tutors.models import User
+from tutors.selectors import tutor_get_by_ref
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = [
+    "tutor", "name", "display_name", "video", "voice", "avatar_model", "tts_model",
+    "timbre", "avatar_blur", "support_clone", "description",
+]
+# Spellings people use for the same columns (the API's field names among them).
+COLUMN_ALIASES = {
+    "tutor_id": "tutor", "video_path": "video", "prompt_face": "video",
+    "voice_path": "voice", "audio": "voice", "audio_path": "voice", "prompt_voice": "voice",
+}
+# What the service accepts for these besides the files and the tutor.
+PASSTHROUGH = ["display_name", "description", "avatar_model", "tts_model", "timbre", "avatar_blur", "support_clone"]
+# A .webm could be either; beside a video it is another video, not its voice.
+VOICE_EXTENSIONS = sorted(set(AUDIO_CONTAINERS) - set(VIDEO_CONTAINERS))
+
+FAILED, SKIPPED, CREATED, WOULD_CREATE, TIMED_OUT = "failed", "skipped", "created", "would create", "timeout"
+# Outcomes that make the exit status non-zero.
+BAD_OUTCOMES = (FAILED, AvatarStatus.ERROR, TIMED_OUT)
+
+
+@dataclass
+class Row:
+    number: int  # manifest line (or file position in --dir mode), for the report
+    values: dict
+    name: str = ""
+    status: str = ""
+    message: str = ""
+    avatar_id: int | None = None
+
+
+class _DryRun(Exception):
+    """Raised inside the savepoint to undo a dry-run create."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+
+def sanitise_name(stem: str) -> str:
+    """A file stem as an avatar name: letters, digits, '_' and '-' only."""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_-")
+    return re.sub(r"_{2,}", "_", name)[:64]
+
+
+class Command(BaseCommand):
+    help = (
+        "Create avatars in bulk through the same service as the API: from a CSV manifest "
+        f"(columns: {', '.join(COLUMNS)}; tutor, name and video are required) or one per "
+        "video file of --dir. Existing names are skipped, bad rows are reported and the "
+        "others go on; the exit status is non-zero when any row failed."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("manifest", nargs="?", help="CSV file; relative paths in it are read from its folder.")
+        parser.add_argument("--dir", dest="directory", help="Create one avatar per video file in this folder.")
+        parser.add_argument("--tutor", help="Tutor id or name: required with --dir; default for empty manifest cells.")
+        parser.add_argument("--as", dest="acting", metavar="EMAIL",
+                            help="The admin acting (tenancy applies). Default: the only operator account.")
+        parser.add_argument("--avatar-model", help="Lip-sync engine for rows that do not name one.")
+        parser.add_argument("--tts-model", help="TTS engine for rows that do not name one.")
+        parser.add_argument("--wait", action="store_true", help="Follow preprocessing until every avatar is ready or failed.")
+        parser.add_argument("--timeout", type=float, default=1800.0, help="Seconds --wait waits in all (default 1800).")
+        parser.add_argument("--poll", type=float, default=1.0, help="Seconds between --wait checks (default 1).")
+        parser.add_argument("--dry-run", action="store_true", help="Validate every row (files included); create nothing.")
+        parser.add_argument("--no-progress", action="store_true", help="No progress bars (they are off anyway when not a terminal).")
+
+    def handle(self, *args, **opts):
+        if bool(opts["manifest"]) == bool(opts["directory"]):
+            raise CommandError("Give either a MANIFEST.csv or --dir DIR (with --tutor ID).")
+        user = self._acting_user(opts["acting"])
+        if opts["manifest"]:
+            manifest = Path(opts["manifest"]).expanduser().resolve()
+            rows, base = self._read_manifest(manifest, tutor_default=opts["tutor"]), manifest.parent
+        else:
+            if not opts["tutor"]:
+                raise CommandError("--dir needs --tutor ID (the tutor the avatars belong to).")
+            base = Path(opts["directory"]).expanduser().resolve()
+            rows = self._read_directory(base)
+        defaults = {"tutor": opts["tutor"], "avatar_model": opts["avatar_model"], "tts_model": opts["tts_model"]}
+        for row in rows:
+            for key, value in defaults.items():
+                if value and not row.values.get(key):
+                    row.values[key] = value
+
+        self._progress_file = getattr(self.stderr, "_out", None)  # tqdm needs the raw stream
+        self._no_progress = opts["no_progress"]
+        self._create_all(user, rows, base, dry_run=opts["dry_run"])
+        if opts["wait"] and not opts["dry_run"]:
+            self._wait(user, rows, timeout=opts["timeout"], poll=opts["poll"])
+        self._print_summary(rows)
+
+        failed = [r for r in rows if r.status in BAD_OUTCOMES]
+        if failed:
+            raise CommandError(f"{len(failed)} of {len(rows)} avatars failed; see the table above.")
+
+    # --- input ----------------------------------------------------------------------------
+
+    def _acting_user(self, email: str | None) -> User:
+        if email:
+            user = User.objects.filter(email=email.strip().lower(), is_active=True, is_staff=True).first()
+            if user is None:
+                raise CommandError(f"No active admin account with the email {email}.")
+            return user
+        operators = list(User.objects.filter(is_superuser=True, is_active=True)[:2])
+        if len(operators) != 1:
+            found = "no" if not operators else "several"
+            raise CommandError(f"There are {found} operator accounts: give --as EMAIL to say which admin acts.")
+        return operators[0]
+
+    def _read_manifest(self, path: Path, *, tutor_default: str | None) -> list[Row]:
+        if not path.is_file():
+            raise CommandError(f"Manifest not found: {path}")
+        # utf-8-sig: spreadsheets often save CSV with a byte-order mark.
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [COLUMN_ALIASES.get(h, h) for h in ((c or "").strip().lower() for c in reader.fieldnames or [])]
+            unknown = [h for h in header if h not in COLUMNS]
+            if unknown:
+                raise CommandError(f"Unknown manifest columns: {', '.join(unknown)}. Columns: {', '.join(COLUMNS)}.")
+            missing = [c for c in ("tutor", "name", "video") if c not in header and not (c == "tutor" and tutor_default)]
+            if missing:
+                raise CommandError(f"The manifest has no {' and no '.join(missing)} column.")
+            rows = []
+            for raw in reader:
+                values = {header[i]: (v or "").strip() for i, v in enumerate(raw[k] for k in reader.fieldnames)}
+                if not any(values.values()):
+                    continue  # blank line
+                rows.append(Row(number=reader.line_num, values=values))
+        return rows
+
+    def _read_directory(self, folder: Path) -> list[Row]:
+        if not folder.is_dir():
+            raise CommandError(f"Not a folder: {folder}")
+        videos = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_CONTAINERS)
+        if not videos:
+            raise CommandError(f"No video files ({', '.join(sorted(VIDEO_CONTAINERS))}) in {folder}")
+        rows = []
+        for number, video in enumerate(videos, start=1):
+            values = {"name": sanitise_name(video.stem), "display_name": video.stem, "video": video.name}
+            # A recording with the same stem beside the video is its voice (ada.mp4 + ada.wav).
+            voice = next((video.with_suffix(ext) for ext in VOICE_EXTENSIONS if video.with_suffix(ext).is_file()), None)
+            if voice is not None:
+                values["voice"] = voice.name
+            rows.append(Row(number=number, values=values))
+        return rows
+
+    # --- creation -------------------------------------------------------------------------
+
+    def _bar(self, **kwargs):
+        # disable=None turns the bar off when the stream is not a terminal (logs, tests).
+        return tqdm(file=self._progress_file, disable=True if self._no_progress else None, dynamic_ncols=True, **kwargs)
+
+    def _create_all(self, user: User, rows: list[Row], base: Path, *, dry_run: bool) -> None:
+        seen: dict[str, int] = {}
+        with self._bar(total=len(rows), desc="Validating" if dry_run else "Creating", unit="avatar") as bar:
+            for row in rows:
+                row.name = row.values.get("name", "")
+                bar.set_postfix_str(row.name or f"row {row.number}")
+                if row.name and row.name in seen:
+                    row.status, row.message = FAILED, f"The name '{row.name}' is also on row {seen[row.name]}."
+                else:
+                    seen.setdefault(row.name, row.number)
+                    self._create_one(user, row, base, dry_run=dry_run)
+                line = f"{row.name or f'row {row.number}'}: {row.status}" + (f" - {row.message}" if row.message else "")
+                bar.write(self.style.ERROR(line) if row.status == FAILED else line, file=self._progress_file)
+                bar.update(1)
+
+    def _create_one(self, user: User, row: Row, base: Path, *, dry_run: bool) -> None:
+        values = row.values
+        try:
+            tutor = tutor_get_by_ref(user, values.get("tutor", ""))
+            existing = avatar_queryset_for(user).filter(name=row.name, tutor=tutor).first() if row.name else None
+            if existing is not None:
+                # Re-running a manifest picks up where it stopped.
+                row.status, row.avatar_id = SKIPPED, existing.pk
+                row.message = f"already exists (id {existing.pk}, {existing.status})"
+                return
+            kwargs = {key: values[key] for key in PASSTHROUGH if values.get(key)}
+            face = self._source(base, values.get("video", ""), "video")
+            voice = self._source(base, values["voice"], "voice") if values.get("voice") else None
+            if dry_run:
+                self._create_and_undo(user=user, tutor_id=tutor.pk, name=row.name, prompt_face=face, prompt_voice=voice, **kwargs)
+                row.status, row.message = WOULD_CREATE, f"valid (tutor {tutor.name})"
+                return
+            avatar = avatar_create(user=user, tutor_id=tutor.pk, name=row.name, prompt_face=face, prompt_voice=voice, **kwargs)
+        except ServiceError as exc:
+            row.status, row.message = FAILED, exc.detail
+            return
+        except Exception as exc:  # noqa: BLE001 - one broken row must not stop the batch
+            logger.exception("create_avatars: row %s (%s) failed", row.number, row.name)
+            row.status, row.message = FAILED, f"unexpected error: {exc.__class__.__name__}: {exc}"
+            return
+        row.status, row.avatar_id = CREATED, avatar.pk
+        row.message = f"id {avatar.pk}, processing queued"
+
+    def _create_and_undo(self, **kwargs) -> None:
+        """Run the real service in a savepoint and roll it back, so that a dry run checks
+        exactly what a real run would (files probed, names, engines) and leaves nothing."""
+        try:
+            with transaction.atomic():
+                avatar = avatar_create(**kwargs)
+                raise _DryRun(avatar.storage_prefix)
+        except _DryRun as undo:
+            # The database rolled back (and the enqueue with it); the copied files did not.
+            storage_delete_prefix(undo.prefix)
+
+    @staticmethod
+    def _source(base: Path, value: str, label: str) -> UploadSource:
+        if not value:
+            raise InvalidInput(f"The row has no {label} file.", field=label)
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = base / path
+        if not path.is_file():
+            raise InvalidInput(f"The {label} file {path} does not exist.", field=label)
+        return UploadSource(path=str(path), filename=path.name)
+
+    # --- following processing -------------------------------------------------------------
+
+    def _wait(self, user: User, rows: list[Row], *, timeout: float, poll: float) -> None:
+        followed = {row.avatar_id: row for row in rows if row.status == CREATED}
+        pending = set(followed)
+        stages: dict[int, tuple] = {}
+        started = time.monotonic()
+        deadline = started + timeout
+        with self._bar(total=100 * len(followed), desc="Processing", unit="%") as bar:
+            try:
+                while pending:
+                    done_percent, seen = 0, set()
+                    for avatar in avatar_queryset_for(user).filter(pk__in=followed):
+                        seen.add(avatar.pk)
+                        finished = avatar.status != AvatarStatus.PROCESSING
+                        done_percent += 100 if finished else avatar.progress_percent
+                        if avatar.pk not in pending:
+                            continue
+                        stage = (avatar.status, avatar.progress_stage)
+                        if stages.get(avatar.pk) != stage:
+                            # One line per stage change: readable in logs as well as on a terminal.
+                            stages[avatar.pk] = stage
+                            bar.write(f"{followed[avatar.pk].name}: {avatar.status} {avatar.progress_stage} "
+                                      f"{avatar.progress_percent}%", file=self._progress_file)
+                        if finished:
+                            pending.discard(avatar.pk)
+                            self._finish(followed[avatar.pk], avatar)
+                    for gone in pending - seen:
+                        pending.discard(gone)
+                        followed[gone].status, followed[gone].message = FAILED, "deleted while processing"
+                    bar.n = done_percent + 100 * (len(followed) - len(seen))
+                    bar.set_postfix_str(f"{len(followed) - len(pending)}/{len(followed)} done")
+                    bar.refresh()
+                    if not pending or time.monotonic() >= deadline:
+                        break
+                    time.sleep(poll)
+            except KeyboardInterrupt:
+                bar.write("Interrupted: the avatars go on processing on the worker.", file=self._progress_file)
+        for avatar in avatar_queryset_for(user).filter(pk__in=pending):
+            row = followed[avatar.pk]
+            row.status = TIMED_OUT
+            row.message = (f"still processing after {time.monotonic() - started:.0f} s "
+                           f"({avatar.progress_stage} {avatar.progress_percent}%)")
+
+    @staticmethod
+    def _finish(row: Row, avatar) -> None:
+        row.status = avatar.status
+        if avatar.status == AvatarStatus.ERROR:
+            row.message = avatar.error_message or "processing failed"
+        else:
+            row.message = f"ready: {avatar.frame_count} frames, {avatar.width}x{avatar.height} (id {avatar.pk})"
+
+    # --- report ---------------------------------------------------------------------------
+
+    def _print_summary(self, rows: list[Row]) -> None:
+        table = [("ROW", "NAME", "STATUS", "MESSAGE")] + [
+            (str(r.number), r.name or "-", r.status, r.message) for r in rows
+        ]
+        widths = [max(len(line[i]) for line in table) for i in range(3)]
+        self.stdout.write("")
+        for i, line in enumerate(table):
+            text = "  ".join(cell.ljust(widths[c]) for c, cell in enumerate(line[:3])) + "  " + line[3]
+            if i and line[2] in BAD_OUTCOMES:
+                text = self.style.ERROR(text)
+            self.stdout.write(text.rstrip())
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        self.stdout.write(", ".join(f"{n} {status}" for status, n in counts.items()) or "nothing to do")
