@@ -48,6 +48,10 @@ class Avatar(models.Model):
     video_path = models.CharField(max_length=255, blank=True)
     audio_path = models.CharField(max_length=255, blank=True)
     preview_image_path = models.CharField(max_length=255, blank=True)
+    voice_reference_path = models.CharField(
+        max_length=255, blank=True, help_text="Normalised voice-cloning reference made from the uploaded voice."
+    )
+    voice_reference_text = models.TextField(blank=True, help_text="What the reference recording says, if known.")
     assets_path = models.CharField(max_length=255, blank=True, help_text="Storage prefix of the processed assets.")
     engine_url = models.CharField(max_length=255, blank=True)
     # Processing job state.

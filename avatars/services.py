@@ -73,9 +73,9 @@ def _avatar_model_resolve(requested: str | None) -> str:
 def _tts_model_resolve(requested: str | None, support_clone: bool) -> str:
     tts_model = _choice(requested or settings.DEFAULT_TTS_MODEL, TTSModel.choices, "tts_model")
     if support_clone:
-        from tts_worker.engines import engines_supporting_clone
+        from tts_worker.services import clone_engine_names
 
-        cloners = engines_supporting_clone()
+        cloners = clone_engine_names()
         if tts_model not in cloners:
             raise InvalidInput(
                 f"The TTS engine '{tts_model}' cannot clone voices; engines that can: {', '.join(cloners) or 'none'}.",
@@ -266,7 +266,8 @@ def avatar_progress_set(avatar_id: int, task_id: str, stage: str, percent: int, 
 
 
 def avatar_preprocess_succeeded(
-    avatar_id: int, task_id: str, *, assets_path: str, preview_image_path: str, frame_count: int, width: int, height: int
+    avatar_id: int, task_id: str, *, assets_path: str, preview_image_path: str, frame_count: int, width: int,
+    height: int, voice_reference_path: str = "",
 ) -> str | None:
     """Point the avatar at its new assets. Returns the old assets prefix to delete, or
     raises `StaleJob` when the avatar was deleted or reprocessed meanwhile."""
@@ -277,6 +278,7 @@ def avatar_preprocess_succeeded(
         old_assets = avatar.assets_path
         avatar.assets_path = assets_path
         avatar.preview_image_path = preview_image_path
+        avatar.voice_reference_path = voice_reference_path
         avatar.frame_count, avatar.width, avatar.height = frame_count, width, height
         avatar.duration_seconds = round(frame_count / media.TARGET_FPS, 3)
         avatar.status = AvatarStatus.INACTIVE

@@ -13,6 +13,8 @@ from avatars import services as avatar_services
 from avatars.models import Avatar
 from avatars.storage import storage_delete_prefix, storage_local_path, storage_save
 
+from tutor_site.exceptions import InvalidMedia
+
 from .preprocess import PREVIEW_FILE, PreprocessError, preprocess_video
 
 logger = logging.getLogger(__name__)
@@ -31,6 +33,21 @@ class _ProgressReporter:
             return
         self._last = now
         avatar_services.avatar_progress_set(self.avatar_id, self.task_id, stage, percent, message)
+
+
+VOICE_REFERENCE_FILE = "voice_reference.wav"
+
+
+def _voice_reference(src: str, workdir: str) -> str:
+    """Mono, resampled, trimmed, loudness-normalised cloning reference."""
+    from tts_worker.audio import voice_reference_prepare
+
+    out = f"{workdir}/{VOICE_REFERENCE_FILE}"
+    try:
+        voice_reference_prepare(src, out)
+    except InvalidMedia as exc:
+        raise PreprocessError(f"The reference voice cannot be used: {exc.detail}") from None
+    return out
 
 
 def preprocess_avatar(avatar_id: int, task_id: str) -> str:
@@ -54,14 +71,20 @@ def preprocess_avatar(avatar_id: int, task_id: str) -> str:
                 min_face_ratio=settings.FACE_MIN_FRAME_RATIO,
                 progress=report,
             )
+        files = dict(result.files)
+        if avatar.audio_path:
+            report("voice", 97, "Preparing the reference voice")
+            with storage_local_path(avatar.audio_path) as voice:
+                files[VOICE_REFERENCE_FILE] = _voice_reference(voice, workdir)
         report("saving", 98, "Saving the avatar's assets")
-        for name, path in result.files.items():
+        for name, path in files.items():
             storage_save(f"{assets_prefix}/{name}", path)
         old = avatar_services.avatar_preprocess_succeeded(
             avatar_id,
             task_id,
             assets_path=assets_prefix,
             preview_image_path=f"{assets_prefix}/{PREVIEW_FILE}",
+            voice_reference_path=f"{assets_prefix}/{VOICE_REFERENCE_FILE}" if avatar.audio_path else "",
             frame_count=result.frame_count,
             width=result.width,
             height=result.height,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -150,11 +151,13 @@ def tts_stream_publish(
             finally:
                 chunks.close()
     except ServiceError as exc:
-        stream.push(request_id, stream.encode({"type": "error", "status": exc.status_code, "error": type(exc).__name__, **exc.as_dict()}))
+        error = {"type": "error", "status": exc.status_code, "error": type(exc).__name__, **exc.as_dict()}
+        stream.push(request_id, stream.encode(error))
         return {"request_id": request_id, "chunks": sent, "error": exc.detail}
     except Exception as exc:
         logger.exception("TTS stream %s failed", request_id)
-        stream.push(request_id, stream.encode({"type": "error", "status": 500, "error": type(exc).__name__, "detail": f"Speech synthesis failed: {exc}"}))
+        error = {"type": "error", "status": 500, "error": type(exc).__name__, "detail": f"Speech synthesis failed: {exc}"}
+        stream.push(request_id, stream.encode(error))
         raise
     stream.push(request_id, stream.encode({"type": "end", "chunks": sent, "cancelled": cancelled}))
     return {"request_id": request_id, "chunks": sent, "cancelled": cancelled}
@@ -174,6 +177,8 @@ def tts_engines_warm_up(names: list[str] | None = None) -> None:
         load = getattr(engine, "load", None)
         if load and engine.availability()[0]:
             try:
+                start = time.perf_counter()
                 load()
+                logger.info("TTS engine %s warmed up in %.1f s", engine.name, time.perf_counter() - start)
             except ServiceError as exc:
                 logger.warning("Could not warm up %s: %s", engine.name, exc.detail)

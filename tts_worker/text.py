@@ -20,6 +20,11 @@ _ABBREVIATIONS = {
     "no", "fig", "approx", "dept", "inc", "ltd", "co", "mt", "u.s",
 }
 MAX_SENTENCE_CHARS = 220
+# The first chunk is what a listener waits for: a first sentence longer than this is cut
+# after its first clause (at a comma or the like) when that clause is long enough to say.
+FIRST_CHUNK_CHARS = 40
+_MIN_CLAUSE_CHARS = 8
+_CLAUSE_END = re.compile(r"[,;:，、；：](?=\s|$)|[，、；：]")
 
 _SPACES = re.compile(r"\s+")
 _QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'", "‐": "-", "‑": "-"})
@@ -81,3 +86,23 @@ def split_sentences(text: str, max_chars: int = MAX_SENTENCE_CHARS) -> list[str]
         if sentence and any(ch.isalnum() for ch in sentence):
             out.extend(_split_long(sentence, max_chars))
     return out
+
+
+def _spoken_length(text: str) -> int:
+    """Length in Latin-letter equivalents: a Chinese character takes as long to say as ~3."""
+    return sum(3 if "\u3400" <= ch <= "\u9fff" else 1 for ch in text)
+
+
+def split_for_streaming(text: str, max_chars: int = MAX_SENTENCE_CHARS) -> list[str]:
+    """Sentences to synthesise one by one, the first one cut after its first clause when it
+    is long, so that the first audio is ready sooner."""
+    sentences = split_sentences(text, max_chars)
+    if sentences and _spoken_length(sentences[0]) > FIRST_CHUNK_CHARS:
+        first = sentences[0]
+        for match in _CLAUSE_END.finditer(first):
+            head, tail = first[: match.end()].strip(), first[match.end():].strip()
+            if _spoken_length(head) > FIRST_CHUNK_CHARS:
+                break
+            if _spoken_length(head) >= _MIN_CLAUSE_CHARS and sum(ch.isalnum() for ch in tail) >= 3:
+                return [head, tail] + sentences[1:]
+    return sentences

@@ -64,7 +64,7 @@ def start_embedded_redis() -> subprocess.Popen | None:
     )
     _wait_for_port(port)
     url = f"redis://127.0.0.1:{port}/0"
-    (folder / "url").write_text(url)
+    (folder / "url").write_text(f"{url} {proc.pid}")
     os.environ["REDIS_URL"] = url
     print(f"Embedded Redis on {url} (data in {folder})", flush=True)
     return proc

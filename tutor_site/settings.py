@@ -33,9 +33,15 @@ def _secret_key() -> str:
 def _redis_url() -> str:
     if env.str("REDIS_URL", default=""):
         return env.str("REDIS_URL")
+    # "URL PID" written by the launcher's embedded Redis; ignored once that server is gone.
     embedded = DATA_DIR / "redis" / "url"
     if embedded.exists():
-        return embedded.read_text().strip()
+        url, _, pid = embedded.read_text().strip().partition(" ")
+        try:
+            os.kill(int(pid), 0)
+            return url
+        except (ValueError, ProcessLookupError, PermissionError):
+            pass
     return "redis://127.0.0.1:6379/0"
 
 
@@ -206,6 +212,28 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 # --- Engines.
 LIPSYNC_WEIGHTS_DIR = Path(env.str("LIPSYNC_WEIGHTS_DIR", default=str(DATA_DIR / "weights")))
 DEFAULT_TTS_MODEL = env.str("DEFAULT_TTS_MODEL", default="piper")
+
+# --- TTS worker.
+TTS_VOICES_DIR = Path(env.str("TTS_VOICES_DIR", default=str(DATA_DIR / "voices")))
+TTS_MAX_TEXT_CHARS = env.int("TTS_MAX_TEXT_CHARS", default=5000)
+TTS_PREVIEW_MAX_CHARS = env.int("TTS_PREVIEW_MAX_CHARS", default=500)
+TTS_PREVIEW_TIMEOUT = env.float("TTS_PREVIEW_TIMEOUT", default=30.0)
+TTS_STREAM_TTL = env.int("TTS_STREAM_TTL", default=300)
+TTS_PRELOAD_ENGINES = env.list("TTS_PRELOAD_ENGINES", default=["piper"])
+TTS_ONNX_THREADS = env.int("TTS_ONNX_THREADS", default=0)
+ESPEAK_NG_LIBRARY = env.str("ESPEAK_NG_LIBRARY", default="")
+# External TTS servers: unset = the engine is reported unavailable, with this reason.
+COSYVOICE_URL = env.str("COSYVOICE_URL", default="")
+COSYVOICE_SAMPLE_RATE = env.int("COSYVOICE_SAMPLE_RATE", default=22050)
+COSYVOICE_SPEAKERS = env.list("COSYVOICE_SPEAKERS", default=[])
+SOVITS_URL = env.str("SOVITS_URL", default="")
+SOVITS_REF_AUDIO = env.str("SOVITS_REF_AUDIO", default="")
+SOVITS_PROMPT_TEXT = env.str("SOVITS_PROMPT_TEXT", default="")
+SOVITS_PROMPT_LANG = env.str("SOVITS_PROMPT_LANG", default="zh")
+SOVITS_TEXT_LANG = env.str("SOVITS_TEXT_LANG", default="auto")
+TACOTRON_URL = env.str("TACOTRON_URL", default="")
+TACOTRON_SPEAKERS = env.list("TACOTRON_SPEAKERS", default=[])
+TACOTRON_LANGUAGE = env.str("TACOTRON_LANGUAGE", default="en")
 # The share of frames in which exactly one face must be found for a usable avatar.
 FACE_MIN_FRAME_RATIO = env.float("FACE_MIN_FRAME_RATIO", default=0.6)
 

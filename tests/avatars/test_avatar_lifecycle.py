@@ -72,3 +72,23 @@ def test_video_without_a_face_ends_in_error_with_a_reason(transactional_db, cele
     assert avatar.assets_path == ""
     assert api.get(f"/api/avatars/{body['id']}/preview").status_code == 404
     assert not default_storage.exists(f"avatars/{avatar.pk}/assets")
+
+
+def test_uploaded_voice_becomes_a_normalised_cloning_reference(transactional_db, celery_worker_process, api, tutor,
+                                                               face_video, voice_wav):
+    import wave
+
+    with open(face_video, "rb") as fh, open(voice_wav, "rb") as vh:
+        response = api.post(
+            "/api/avatars/create",
+            {"tutor_id": tutor.pk, "name": "with_voice", "prompt_face": fh, "prompt_voice": vh},
+            format="multipart",
+        )
+    assert response.status_code == 201, response.content
+    body = _wait_done(api, response.json()["id"])
+    assert body["status"] == "inactive", body
+    avatar = Avatar.objects.get(pk=body["id"])
+    assert avatar.voice_reference_path.endswith("voice_reference.wav")
+    with default_storage.open(avatar.voice_reference_path, "rb") as fh, wave.open(fh) as wav:
+        assert wav.getnchannels() == 1 and wav.getframerate() == 16000
+        assert 1.0 <= wav.getnframes() / 16000 <= 30.0

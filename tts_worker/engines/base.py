@@ -82,11 +82,12 @@ class TTSEngine:
     def synthesize(
         self, text: str, voice: str | None = None, reference: VoiceReference | None = None
     ) -> Iterator[AudioChunk]:
-        """Chunks of speech, one per sentence of `text`, in order."""
+        """Chunks of speech, one per sentence of `text` in order (a long first sentence
+        comes in two: its first clause, then the rest)."""
         voice_id = self.resolve_voice(voice)
         if reference is not None and not self.supports_clone:
             raise InvalidInput(f"{self.display_name} cannot clone a voice.", field="tts_model")
-        for sentence in text_utils.split_sentences(text_utils.normalize(text)):
+        for sentence in text_utils.split_for_streaming(text_utils.normalize(text)):
             chunk = self.synthesize_sentence(sentence, voice_id, reference)
             if chunk is not None and len(chunk.pcm):
                 yield chunk

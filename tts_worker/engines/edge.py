@@ -71,7 +71,8 @@ class EdgeTTSEngine(TTSEngine):
         voices = list(KNOWN_VOICES)
         if self.availability()[0]:
             known = {v.id for v in voices}
-            voices += [v for v in cached("voices:edge-tts", lambda v: 86400 if v else DOWN_TTL, _service_voices) if v.id not in known]
+            listed = cached("voices:edge-tts", lambda v: 86400 if v else DOWN_TTL, _service_voices)
+            voices += [v for v in listed if v.id not in known]
         return voices
 
     def default_voice(self) -> str:

@@ -95,6 +95,8 @@ class _Library:
         self._callback = _CALLBACK(self._on_audio)
         self.lib.espeak_SetSynthCallback(self._callback)
         self._sink: _Sink | None = None
+        # Voice id (its language code) -> the voice file espeak_SetVoiceByName accepts.
+        self.identifiers: dict[str, str] = {}
         self.voices = self._list_voices()
 
     def _list_voices(self) -> list[Voice]:
@@ -108,6 +110,7 @@ class _Library:
             if not langs or langs in seen or (v.identifier or b"").startswith(b"mb/"):
                 continue  # mbrola voices need extra data files
             seen.add(langs)
+            self.identifiers[langs] = v.identifier.decode()
             name = (v.name or b"").decode("utf-8", "replace").replace("_", " ")
             voices.append(Voice(langs, name, langs, _GENDERS.get(v.gender)))
         voices.sort(key=lambda voice: (voice.id != DEFAULT_VOICE, voice.id))
@@ -130,7 +133,7 @@ class _Library:
         return 0
 
     def synth(self, sentence: str, voice: str) -> "_Sink":
-        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+        if self.lib.espeak_SetVoiceByName(self.identifiers.get(voice, voice).encode()) != 0:
             raise EngineUnavailable(f"espeak-ng could not select voice '{voice}'.")
         data = sentence.encode("utf-8") + b"\0"
         self._sink = sink = _Sink()

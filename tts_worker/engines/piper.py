@@ -119,6 +119,35 @@ def _timings_from_alignments(alignments, sample_rate: int) -> list[Timing]:
     return [Timing(label or SILENCE, s * ms_per_sample, e * ms_per_sample) for label, s, e in out]
 
 
+def _load_voice(vf: _VoiceFile):
+    """A PiperVoice whose graph also outputs phoneme alignments, on a CPU session that
+    does not spin: the tts worker shares two cores with the lip-sync renderer."""
+    import onnxruntime
+    from piper import PiperVoice
+    from piper.config import PiperConfig
+
+    config = PiperConfig.from_dict(json.loads(vf.config.read_text(encoding="utf-8")))
+    model: str | bytes = str(vf.model)
+    try:
+        import onnx
+        from piper.patch_voice_with_alignment import add_alignment_output
+
+        graph = onnx.load(model)
+        add_alignment_output(graph)
+        model = graph.SerializeToString()
+    except ImportError:
+        logger.warning("The onnx package is missing: piper chunks will carry no phoneme timings.")
+    except ValueError:
+        pass  # the file is already patched (or has no duration tensor): use it as it is
+    options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    threads = int(getattr(settings, "TTS_ONNX_THREADS", 0))
+    if threads:
+        options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+    return PiperVoice(session=session, config=config)
+
+
 class PiperEngine(TTSEngine):
     name = "piper"
     display_name = "Piper"
@@ -155,10 +184,8 @@ class PiperEngine(TTSEngine):
         vf = self._voice_file(voice_id or self.default_voice())
         with self._lock:
             if vf.model not in self._loaded:
-                from piper import PiperVoice
-
                 try:
-                    self._loaded[vf.model] = PiperVoice.load(vf.model, vf.config, include_alignments=True)
+                    self._loaded[vf.model] = _load_voice(vf)
                 except Exception as exc:  # a broken .onnx file must not take the worker down
                     raise EngineUnavailable(f"Piper could not load voice '{vf.id}': {exc}") from exc
             return self._loaded[vf.model], vf

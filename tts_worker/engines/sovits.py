@@ -36,6 +36,7 @@ class SoVITSEngine(HTTPEngine):
         return DEFAULT_VOICE if self.voices() else ""
 
     def synthesize_sentence(self, sentence: str, voice: str, reference: VoiceReference | None) -> AudioChunk | None:
+        self.require_available()  # "not configured" says more than "no reference"
         prompt_lang = getattr(settings, "SOVITS_PROMPT_LANG", "zh")
         if reference is not None:
             ref_path, prompt_text = reference.path, reference.text

@@ -1,0 +1,78 @@
+"""An avatar's preprocessed assets, loaded for rendering.
+
+Frames are held in memory JPEG-compressed (a 300 s avatar at full size would need
+gigabytes raw) and decoded on use; the face track is held as arrays.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .media import iter_frames_at_fps, prefetched
+from .preprocess import FRAMES_FILE, META_FILE, TRACK_FILE
+
+JPEG_QUALITY = 95
+
+
+def idle_index(k: int, n: int) -> int:
+    """Frame shown at idle step k: forwards then backwards through the video (ping-pong)."""
+    if n <= 1:
+        return 0
+    period = 2 * n - 2
+    p = k % period
+    return p if p < n else period - p
+
+
+@dataclass
+class AvatarAssets:
+    meta: dict
+    track: dict[str, np.ndarray]
+    jpeg_frames: list[bytes]
+
+    @property
+    def frame_count(self) -> int:
+        return len(self.jpeg_frames)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.meta["width"]), int(self.meta["height"])
+
+    def frame(self, index: int) -> np.ndarray:
+        return cv2.imdecode(np.frombuffer(self.jpeg_frames[index], np.uint8), cv2.IMREAD_COLOR)
+
+    def idle_frame_index(self, k: int) -> int:
+        return idle_index(k, self.frame_count)
+
+    @classmethod
+    def from_dir(cls, folder: str | Path) -> "AvatarAssets":
+        folder = Path(folder)
+        meta = json.loads((folder / META_FILE).read_text())
+        with np.load(folder / TRACK_FILE) as data:
+            track = {key: data[key] for key in data.files}
+        jpegs = []
+        params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+        for image in prefetched(iter_frames_at_fps(str(folder / FRAMES_FILE))):
+            if len(jpegs) >= meta["frame_count"]:
+                break
+            ok, buf = cv2.imencode(".jpg", image, params)
+            jpegs.append(buf.tobytes())
+        if len(jpegs) != meta["frame_count"]:
+            raise ValueError(f"The avatar video has {len(jpegs)} frames; its metadata says {meta['frame_count']}.")
+        return cls(meta=meta, track=track, jpeg_frames=jpegs)
+
+    @classmethod
+    def from_storage(cls, assets_path: str) -> "AvatarAssets":
+        """Load from the Django storage (copies to a temporary folder when not on disk)."""
+        import tempfile
+
+        from avatars.storage import storage_local_path
+
+        with tempfile.TemporaryDirectory(prefix="assets-") as tmp:
+            for name in (META_FILE, TRACK_FILE, FRAMES_FILE):
+                with storage_local_path(f"{assets_path}/{name}") as local:
+                    Path(tmp, name).write_bytes(Path(local).read_bytes())
+            return cls.from_dir(tmp)

@@ -1,0 +1,72 @@
+"""The lip-sync engine interface shared by every engine.
+
+An engine prepares an avatar once (assets and model in memory, shared by all sessions of
+the worker), then renders batches of 25 fps frames for stretches of 16 kHz audio, and
+releases the avatar when it stops.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FPS = 25
+SAMPLE_RATE = 16000
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A phoneme or word the TTS engine placed in time (milliseconds from segment start)."""
+
+    kind: str  # "phoneme" or "word"
+    text: str
+    start_ms: float
+    end_ms: float
+
+
+@dataclass
+class AudioSegment:
+    """Speech to lip-sync: mono float32 samples at 16 kHz, with timings when known."""
+
+    samples: np.ndarray
+    timings: list[Timing] = field(default_factory=list)
+
+    @property
+    def frame_count(self) -> int:
+        return int(np.ceil(len(self.samples) / SAMPLES_PER_FRAME))
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+
+@dataclass
+class RenderedBatch:
+    frames: list[np.ndarray]  # full-size BGR frames at 25 fps
+    frame_indices: list[int]  # which avatar frame each one was made from
+    mouth_open: np.ndarray  # intended opening per frame, 0..1 (for quality checks)
+
+
+class LipsyncEngine(ABC):
+    name: str = ""
+    display_name: str = ""
+    needs_weights: bool = False
+
+    def availability(self) -> tuple[bool, str]:
+        return True, ""
+
+    def device(self) -> str:
+        return "cpu"
+
+    @abstractmethod
+    def prepare(self, assets) -> object:
+        """Build what rendering this avatar needs (once per worker); returns a handle."""
+
+    @abstractmethod
+    def render(self, prepared, audio: AudioSegment, first_frame: int) -> RenderedBatch:
+        """Frames for `audio`, starting at the avatar's idle-loop position `first_frame`."""
+
+    def release(self, prepared) -> None:
+        """Free what `prepare` built."""
