@@ -9,13 +9,6 @@ from . import services
 from .forms import AvatarAddForm, AvatarChangeForm
 from .models import Avatar, AvatarStatus
 
-STATUS_COLOURS = {
-    AvatarStatus.PROCESSING: "#b26a00",
-    AvatarStatus.INACTIVE: "#2e7d32",
-    AvatarStatus.ACTIVE: "#1565c0",
-    AvatarStatus.ERROR: "#c62828",
-}
-
 
 class OwnTutorFilter(admin.RelatedOnlyFieldListFilter):
     """Tutor filter listing only tutors that appear in the admin's own avatar list."""
@@ -24,12 +17,13 @@ class OwnTutorFilter(admin.RelatedOnlyFieldListFilter):
 @admin.register(Avatar)
 class AvatarAdmin(OwnedByAdminMixin, admin.ModelAdmin):
     owner_lookup = "tutor__owner"
-    list_display = ["thumbnail", "name", "display_name", "tutor", "avatar_model", "tts_model",
-                    "status_badge", "progress_bar", "created_at"]
-    list_display_links = ["thumbnail", "name"]
+    list_display = ["thumbnail", "name_column", "tutor", "engines", "status_badge", "progress_bar", "created_at"]
+    list_display_links = ["thumbnail", "name_column"]
     list_filter = ["status", "avatar_model", "tts_model", ("tutor", OwnTutorFilter)]
     search_fields = ["name", "display_name", "description", "tutor__name"]
-    actions = ["reprocess", "delete_with_files"]
+    # Next to Django's own "delete selected" action (its confirmation page ends in
+    # `delete_queryset` below, which goes through the service, so the files go too).
+    actions = ["reprocess"]
     list_per_page = 50
 
     class Media:
@@ -38,11 +32,6 @@ class AvatarAdmin(OwnedByAdminMixin, admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("tutor")
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         kwargs["form"] = AvatarChangeForm if obj is not None else AvatarAddForm
@@ -63,10 +52,12 @@ class AvatarAdmin(OwnedByAdminMixin, admin.ModelAdmin):
                                                   "support_clone", "avatar_blur"]}),
             ]
         return [
-            (None, {"fields": ["preview", "status_badge", "progress_bar", "error_message", "tutor", "name",
-                               "display_name", "description"]}),
+            # The progress row also shows the error reason, live.
+            (None, {"fields": ["preview", "status_badge", "progress_bar", "tutor", "name", "display_name",
+                               "description"]}),
             ("Engines and voice", {"fields": ["avatar_model", "tts_model", "timbre", "support_clone", "avatar_blur"]}),
-            ("Files and video", {"fields": ["video_path", "audio_path", "assets_path", "preview_image_path",
+            ("Files and video", {"classes": ["collapse"],
+                                 "fields": ["video_path", "audio_path", "voice_reference_path", "assets_path", "preview_image_path",
                                             "frame_count", "width", "height", "duration_seconds", "engine_url",
                                             "task_id", "created_at", "updated_at"]}),
         ]
@@ -74,12 +65,13 @@ class AvatarAdmin(OwnedByAdminMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return []
-        return ["preview", "status_badge", "progress_bar", "error_message", "tutor", "name", "avatar_model",
-                "tts_model", "support_clone", "video_path", "audio_path", "assets_path", "preview_image_path",
+        return ["preview", "status_badge", "progress_bar", "tutor", "name", "avatar_model",
+                "tts_model", "support_clone", "video_path", "audio_path", "voice_reference_path", "assets_path", "preview_image_path",
                 "frame_count", "width", "height", "duration_seconds", "engine_url", "task_id", "created_at",
                 "updated_at"]
 
     # --- columns -------------------------------------------------------------------
+    # The data-avatar-* attributes are what static/avatars/admin_progress.js updates live.
 
     def _preview_url(self, obj):
         return reverse("avatar-preview", args=[obj.pk]) + f"?v={obj.updated_at.timestamp():.0f}"
@@ -87,33 +79,56 @@ class AvatarAdmin(OwnedByAdminMixin, admin.ModelAdmin):
     @admin.display(description="Preview")
     def thumbnail(self, obj):
         if not obj.preview_image_path:
-            return format_html('<span class="avatar-thumb avatar-thumb-empty" data-avatar-thumb="{}"></span>', obj.pk)
+            return format_html('<span class="avatar-thumb avatar-thumb-empty" data-avatar-thumb="{}"'
+                               ' title="No preview yet"></span>', obj.pk)
         return format_html('<img class="avatar-thumb" data-avatar-thumb="{}" src="{}" alt="{}">',
                            obj.pk, self._preview_url(obj), obj.name)
 
     @admin.display(description="Preview image")
     def preview(self, obj):
         if not obj.preview_image_path:
-            return "No preview yet."
-        return format_html('<img class="avatar-preview" src="{}" alt="{}">', self._preview_url(obj), obj.name)
+            return format_html('<span class="avatar-preview-empty" data-avatar-preview="{}">No preview yet.</span>',
+                               obj.pk)
+        return format_html('<img class="avatar-preview" data-avatar-preview="{}" src="{}" alt="{}">',
+                           obj.pk, self._preview_url(obj), obj.name)
+
+    @admin.display(description="Name", ordering="name")
+    def name_column(self, obj):
+        if not obj.display_name or obj.display_name == obj.name:
+            return obj.name
+        return format_html('{}<br><span class="avatar-sub">{}</span>', obj.name, obj.display_name)
+
+    @admin.display(description="Lip-sync / TTS", ordering="avatar_model")
+    def engines(self, obj):
+        return format_html('{}<br><span class="avatar-sub">{}</span>', obj.avatar_model, obj.tts_model)
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, obj):
         return format_html(
-            '<span class="avatar-status" data-avatar-status="{}" style="background:{}">{}</span>',
-            obj.pk, STATUS_COLOURS.get(obj.status, "#555"), obj.get_status_display(),
+            '<span class="avatar-status avatar-status-{}" data-avatar-status="{}">{}</span>',
+            obj.status, obj.pk, obj.get_status_display(),
         )
 
     @admin.display(description="Progress")
     def progress_bar(self, obj):
         processing = obj.status == AvatarStatus.PROCESSING
+        error = obj.status == AvatarStatus.ERROR
+        percent = obj.progress_percent if processing else 100
+        if processing:
+            text = f"{percent}% {obj.progress_stage}".strip()
+            note = obj.progress_message
+        elif error:
+            text, note = "Failed", obj.error_message
+        else:
+            text, note = "100%", ""
         return format_html(
-            '<div class="avatar-progress" data-avatar-progress="{}" data-processing="{}" title="{}">'
+            '<div class="avatar-progress-cell">'
+            '<div class="avatar-progress avatar-progress-{}" data-avatar-progress="{}" data-processing="{}" title="{}">'
             '<div class="avatar-progress-fill" style="width:{}%"></div>'
-            '<span class="avatar-progress-text">{}</span></div>',
-            obj.pk, "1" if processing else "0", obj.error_message or obj.progress_message,
-            obj.progress_percent, f"{obj.progress_percent}% {obj.progress_stage}" if processing else
-            (obj.error_message[:60] if obj.status == AvatarStatus.ERROR else "100%"),
+            '<span class="avatar-progress-text">{}</span></div>'
+            '<div class="avatar-progress-note{}" data-avatar-note="{}">{}</div></div>',
+            obj.status, obj.pk, "1" if processing else "0", obj.error_message or obj.progress_message,
+            percent, text, " avatar-progress-note-error" if error else "", obj.pk, note,
         )
 
     # --- writes go through the services --------------------------------------------------
@@ -147,9 +162,3 @@ class AvatarAdmin(OwnedByAdminMixin, admin.ModelAdmin):
                 self.message_user(request, exc.detail, messages.WARNING)
         if done:
             self.message_user(request, f"Reprocessing {done} avatar(s).")
-
-    @admin.action(description="Delete selected avatars and their files", permissions=["delete"])
-    def delete_with_files(self, request, queryset):
-        count = queryset.count()
-        self.delete_queryset(request, queryset)
-        self.message_user(request, f"Deleted {count} avatar(s).")

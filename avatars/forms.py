@@ -25,7 +25,8 @@ class AvatarAddForm(forms.ModelForm):
     avatar_model = forms.ChoiceField(
         choices=[("", "Default (first usable engine)")] + list(AvatarModel.choices), required=False
     )
-    tts_model = forms.ChoiceField(choices=[("", "Default")] + list(TTSModel.choices), required=False)
+    tts_model = forms.ChoiceField(label="TTS model", choices=[("", "Default")] + list(TTSModel.choices),
+                                  required=False)
 
     class Meta:
         model = Avatar
@@ -37,7 +38,12 @@ class AvatarAddForm(forms.ModelForm):
         self.request = request
         self.created = None
         if request is not None:
-            self.fields["tutor"].queryset = tutor_queryset_for(request.user)
+            tutors = tutor_queryset_for(request.user)
+            self.fields["tutor"].queryset = tutors
+            if not self.is_bound and "tutor" not in self.initial:
+                only = list(tutors[:2])
+                if len(only) == 1:
+                    self.initial["tutor"] = only[0].pk
 
     def _post_clean(self):
         # The service validated and saved everything; the model-level checks would only
@@ -65,11 +71,16 @@ class AvatarAddForm(forms.ModelForm):
                 prompt_voice=_upload(data.get("prompt_voice")),
             )
         except ServiceError as exc:
-            field = exc.field if exc.field in FORM_FIELDS else None
-            if exc.field == "tutor_id":
-                field = "tutor"
+            field = _error_field(exc)
             raise ValidationError({field: exc.detail} if field else exc.detail) from None
         return data
+
+
+def _error_field(exc: ServiceError) -> str | None:
+    """The form field a service error belongs to (None: shown above the form)."""
+    if exc.field == "tutor_id":
+        return "tutor"
+    return exc.field if exc.field in FORM_FIELDS else None
 
 
 class AvatarChangeForm(forms.ModelForm):

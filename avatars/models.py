@@ -37,7 +37,7 @@ class Avatar(models.Model):
     display_name = models.CharField(max_length=120, blank=True)
     description = models.TextField(blank=True)
     avatar_model = models.CharField(max_length=20, choices=AvatarModel.choices, default=AvatarModel.VISEME)
-    tts_model = models.CharField(max_length=20, choices=TTSModel.choices, default=TTSModel.PIPER)
+    tts_model = models.CharField("TTS model", max_length=20, choices=TTSModel.choices, default=TTSModel.PIPER)
     timbre = models.CharField(max_length=120, blank=True, help_text="Voice id of the TTS engine.")
     avatar_blur = models.BooleanField(default=False)
     support_clone = models.BooleanField(default=False)

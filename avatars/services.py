@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from lipsync_worker import media
-from tutor_site.exceptions import InvalidInput, NameTaken, NotReady
+from tutor_site.exceptions import InvalidInput, InvalidMedia, NameTaken, NotReady
 from tutors.models import User
 from tutors.selectors import tutor_get
 
@@ -137,11 +137,19 @@ def avatar_create(
     }
     if prompt_face is None:
         raise InvalidInput("prompt_face (the tutor's video) is required.", field="prompt_face")
-    video_info = media.probe_video(prompt_face.path, prompt_face.filename, limits=settings)
+    try:
+        video_info = media.probe_video(prompt_face.path, prompt_face.filename, limits=settings)
+    except InvalidMedia as exc:
+        exc.field = "prompt_face"
+        raise
     if support_clone and prompt_voice is None:
         raise InvalidInput("Voice cloning needs a prompt_voice recording.", field="prompt_voice")
     if prompt_voice is not None:
-        media.probe_audio(prompt_voice.path, prompt_voice.filename, limits=settings)
+        try:
+            media.probe_audio(prompt_voice.path, prompt_voice.filename, limits=settings)
+        except InvalidMedia as exc:
+            exc.field = "prompt_voice"
+            raise
 
     stored: list[str] = []
     try:

@@ -5,11 +5,17 @@ weights, missing runtime). Nothing here downloads anything.
 """
 from __future__ import annotations
 
+import functools
+import importlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+
+from tutor_site.exceptions import EngineUnavailable
+
+from .base import LipsyncEngine
 
 
 @dataclass(frozen=True)
@@ -21,6 +27,7 @@ class LipsyncEngineInfo:
     runtime: str | None = None  # Python module the engine needs
     per_avatar_weights: bool = False
     licence: str = ""
+    engine_class: str = ""  # "module:Class" of the implementation
 
     def device(self) -> str:
         if self.runtime != "torch" or importlib.util.find_spec("torch") is None:
@@ -33,6 +40,8 @@ class LipsyncEngineInfo:
         return Path(settings.LIPSYNC_WEIGHTS_DIR) / self.name
 
     def availability(self) -> tuple[bool, str]:
+        if not self.engine_class:
+            return False, "This engine is not part of this version yet."
         if self.runtime and importlib.util.find_spec(self.runtime) is None:
             return False, f"The Python package '{self.runtime}' is not installed on this worker."
         if self.needs_weights and not self.per_avatar_weights:
@@ -58,7 +67,10 @@ ENGINES: dict[str, LipsyncEngineInfo] = {
             "ultralight", "Ultralight Digital Human", needs_weights=True, runtime="torch",
             per_avatar_weights=True, licence="Apache-2.0 code; per-avatar weights trained by the operator",
         ),
-        LipsyncEngineInfo("viseme", "Viseme (CPU)", needs_weights=False, licence="Ours (same as this project)"),
+        LipsyncEngineInfo(
+            "viseme", "Viseme (CPU)", needs_weights=False, licence="Ours (same as this project)",
+            engine_class="lipsync_worker.engines.viseme:VisemeEngine",
+        ),
     )
 }
 
@@ -94,3 +106,16 @@ def engine_list() -> list[dict]:
             }
         )
     return rows
+
+
+@functools.cache
+def get_engine(name: str) -> LipsyncEngine:
+    """The engine instance of this process (engines keep per-avatar state, not per-call)."""
+    info = ENGINES.get(name)
+    if info is None:
+        raise EngineUnavailable(f"Unknown lip-sync engine '{name}'; known: {', '.join(ENGINES)}.")
+    available, reason = info.availability()
+    if not available:
+        raise EngineUnavailable(f"The lip-sync engine '{name}' cannot run here: {reason}")
+    module, _, cls = info.engine_class.partition(":")
+    return getattr(importlib.import_module(module), cls)()

@@ -7,6 +7,7 @@ releases the avatar when it stops.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,10 +44,10 @@ class AudioSegment:
 
 
 @dataclass
-class RenderedBatch:
-    frames: list[np.ndarray]  # full-size BGR frames at 25 fps
-    frame_indices: list[int]  # which avatar frame each one was made from
-    mouth_open: np.ndarray  # intended opening per frame, 0..1 (for quality checks)
+class RenderedFrame:
+    image: np.ndarray  # full-size BGR frame
+    index: int  # the avatar frame it was made from
+    mouth_open: float  # intended opening, 0..1 (for quality checks)
 
 
 class LipsyncEngine(ABC):
@@ -65,8 +66,10 @@ class LipsyncEngine(ABC):
         """Build what rendering this avatar needs (once per worker); returns a handle."""
 
     @abstractmethod
-    def render(self, prepared, audio: AudioSegment, first_frame: int) -> RenderedBatch:
-        """Frames for `audio`, starting at the avatar's idle-loop position `first_frame`."""
+    def render(self, prepared, audio: AudioSegment, first_frame: int) -> Iterator[RenderedFrame]:
+        """The 25 fps frames for `audio` (one per 640 samples), in order, starting at the
+        avatar's idle-loop position `first_frame`. A generator, so frames can go out as
+        they are made and a caller can stop early (interrupt)."""
 
     def release(self, prepared) -> None:
         """Free what `prepare` built."""

@@ -167,7 +167,7 @@ def test_engine_without_weights_is_rejected_with_the_reason(api, tutor, face_vid
     response = _post(api, tutor, face_video, avatar_model="wav2lip")
     assert response.status_code == 400
     assert "wav2lip" in response.json()["detail"]
-    assert "not found" in response.json()["detail"] or "not installed" in response.json()["detail"]
+    assert "cannot be used here" in response.json()["detail"]
 
 
 def test_duplicate_name_is_a_conflict(api, tutor, face_video):

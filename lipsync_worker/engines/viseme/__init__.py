@@ -2,11 +2,12 @@
 mouth (see mouth_warp) along a viseme curve from phoneme timings or from the audio."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..base import AudioSegment, LipsyncEngine, RenderedBatch
+from ..base import AudioSegment, LipsyncEngine, RenderedFrame
 from .mouth_warp import MouthGeometry, render_mouth
 from .visemes import curves_from_audio, curves_from_timings
 
@@ -30,16 +31,13 @@ class VisemeEngine(LipsyncEngine):
             return curves_from_timings(audio.timings, audio.duration)
         return curves_from_audio(audio.samples)
 
-    def render(self, prepared: PreparedVisemeAvatar, audio: AudioSegment, first_frame: int) -> RenderedBatch:
+    def render(self, prepared: PreparedVisemeAvatar, audio: AudioSegment, first_frame: int) -> Iterator[RenderedFrame]:
         opening, rounding = self.mouth_curves(audio)
         assets = prepared.assets
-        frames, indices = [], []
-        for k in range(len(opening)):
+        for k in range(audio.frame_count):
             index = assets.idle_frame_index(first_frame + k)
-            frame = assets.frame(index)
-            frames.append(render_mouth(frame, prepared.geometry, index, float(opening[k]), float(rounding[k])))
-            indices.append(index)
-        return RenderedBatch(frames=frames, frame_indices=indices, mouth_open=opening)
+            image = render_mouth(assets.frame(index), prepared.geometry, index, float(opening[k]), float(rounding[k]))
+            yield RenderedFrame(image=image, index=index, mouth_open=float(opening[k]))
 
     def release(self, prepared) -> None:
         prepared.assets = None
