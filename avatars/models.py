@@ -81,3 +81,40 @@ class Avatar(models.Model):
     @property
     def storage_prefix(self) -> str:
         return f"avatars/{self.pk}"
+
+
+class RenderStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    PROCESSING = "processing", "Rendering"
+    DONE = "done", "Done"
+    ERROR = "error", "Error"
+
+
+class AvatarRender(models.Model):
+    """A talking clip of an avatar rendered offline (MP4, H.264 + AAC, 25 fps)."""
+
+    avatar = models.ForeignKey(Avatar, on_delete=models.CASCADE, related_name="renders")
+    text = models.TextField(blank=True)
+    tts_model = models.CharField("TTS model", max_length=20, blank=True)
+    voice = models.CharField(max_length=120, blank=True)
+    audio_source_path = models.CharField(max_length=255, blank=True, help_text="Uploaded speech, when given.")
+    video_path = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=20, choices=RenderStatus.choices, default=RenderStatus.QUEUED)
+    progress_percent = models.PositiveSmallIntegerField(default=0)
+    progress_message = models.CharField(max_length=255, blank=True)
+    error_message = models.TextField(blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    frame_count = models.PositiveIntegerField(default=0)
+    duration_seconds = models.FloatField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"Render {self.pk} of {self.avatar}"
+
+    @property
+    def storage_prefix(self) -> str:
+        return f"{self.avatar.storage_prefix}/renders/{self.pk}"
