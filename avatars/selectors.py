@@ -33,3 +33,13 @@ def avatar_get(user: User, avatar_id) -> Avatar:
         return avatar_queryset_for(user).get(pk=int(avatar_id))
     except (Avatar.DoesNotExist, TypeError, ValueError):
         raise ObjectNotFound(f"Avatar {avatar_id} not found.") from None
+
+
+def render_get(user: User, avatar_id, render_id):
+    from .models import AvatarRender
+
+    avatar = avatar_get(user, avatar_id)
+    try:
+        return avatar.renders.get(pk=int(render_id))
+    except (AvatarRender.DoesNotExist, TypeError, ValueError):
+        raise ObjectNotFound(f"Render {render_id} of avatar {avatar_id} not found.") from None

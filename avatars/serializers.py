@@ -77,3 +77,30 @@ class AvatarUpdateSerializer(serializers.Serializer):
 class StatusMessageSerializer(serializers.Serializer):
     status = serializers.CharField()
     message = serializers.CharField()
+
+
+class RenderSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    avatar_id = serializers.IntegerField()
+    status = serializers.CharField()
+    text = serializers.CharField()
+    tts_model = serializers.CharField()
+    voice = serializers.CharField()
+    progress_percent = serializers.IntegerField()
+    progress_message = serializers.CharField()
+    error_message = serializers.CharField()
+    frame_count = serializers.IntegerField()
+    duration_seconds = serializers.FloatField()
+    download_url = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def get_download_url(self, render) -> str:
+        return reverse("avatar-render-detail", args=[render.avatar_id, render.pk])
+
+
+class RenderCreateSerializer(serializers.Serializer):
+    text = serializers.CharField(required=False)
+    tts_model = serializers.CharField(required=False)
+    voice = serializers.CharField(required=False)
+    audio = serializers.FileField(required=False)

@@ -9,4 +9,8 @@ urlpatterns = [
     path("<int:avatar_id>", views.AvatarDetailView.as_view(), name="avatar-detail"),
     path("<int:avatar_id>/preview", views.AvatarPreviewView.as_view(), name="avatar-preview"),
     path("<int:avatar_id>/reprocess", views.AvatarReprocessView.as_view(), name="avatar-reprocess"),
+    path("<int:avatar_id>/render", views.AvatarRenderCreateView.as_view(), name="avatar-render-create"),
+    path("<int:avatar_id>/renders", views.AvatarRenderListView.as_view(), name="avatar-render-list"),
+    path("<int:avatar_id>/renders/<int:render_id>", views.AvatarRenderDetailView.as_view(),
+         name="avatar-render-detail"),
 ]

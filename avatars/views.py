@@ -11,13 +11,16 @@ from rest_framework.views import APIView
 from lipsync_worker.engines import engine_list
 from tutor_site.exceptions import InvalidInput, ObjectNotFound
 
-from . import services
-from .selectors import avatar_get, avatar_list
+from . import render_services, services
+from .models import RenderStatus
+from .selectors import avatar_get, avatar_list, render_get
 from .serializers import (
     AvatarCreateSerializer,
     AvatarListSerializer,
     AvatarSerializer,
     AvatarUpdateSerializer,
+    RenderCreateSerializer,
+    RenderSerializer,
     StatusMessageSerializer,
 )
 
@@ -143,3 +146,53 @@ class AvatarModelListView(APIView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         return Response({"models": engine_list()})
+
+
+class AvatarRenderCreateView(APIView):
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={"application/json": RenderCreateSerializer, "multipart/form-data": RenderCreateSerializer},
+        responses={202: RenderSerializer},
+    )
+    def post(self, request, avatar_id: int):
+        avatar = avatar_get(request.user, avatar_id)
+        unknown = sorted(set(request.data.keys()) - {"text", "tts_model", "voice", "audio"})
+        if unknown:
+            raise InvalidInput(f"Unknown fields: {', '.join(unknown)}.", field=unknown[0])
+        render = render_services.render_create(
+            avatar,
+            text=request.data.get("text", ""),
+            tts_model=request.data.get("tts_model") or None,
+            voice=request.data.get("voice", ""),
+            audio=_upload(request, "audio"),
+        )
+        return Response(RenderSerializer(render).data, status=status.HTTP_202_ACCEPTED)
+
+
+class AvatarRenderListView(APIView):
+    @extend_schema(responses=RenderSerializer(many=True))
+    def get(self, request, avatar_id: int):
+        avatar = avatar_get(request.user, avatar_id)
+        return Response(RenderSerializer(avatar.renders.all(), many=True).data)
+
+
+class AvatarRenderDetailView(APIView):
+    @extend_schema(responses={(200, "video/mp4"): OpenApiTypes.BINARY, 202: RenderSerializer})
+    def get(self, request, avatar_id: int, render_id: int):
+        """The MP4 once it is done; until then (or on failure) the job's state as JSON."""
+        render = render_get(request.user, avatar_id, render_id)
+        if render.status == RenderStatus.DONE and render.video_path and default_storage.exists(render.video_path):
+            response = FileResponse(default_storage.open(render.video_path, "rb"), content_type="video/mp4",
+                                    filename=f"{render.avatar.name}-{render.pk}.mp4")
+            return response
+        body = RenderSerializer(render).data
+        if render.status == RenderStatus.ERROR:
+            return Response({"detail": f"The render failed: {render.error_message}", "render": body}, status=409)
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses=StatusMessageSerializer)
+    def delete(self, request, avatar_id: int, render_id: int):
+        render = render_get(request.user, avatar_id, render_id)
+        render_services.render_delete(render)
+        return Response({"status": "success", "message": f"Render {render_id} deleted successfully"})

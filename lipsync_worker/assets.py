@@ -69,8 +69,14 @@ class AvatarAssets:
         """Load from the Django storage (copies to a temporary folder when not on disk)."""
         import tempfile
 
+        from django.core.files.storage import default_storage
+
         from avatars.storage import storage_local_path
 
+        try:
+            return cls.from_dir(default_storage.path(assets_path))
+        except NotImplementedError:
+            pass
         with tempfile.TemporaryDirectory(prefix="assets-") as tmp:
             for name in (META_FILE, TRACK_FILE, FRAMES_FILE):
                 with storage_local_path(f"{assets_path}/{name}") as local:

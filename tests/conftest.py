@@ -274,3 +274,17 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2, message: s
             return value
         time.sleep(interval)
     raise AssertionError(f"Timed out after {timeout:.0f} s waiting for {message}")
+
+
+def avatar_create_and_wait(api, tutor, video: Path, name: str, timeout: float = 120, **fields) -> dict:
+    """Create an avatar through the API and wait for the real worker to finish it."""
+    with open(video, "rb") as fh:
+        response = api.post("/api/avatars/create", {"tutor_id": tutor.pk, "name": name, "prompt_face": fh, **fields},
+                            format="multipart")
+    assert response.status_code == 201, response.content
+
+    def done():
+        body = api.get(f"/api/avatars/{response.json()['id']}").json()
+        return body if body["status"] != "processing" else None
+
+    return wait_for(done, timeout=timeout, message=f"avatar {name} to be processed")

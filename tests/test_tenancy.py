@@ -20,7 +20,10 @@ def owned(api, tutor, face_video):
         format="multipart",
     )
     assert response.status_code == 201
-    return {"tutor_id": tutor.pk, "avatar_id": response.json()["id"]}
+    from avatars.models import AvatarRender
+
+    render = AvatarRender.objects.create(avatar_id=response.json()["id"], text="Secret words")
+    return {"tutor_id": tutor.pk, "avatar_id": response.json()["id"], "render_id": render.pk}
 
 
 def _schema(api):

@@ -234,6 +234,10 @@ SOVITS_TEXT_LANG = env.str("SOVITS_TEXT_LANG", default="auto")
 TACOTRON_URL = env.str("TACOTRON_URL", default="")
 TACOTRON_SPEAKERS = env.list("TACOTRON_SPEAKERS", default=[])
 TACOTRON_LANGUAGE = env.str("TACOTRON_LANGUAGE", default="en")
+# How many prepared avatars a lip-sync worker keeps in memory (least recently used go first).
+LIPSYNC_WARM_AVATARS_MAX = env.int("LIPSYNC_WARM_AVATARS_MAX", default=4)
+# Offline talking clips: the longest speech accepted (seconds).
+RENDER_MAX_SECONDS = env.float("RENDER_MAX_SECONDS", default=120.0)
 # The share of frames in which exactly one face must be found for a usable avatar.
 FACE_MIN_FRAME_RATIO = env.float("FACE_MIN_FRAME_RATIO", default=0.6)
 

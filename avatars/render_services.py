@@ -1,0 +1,129 @@
+"""Offline talking clips of an avatar: request, job state, delete."""
+from __future__ import annotations
+
+import os
+import uuid
+
+from django.conf import settings
+from django.db import transaction
+
+from lipsync_worker import media
+from tutor_site.exceptions import InvalidInput, InvalidMedia, NotReady
+
+from .events import avatar_event_publish
+from .models import Avatar, AvatarRender, RenderStatus, TTSModel
+from .services import UploadSource
+from .storage import storage_delete_prefix, storage_save
+
+
+class _RenderLimits:
+    """The voice-probe limits, with the render's own maximum length."""
+
+    VOICE_MAX_UPLOAD_MB = settings.VOICE_MAX_UPLOAD_MB
+
+    @property
+    def VOICE_MAX_SECONDS(self):  # noqa: N802 - mirrors the settings name probe_audio reads
+        return settings.RENDER_MAX_SECONDS
+
+
+def _enqueue(render: AvatarRender) -> None:
+    from lipsync_worker.tasks import render_avatar_task
+
+    render_id, task_id = render.pk, render.task_id
+    transaction.on_commit(lambda: render_avatar_task.apply_async(args=[render_id, task_id], task_id=task_id))
+
+
+def render_create(
+    avatar: Avatar, *, text: str = "", tts_model: str | None = None, voice: str = "", audio: UploadSource | None = None
+) -> AvatarRender:
+    """Queue a talking clip of `avatar` speaking `text` (through TTS) or the uploaded `audio`."""
+    if not avatar.is_ready:
+        reason = f": {avatar.error_message}" if avatar.error_message else ""
+        raise NotReady(f"Avatar '{avatar.name}' is {avatar.status}; it can talk once it is ready{reason}")
+    text = (text or "").strip()
+    if audio is None and not text:
+        raise InvalidInput("Give the text to speak, or an audio file.", field="text")
+    if audio is not None and text:
+        raise InvalidInput("Give either text or an audio file, not both.", field="text")
+    tts_model = tts_model or avatar.tts_model
+    voice = (voice or avatar.timbre or "").strip()
+    if audio is not None:
+        try:
+            media.probe_audio(audio.path, audio.filename, limits=_RenderLimits())
+        except InvalidMedia as exc:
+            exc.field = "audio"
+            raise
+    else:
+        if tts_model not in TTSModel.values:
+            raise InvalidInput(f"Unknown tts_model '{tts_model}'; choose one of: {', '.join(TTSModel.values)}.",
+                               field="tts_model")
+        from tts_worker.services import tts_engine_require_available, tts_request_validate
+
+        engine, voice, text = tts_request_validate(text, tts_model, voice or None)
+        tts_engine_require_available(engine)
+    with transaction.atomic():
+        render = AvatarRender.objects.create(
+            avatar=avatar, text=text, tts_model="" if audio else tts_model, voice="" if audio else voice,
+            task_id=str(uuid.uuid4()), progress_message="Waiting for a lip-sync worker",
+        )
+        if audio is not None:
+            ext = os.path.splitext(audio.filename)[1].lower()
+            try:
+                render.audio_source_path = storage_save(f"{render.storage_prefix}/speech{ext}", audio.path)
+            except Exception:
+                storage_delete_prefix(render.storage_prefix)
+                raise
+            render.save(update_fields=["audio_source_path", "updated_at"])
+        _enqueue(render)
+    return render
+
+
+def render_delete(render: AvatarRender) -> None:
+    prefix = render.storage_prefix
+    render.delete()
+    transaction.on_commit(lambda: storage_delete_prefix(prefix))
+
+
+# --- Job state reported by the lipsync worker ------------------------------------------
+
+
+def _live(render_id: int, task_id: str):
+    return AvatarRender.objects.filter(
+        pk=render_id, task_id=task_id, status__in=[RenderStatus.QUEUED, RenderStatus.PROCESSING]
+    )
+
+
+def render_job_is_current(render_id: int, task_id: str) -> bool:
+    return _live(render_id, task_id).exists()
+
+
+def render_progress_set(render_id: int, task_id: str, percent: int, message: str) -> None:
+    updated = _live(render_id, task_id).update(
+        status=RenderStatus.PROCESSING, progress_percent=max(0, min(99, int(percent))), progress_message=message[:255]
+    )
+    if updated:
+        _publish(render_id, "render.progress")
+
+
+def render_succeeded(render_id: int, task_id: str, *, video_path: str, frame_count: int, duration: float) -> bool:
+    updated = _live(render_id, task_id).update(
+        status=RenderStatus.DONE, video_path=video_path, frame_count=frame_count, duration_seconds=round(duration, 3),
+        progress_percent=100, progress_message="Done", error_message="",
+    )
+    if updated:
+        _publish(render_id, "render.done")
+    return bool(updated)
+
+
+def render_failed(render_id: int, task_id: str, reason: str) -> bool:
+    updated = _live(render_id, task_id).update(status=RenderStatus.ERROR, error_message=reason,
+                                               progress_message="Failed")
+    if updated:
+        _publish(render_id, "render.error")
+    return bool(updated)
+
+
+def _publish(render_id: int, event: str) -> None:
+    render = AvatarRender.objects.select_related("avatar").filter(pk=render_id).first()
+    if render is not None:
+        avatar_event_publish(render.avatar, event)
