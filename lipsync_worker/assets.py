@@ -15,7 +15,7 @@ import numpy as np
 from .media import iter_frames_at_fps, prefetched
 from .preprocess import FRAMES_FILE, META_FILE, TRACK_FILE
 
-JPEG_QUALITY = 95
+JPEG_QUALITY = 97
 
 
 def idle_index(k: int, n: int) -> int:

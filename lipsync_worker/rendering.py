@@ -10,6 +10,7 @@ import av
 import numpy as np
 
 from .engines.base import FPS, SAMPLE_RATE, AudioSegment
+from .media import video_frame_from_bgr
 
 AUDIO_FRAME = 1024
 
@@ -25,7 +26,7 @@ class ClipWriter:
     """MP4 writer: video frames are encoded on a background thread while the caller
     renders the next ones; the audio track is added at the end, on the same clock (t=0)."""
 
-    def __init__(self, path: str, width: int, height: int, crf: int = 20, preset: str = "veryfast"):
+    def __init__(self, path: str, width: int, height: int, crf: int = 17, preset: str = "veryfast"):
         self.container = av.open(path, mode="w", options={"movflags": "faststart"})
         self.video = self.container.add_stream("libx264", rate=FPS)
         self.video.width, self.video.height = width - width % 2, height - height % 2
@@ -48,9 +49,7 @@ class ClipWriter:
             if self._error is not None:
                 continue
             try:
-                frame = av.VideoFrame.from_ndarray(
-                    np.ascontiguousarray(image[: self.video.height, : self.video.width]), format="bgr24"
-                )
+                frame = video_frame_from_bgr(np.ascontiguousarray(image[: self.video.height, : self.video.width]))
                 frame.pts = self.frames
                 for packet in self.video.encode(frame):
                     self.container.mux(packet)
