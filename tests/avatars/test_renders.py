@@ -139,3 +139,25 @@ def test_another_admins_renders_are_not_found(other_api, ready_avatar):
     assert other_api.get(f"/api/avatars/{ready_avatar.pk}/renders/{render.pk}").status_code == 404
     assert other_api.get(f"/api/avatars/{ready_avatar.pk}/renders").status_code == 404
     assert other_api.post(f"/api/avatars/{ready_avatar.pk}/render", {"text": "hi"}, format="json").status_code == 404
+
+
+@pytest.mark.integration
+def test_render_avatar_command_writes_the_clip(transactional_db, celery_worker_process, api, tutor, face_video,
+                                               tmp_path):
+    from django.core.management import call_command
+
+    avatar = avatar_create_and_wait(api, tutor, face_video, "cli_talker", tts_model="espeak-ng")
+    out = tmp_path / "clips" / "hello.mp4"
+    call_command("render_avatar", "cli_talker", "--text", "Hello from the command line.", "-o", str(out))
+    facts = _probe(out.read_bytes())
+    assert facts["video_codec"] == "h264" and facts["audio_codec"] == "aac"
+    assert 1.0 < facts["audio_seconds"] < 5.0
+    assert AvatarRender.objects.get(avatar_id=avatar["id"]).status == "done"
+
+
+@pytest.mark.django_db
+def test_render_avatar_command_explains_what_is_wrong(tutor, tmp_path):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="No avatar"):
+        call_command("render_avatar", "nobody", "--text", "hi", "-o", str(tmp_path / "x.mp4"))

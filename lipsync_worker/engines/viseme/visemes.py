@@ -117,8 +117,8 @@ def curves_from_audio(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     emphasised = np.append(padded[0], padded[1:] - 0.9 * padded[:-1]).reshape(n, hop)
     rms = np.sqrt((emphasised ** 2).mean(axis=1) + 1e-12)
     db = 20 * np.log10(rms + 1e-9)
-    voiced = db[db > db.max() - 45] if np.isfinite(db).any() else db
-    floor = max(np.percentile(voiced, 10) if len(voiced) else -90, db.max() - 45)
+    # The noise floor: the quietest tenth of the clip, but never more than 60 dB under the peak.
+    floor = max(float(np.percentile(db, 10)), float(db.max()) - 60.0)
     peak = np.percentile(db, 97)
     span = max(peak - floor - 6.0, 6.0)
     opening = np.clip((db - floor - 6.0) / span, 0, 1) ** 0.9
