@@ -25,6 +25,8 @@ class AvatarAdmin(OwnedByAdminMixin, admin.ModelAdmin):
     # `delete_queryset` below, which goes through the service, so the files go too).
     actions = ["reprocess"]
     list_per_page = 50
+    # Adds "Preview voice" and "Talking clips" (render + players) under the form.
+    change_form_template = "admin/avatars/avatar/change_form.html"
 
     class Media:
         css = {"all": ["avatars/admin.css"]}

@@ -27,6 +27,7 @@ from tests import media
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PASSWORD = "correct-horse-9"
+pytest_plugins = ["tests.browser"]
 
 
 # --- settings shared with the processes the tests start -----------------------------------
@@ -183,9 +184,11 @@ class DaphneServer:
         self._log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def daphne_server(process_env, tmp_path_factory):
-    """The real ASGI server (HTTP, admin, WebSockets) on a loopback port."""
+    """The real ASGI server (HTTP, admin, WebSockets) on a loopback port. One per test:
+    the database is flushed between transactional tests, which gives content types new
+    ids that a long-lived server would still have cached."""
     server = DaphneServer(process_env, tmp_path_factory.mktemp("daphne") / "daphne.log")
     yield server
     server.stop()
