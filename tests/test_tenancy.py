@@ -9,6 +9,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 pytestmark = pytest.mark.django_db
 
 SKIP_PREFIXES = ("/api/auth/", "/api/schema/", "/api/docs/", "/api/health")
+# Path parameters that are not object ids, with a value to call them with.
+NON_OBJECT_PARAMS = {"path": "offer"}
 
 
 @pytest.fixture
@@ -35,9 +37,9 @@ def test_every_object_endpoint_is_404_for_another_admin(api, other_api, owned):
     paths = _schema(api)["paths"]
     checked = 0
     for path, operations in paths.items():
-        params = re.findall(r"{(\w+)}", path)
+        params = [p for p in re.findall(r"{(\w+)}", path) if p not in NON_OBJECT_PARAMS]
         if not params or path.startswith(SKIP_PREFIXES):
-            continue
+            continue  # the LiveTalking proxy names its avatar in the body: tests/live covers it
         url = path
         for name in params:
             assert name in owned, f"no object for parameter {name} in {path}"
@@ -73,7 +75,7 @@ def test_every_endpoint_needs_a_token(client_for, api, owned):
     for path, operations in _schema(api)["paths"].items():
         if path.startswith(SKIP_PREFIXES):
             continue
-        url = re.sub(r"{(\w+)}", lambda m: str(owned[m.group(1)]), path)
+        url = re.sub(r"{(\w+)}", lambda m: str({**owned, **NON_OBJECT_PARAMS}[m.group(1)]), path)
         for method in operations:
             if method in ("get", "post", "patch", "put", "delete"):
                 assert getattr(anonymous, method)(url).status_code == 401, (method, url)
