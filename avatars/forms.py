@@ -60,15 +60,9 @@ class AvatarAddForm(forms.ModelForm):
                 user=self.request.user,
                 tutor_id=data["tutor"].pk,
                 name=data.get("name", ""),
-                display_name=data.get("display_name", ""),
-                description=data.get("description", ""),
-                avatar_model=data.get("avatar_model") or None,
-                tts_model=data.get("tts_model") or None,
-                timbre=data.get("timbre", ""),
-                avatar_blur=data.get("avatar_blur", False),
-                support_clone=data.get("support_clone", False),
                 prompt_face=_upload(data.get("prompt_face")),
                 prompt_voice=_upload(data.get("prompt_voice")),
+                **services.avatar_create_options(data),
             )
         except ServiceError as exc:
             field = _error_field(exc)

@@ -108,6 +108,17 @@ def _enqueue_preprocess(avatar: Avatar) -> None:
     )
 
 
+# Optional avatar_create arguments that forms, the API and the batch command pass through.
+AVATAR_CREATE_OPTIONS = (
+    "display_name", "description", "avatar_model", "tts_model", "timbre", "avatar_blur", "support_clone",
+)
+
+
+def avatar_create_options(data) -> dict:
+    """The optional create arguments present (and not blank) in submitted data."""
+    return {key: data[key] for key in AVATAR_CREATE_OPTIONS if data.get(key) not in (None, "")}
+
+
 def avatar_create(
     *,
     user: User,

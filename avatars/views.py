@@ -90,15 +90,9 @@ class AvatarCreateView(APIView):
             user=request.user,
             tutor_id=data.get("tutor_id"),
             name=data.get("name", ""),
-            display_name=data.get("display_name", ""),
-            description=data.get("description", ""),
-            avatar_model=data.get("avatar_model") or None,
-            tts_model=data.get("tts_model") or None,
-            timbre=data.get("timbre", ""),
-            avatar_blur=data.get("avatar_blur", False),
-            support_clone=data.get("support_clone", False),
             prompt_face=_upload(request, "prompt_face"),
             prompt_voice=_upload(request, "prompt_voice"),
+            **services.avatar_create_options(data),
         )
         return Response(AvatarSerializer(avatar).data, status=status.HTTP_201_CREATED)
 

@@ -115,17 +115,20 @@ def _decode_first(path: str, stream_kind: str, label: str) -> None:
     raise InvalidMedia(f"The {label} file's {stream_kind} cannot be decoded: it is corrupt.")
 
 
+def _check_container(container, expected: str, ext: str) -> None:
+    if container.format.name != expected:
+        raise InvalidMedia(
+            f"The file is named '{ext}' but its content is '{container.format.name}': upload it with its real extension."
+        )
+
+
 def probe_video(path: str, filename: str, *, limits) -> MediaInfo:
     """Validate an uploaded avatar video. `limits` carries the AVATAR_* settings."""
     label = "video"
     ext = _extension(filename, VIDEO_CONTAINERS, label)
     _check_size(path, limits.AVATAR_MAX_UPLOAD_MB, label)
     with _open(path, label) as container:
-        if container.format.name != VIDEO_CONTAINERS[ext]:
-            raise InvalidMedia(
-                f"The file is named '{ext}' but its content is '{container.format.name}': "
-                "upload it with its real extension."
-            )
+        _check_container(container, VIDEO_CONTAINERS[ext], ext)
         streams = list(container.streams)
         if len(streams) > limits.AVATAR_MAX_STREAMS:
             raise InvalidMedia(f"The video has {len(streams)} streams; at most {limits.AVATAR_MAX_STREAMS} are allowed.")
@@ -189,11 +192,7 @@ def probe_audio(path: str, filename: str, *, limits) -> MediaInfo:
     ext = _extension(filename, AUDIO_CONTAINERS, label)
     _check_size(path, limits.VOICE_MAX_UPLOAD_MB, label)
     with _open(path, label) as container:
-        if container.format.name != AUDIO_CONTAINERS[ext]:
-            raise InvalidMedia(
-                f"The file is named '{ext}' but its content is '{container.format.name}': "
-                "upload it with its real extension."
-            )
+        _check_container(container, AUDIO_CONTAINERS[ext], ext)
         if not container.streams.audio:
             raise InvalidMedia("The voice file has no audio stream.")
         if len(container.streams.audio) > 1:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from avatars.models import AvatarStatus
 from avatars.selectors import avatar_queryset_for
-from avatars.services import UploadSource, avatar_create
+from avatars.services import UploadSource, avatar_create, avatar_create_options
 from avatars.storage import storage_delete_prefix
 from lipsync_worker.media import AUDIO_CONTAINERS, VIDEO_CONTAINERS
 from tutor_site.exceptions import InvalidInput, ServiceError
@@ -42,7 +42,6 @@ COLUMN_ALIASES = {
     "voice_path": "voice", "audio": "voice", "audio_path": "voice", "prompt_voice": "voice",
 }
 # What the service accepts for these besides the files and the tutor.
-PASSTHROUGH = ["display_name", "description", "avatar_model", "tts_model", "timbre", "avatar_blur", "support_clone"]
 # A .webm could be either; beside a video it is another video, not its voice.
 VOICE_EXTENSIONS = sorted(set(AUDIO_CONTAINERS) - set(VIDEO_CONTAINERS))
 
@@ -207,7 +206,7 @@ class Command(BaseCommand):
                 row.status, row.avatar_id = SKIPPED, existing.pk
                 row.message = f"already exists (id {existing.pk}, {existing.status})"
                 return
-            kwargs = {key: values[key] for key in PASSTHROUGH if values.get(key)}
+            kwargs = avatar_create_options(values)
             face = self._source(base, values.get("video", ""), "video")
             voice = self._source(base, values["voice"], "voice") if values.get("voice") else None
             if dry_run:
