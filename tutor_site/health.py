@@ -3,6 +3,7 @@ import time
 
 import redis
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import AllowAny
@@ -42,6 +43,24 @@ def workers_by_queue(timeout: float = 1.0) -> dict:
     return queues
 
 
+def _live() -> dict:
+    """Live runtimes with a heartbeat, and avatars found active on a dead worker (now reset)."""
+    from avatars.live_services import avatar_live_reconcile
+    from lipsync_worker.live import registry
+
+    try:
+        reset = avatar_live_reconcile()
+        runtimes = registry.workers()
+    except Exception as exc:  # noqa: BLE001
+        return {"error": str(exc)}
+    return {
+        "workers": [{"name": facts.get("name"), "sessions": facts.get("sessions", 0),
+                     "avatars": facts.get("avatars", [])} for facts in runtimes.values()],
+        "sessions": sum(facts.get("sessions", 0) for facts in runtimes.values()),
+        "avatars_reset": reset,
+    }
+
+
 class HealthView(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
@@ -50,13 +69,19 @@ class HealthView(APIView):
     def get(self, request):
         started = time.monotonic()
         database, redis_state = _database(), _redis()
-        workers = workers_by_queue() if redis_state == "ok" else {"lipsync": [], "tts": []}
+        # Asking the workers waits for the broadcast timeout: share one answer for a few seconds.
+        workers = (
+            cache.get_or_set("health:workers", lambda: workers_by_queue(timeout=0.5), 5)
+            if redis_state == "ok" else {"lipsync": [], "tts": []}
+        )
         ok = database == "ok" and redis_state == "ok"
+        live = _live() if ok else {}
         body = {
             "status": "ok" if ok else "error",
             "database": database,
             "redis": redis_state,
             "workers": {queue: {"count": len(names), "names": names} for queue, names in workers.items()},
+            "live": live,
             "checked_in_ms": round((time.monotonic() - started) * 1000),
         }
         return Response(body, status=200 if ok else 503)
