@@ -157,10 +157,14 @@ def render_mouth(frame: np.ndarray, geo: MouthGeometry, i: int, opening: float, 
         colour = interior * shade
         if not geo.shows_teeth:
             # Upper teeth hang just below the upper lip.
-            teeth_h = min(0.1 * W, 0.5 * max(delta, 0))
+            # Upper teeth hang just below the upper lip: thinner towards the corners, and
+            # never more than part of the gap, so the corners stay dark.
+            gap_height = max(delta, 0) * lens
+            teeth_h = np.minimum(0.1 * W * np.sqrt(lens), 0.4 * gap_height)
             top_edge = -shift_up  # where the upper lip's inner edge now is
-            teeth = np.clip((top_edge + teeth_h - v) / 1.5, 0, 1) * (v >= top_edge - 1) * (lens > 0.15)
-            colour = colour * (1 - teeth[..., None]) + (TEETH_BGR * (0.7 + 0.3 * lens[..., None])) * teeth[..., None]
+            teeth = np.clip((top_edge + teeth_h - v) / 1.5, 0, 1) * (v >= top_edge - 1)
+            tint = (0.62 + 0.3 * lens)[..., None]
+            colour = colour * (1 - teeth[..., None]) + (TEETH_BGR * tint) * teeth[..., None]
         a = alpha[..., None]
         warped = (warped.astype(np.float32) * (1 - a) + colour * a).astype(np.uint8)
     frame[y0:y1, x0:x1] = warped
