@@ -275,8 +275,10 @@ def iter_frames_at_fps(path: str, fps: int = TARGET_FPS, stats: DecodeStats | No
                 next_index += 1
             previous, previous_time = image, t
         if previous is not None:
-            duration = _duration(container, stream) or (previous_time + step)
-            while next_index * step < max(duration, previous_time + step) - 1e-6:
+            # The last frame lasts one source frame; container durations often add padding.
+            rate = float(stream.average_rate or 0) or fps
+            end = previous_time + 1.0 / rate
+            while next_index * step < end - 1e-6:
                 stats.emitted += 1
                 yield previous
                 next_index += 1
