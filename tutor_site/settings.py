@@ -117,6 +117,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so that worker processes started by the tests see the test data.
     # Named per test run so that concurrent runs do not share it.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-db-{os.getpid()}.sqlite3")}
+else:
+    # Per test run too, so that runs side by side on one server do not drop each other's.
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 # --- Redis: Celery broker, channel layer and cache.
@@ -132,7 +135,10 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_KEY_PREFIX}:asgi", "capacity": 500},
+        # redis-py 8 reads with a 5 s socket timeout by default, exactly channels_redis'
+        # 5 s blocking pop: an idle consumer then dies with TimeoutError. Give reads room.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": f"{REDIS_KEY_PREFIX}:asgi",
+                   "capacity": 500},
     }
 }
 
@@ -240,6 +246,30 @@ LIPSYNC_WARM_AVATARS_MAX = env.int("LIPSYNC_WARM_AVATARS_MAX", default=4)
 RENDER_MAX_SECONDS = env.float("RENDER_MAX_SECONDS", default=120.0)
 # The share of frames in which exactly one face must be found for a usable avatar.
 FACE_MIN_FRAME_RATIO = env.float("FACE_MIN_FRAME_RATIO", default=0.6)
+
+# --- Live sessions (WebRTC from the lip-sync worker).
+# STUN/TURN servers offered to both peers, as RTCIceServer dicts:
+# [{"urls": ["stun:stun.example.org:3478"]}, {"urls": "turn:...", "username": "u", "credential": "p"}].
+WEBRTC_ICE_SERVERS = env.json("WEBRTC_ICE_SERVERS", default=[])
+# Addresses the worker offers as host candidates; loopback only unless the operator opens it up.
+WEBRTC_HOST_ADDRESSES = env.list("WEBRTC_HOST_ADDRESSES", default=["127.0.0.1"])
+# How long POST /start waits for the warm-up before answering 202 with a job to poll.
+AVATAR_START_TIMEOUT = env.float("AVATAR_START_TIMEOUT", default=120.0)
+LIVE_MAX_SESSIONS_PER_WORKER = env.int("LIVE_MAX_SESSIONS_PER_WORKER", default=6)
+LIVE_MAX_SESSIONS_PER_ADMIN = env.int("LIVE_MAX_SESSIONS_PER_ADMIN", default=4)
+# A worker refreshes its heartbeat every LIVE_HEARTBEAT_SECONDS; without one for
+# LIVE_HEARTBEAT_TTL seconds it counts as dead and its avatars can be started elsewhere.
+LIVE_HEARTBEAT_SECONDS = env.float("LIVE_HEARTBEAT_SECONDS", default=3.0)
+LIVE_HEARTBEAT_TTL = env.int("LIVE_HEARTBEAT_TTL", default=15)
+# Signaling: the largest message (an SDP offer is a few kB), the message rate, and how
+# long the web side waits for the worker to answer.
+LIVE_MESSAGE_MAX_BYTES = env.int("LIVE_MESSAGE_MAX_BYTES", default=65536)
+LIVE_MESSAGES_PER_SECOND = env.float("LIVE_MESSAGES_PER_SECOND", default=20.0)
+LIVE_ANSWER_TIMEOUT = env.float("LIVE_ANSWER_TIMEOUT", default=15.0)
+# Texts waiting behind the one being spoken, per session.
+LIVE_MAX_PENDING_SAYS = env.int("LIVE_MAX_PENDING_SAYS", default=8)
+# A peer that has not connected after this many seconds is closed.
+LIVE_CONNECT_TIMEOUT = env.float("LIVE_CONNECT_TIMEOUT", default=30.0)
 
 # --- REST API.
 REST_FRAMEWORK = {
