@@ -17,20 +17,21 @@ class OwnTutorFilter(admin.RelatedOnlyFieldListFilter):
 @admin.register(Avatar)
 class AvatarAdmin(OwnedByAdminMixin, admin.ModelAdmin):
     owner_lookup = "tutor__owner"
-    list_display = ["thumbnail", "name_column", "tutor", "engines", "status_badge", "progress_bar", "created_at"]
+    list_display = ["thumbnail", "name_column", "tutor", "engines", "status_badge", "progress_bar",
+                    "created_at"]
     list_display_links = ["thumbnail", "name_column"]
     list_filter = ["status", "avatar_model", "tts_model", ("tutor", OwnTutorFilter)]
     search_fields = ["name", "display_name", "description", "tutor__name"]
     # Next to Django's own "delete selected" action (its confirmation page ends in
     # `delete_queryset` below, which goes through the service, so the files go too).
-    actions = ["reprocess"]
+    actions = ["reprocess", "start_live", "stop_live"]
     list_per_page = 50
     # Adds "Preview voice" and "Talking clips" (render + players) under the form.
     change_form_template = "admin/avatars/avatar/change_form.html"
 
     class Media:
         css = {"all": ["avatars/admin.css"]}
-        js = ["avatars/admin_progress.js"]
+        js = ["avatars/admin_progress.js", "avatars/admin_live.js"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("tutor")
@@ -55,7 +56,7 @@ class AvatarAdmin(OwnedByAdminMixin, admin.ModelAdmin):
             ]
         return [
             # The progress row also shows the error reason, live.
-            (None, {"fields": ["preview", "status_badge", "progress_bar", "tutor", "name", "display_name",
+            (None, {"fields": ["preview", "status_badge", "progress_bar", "live_column", "tutor", "name", "display_name",
                                "description"]}),
             ("Engines and voice", {"fields": ["avatar_model", "tts_model", "timbre", "support_clone", "avatar_blur"]}),
             ("Files and video", {"classes": ["collapse"],
@@ -67,7 +68,7 @@ class AvatarAdmin(OwnedByAdminMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return []
-        return ["preview", "status_badge", "progress_bar", "tutor", "name", "avatar_model",
+        return ["preview", "status_badge", "progress_bar", "live_column", "tutor", "name", "avatar_model",
                 "tts_model", "support_clone", "video_path", "audio_path", "voice_reference_path", "assets_path", "preview_image_path",
                 "frame_count", "width", "height", "duration_seconds", "engine_url", "task_id", "created_at",
                 "updated_at"]
@@ -164,3 +165,46 @@ class AvatarAdmin(OwnedByAdminMixin, admin.ModelAdmin):
                 self.message_user(request, exc.detail, messages.WARNING)
         if done:
             self.message_user(request, f"Reprocessing {done} avatar(s).")
+
+    # --- live sessions (start / stop go through avatars.live_services) ---------------------
+
+    # On the change page only: the avatar list has no width to spare for another column.
+    @admin.display(description="Live")
+    def live_column(self, obj):
+        if obj.status not in (AvatarStatus.INACTIVE, AvatarStatus.ACTIVE):
+            return ""
+        talk = reverse("avatar-talk", args=[obj.pk])
+        if obj.status == AvatarStatus.ACTIVE:
+            return format_html(
+                '<a class="avatar-talk-link" href="{}">Talk</a><br>'
+                '<button type="button" class="avatar-live-button" data-avatar-live="stop" '
+                'data-url="{}">Stop</button>', talk, reverse("avatar-stop", args=[obj.pk]))
+        return format_html(
+            '<a class="avatar-talk-link" href="{1}">Talk</a><br>'
+            '<button type="button" class="avatar-live-button" data-avatar-live="start" '
+            'data-url="{0}">Start</button>',
+            reverse("avatar-start", args=[obj.pk]), talk)
+
+    @admin.action(description="Start selected avatars (live sessions)", permissions=["change"])
+    def start_live(self, request, queryset):
+        from . import live_services
+
+        for avatar in queryset:
+            try:
+                result = live_services.avatar_start(avatar=avatar, engine_url=request.build_absolute_uri(
+                    "/api/avatars/webrtc"))
+            except ServiceError as exc:
+                self.message_user(request, exc.detail, messages.WARNING)
+                continue
+            if result.started:
+                self.message_user(request, f"Avatar '{avatar.name}' started successfully.")
+            else:
+                self.message_user(request, f"Avatar '{avatar.name}' is still warming up; it turns active shortly.")
+
+    @admin.action(description="Stop selected avatars", permissions=["change"])
+    def stop_live(self, request, queryset):
+        from . import live_services
+
+        for avatar in queryset:
+            live_services.avatar_stop(avatar=avatar)
+        self.message_user(request, f"Stopped {queryset.count()} avatar(s).")

@@ -48,3 +48,164 @@ class AvatarEventsConsumer(AsyncJsonWebsocketConsumer):
 
     async def avatar_event(self, message):
         await self.send_json({"event": message["event"], "avatar": message["avatar"]})
+
+
+# --- Live session signaling ---------------------------------------------------------------
+
+CLOSE_NOT_STARTED = 4409
+CLOSE_FLOOD = 4429
+CLOSE_TOO_BIG = 1009
+
+
+@database_sync_to_async
+def _serving_channel(user, avatar_id):
+    """(channel, None) of the worker serving the avatar, or (None, reason)."""
+    from tutor_site.exceptions import ServiceError
+
+    from .live_services import live_serving_channel
+
+    try:
+        return live_serving_channel(avatar_get(user, avatar_id)), None
+    except ServiceError as exc:
+        return None, exc.detail
+
+
+@database_sync_to_async
+def _offer_message(user, avatar_id, sdp, events_to):
+    from .live_services import live_offer_message
+
+    return live_offer_message(user, avatar_get(user, avatar_id), sdp, "offer", events_to=events_to)
+
+
+class SignalingConsumer(AsyncJsonWebsocketConsumer):
+    """WS /ws/avatars/{id}/session/: offer/answer, say, interrupt and bye for one live
+    session, relayed to the worker serving the avatar; the worker's events come back here."""
+
+    async def connect(self):
+        import time
+        from collections import deque
+
+        self.session_id = None
+        self.worker_channel = None
+        self._old_sessions: set[str] = set()
+        self._recent = deque()
+        self._clock = time.monotonic
+        user = self.scope.get("user")
+        subprotocols = self.scope.get("subprotocols") or []
+        accept_protocol = next((p for p in subprotocols if p.startswith("bearer.")), None)
+        if user is None or not user.is_authenticated or not user.is_staff:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.avatar_id = self.scope["url_route"]["kwargs"]["avatar_id"]
+        avatar = await _avatar_for(user, self.avatar_id)
+        if avatar is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.user = user
+        await self.accept(subprotocol=accept_protocol)
+        channel, reason = await _serving_channel(user, self.avatar_id)
+        if channel is None:
+            await self.send_json({"type": "error", "detail": reason})
+            await self.close(code=CLOSE_NOT_STARTED)
+            return
+        await self.send_json({"type": "state", "state": "ready", "avatar": avatar_state(avatar)})
+
+    async def disconnect(self, code):
+        if getattr(self, "session_id", None) and self.worker_channel:
+            await self.channel_layer.send(self.worker_channel, {"type": "live.bye", "session_id": self.session_id})
+
+    async def _error(self, detail: str) -> None:
+        await self.send_json({"type": "error", "detail": detail})
+
+    def _flooding(self) -> int:
+        """0 fine, 1 over the rate (refuse), 2 far over it (close)."""
+        from django.conf import settings
+
+        now = self._clock()
+        self._recent.append(now)
+        while self._recent and now - self._recent[0] > 1.0:
+            self._recent.popleft()
+        rate = settings.LIVE_MESSAGES_PER_SECOND
+        return 2 if len(self._recent) > 3 * rate else 1 if len(self._recent) > rate else 0
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        import json
+
+        from django.conf import settings
+
+        flood = self._flooding()
+        if flood == 2:
+            await self._error("Too many messages; closing.")
+            await self.close(code=CLOSE_FLOOD)
+            return
+        if flood == 1:
+            await self._error(f"Too many messages (more than {settings.LIVE_MESSAGES_PER_SECOND:g} a second); slow down.")
+            return
+        if text_data is None:
+            await self._error("Send JSON text messages.")
+            return
+        if len(text_data) > settings.LIVE_MESSAGE_MAX_BYTES:
+            await self._error(f"Message too large (at most {settings.LIVE_MESSAGE_MAX_BYTES} bytes).")
+            await self.close(code=CLOSE_TOO_BIG)
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            await self._error("Messages must be JSON objects with a 'type'.")
+            return
+        if not isinstance(content, dict) or not isinstance(content.get("type"), str):
+            await self._error("Messages must be JSON objects with a 'type'.")
+            return
+        handler = {"offer": self._offer, "say": self._say, "interrupt": self._interrupt, "bye": self._bye}.get(
+            content["type"])
+        if handler is None:
+            await self._error(f"Unknown message type '{content['type'][:40]}'; use offer, say, interrupt or bye.")
+            return
+        from tutor_site.exceptions import ServiceError
+
+        try:
+            await handler(content)
+        except ServiceError as exc:
+            await self._error(exc.detail)
+
+    async def _offer(self, content):
+        from .live_services import live_answer_check, live_request_async
+
+        if self.session_id:
+            await self._error("A session is already open on this connection; send bye first.")
+            return
+        channel, message = await _offer_message(self.user, self.avatar_id, content.get("sdp"), self.channel_name)
+        answer = live_answer_check(await live_request_async(channel, message))
+        self.session_id, self.worker_channel = answer["session_id"], channel
+        await self.send_json({"type": "answer", "sdp": answer["sdp"], "session_id": answer["session_id"]})
+
+    async def _relay(self, message: dict) -> bool:
+        if not self.session_id:
+            await self._error("No session yet: send an offer first.")
+            return False
+        await self.channel_layer.send(self.worker_channel, {
+            **message, "session_id": self.session_id, "reply_to": self.channel_name, "request_id": "ack"})
+        return True
+
+    async def _say(self, content):
+        from .live_services import live_text_validate
+
+        text = live_text_validate(content.get("text"), content.get("tts_model"), content.get("voice"))
+        await self._relay({"type": "live.say", "text": text, "interrupt": bool(content.get("interrupt")),
+                           "tts_model": content.get("tts_model") or "", "voice": content.get("voice") or ""})
+
+    async def _interrupt(self, content):
+        await self._relay({"type": "live.interrupt"})
+
+    async def _bye(self, content):
+        if await self._relay({"type": "live.bye"}):
+            self._old_sessions.add(self.session_id)
+            self.session_id = None
+
+    async def live_event(self, message):
+        event = message.get("event") or {}
+        if event.get("type") == "ok":
+            return  # acknowledgements of say / interrupt / bye
+        if message.get("session_id") in self._old_sessions and event.get("type") != "state":
+            return
+        await self.send_json(event)

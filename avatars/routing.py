@@ -1,7 +1,8 @@
 from django.urls import path
 
-from .consumers import AvatarEventsConsumer
+from .consumers import AvatarEventsConsumer, SignalingConsumer
 
 websocket_urlpatterns = [
     path("ws/avatars/<int:avatar_id>/events/", AvatarEventsConsumer.as_asgi()),
+    path("ws/avatars/<int:avatar_id>/session/", SignalingConsumer.as_asgi()),
 ]

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -13,4 +13,5 @@ urlpatterns = [
     path("<int:avatar_id>/renders", views.AvatarRenderListView.as_view(), name="avatar-render-list"),
     path("<int:avatar_id>/renders/<int:render_id>", views.AvatarRenderDetailView.as_view(),
          name="avatar-render-detail"),
+    path("", include("avatars.live_urls")),
 ]

@@ -24,6 +24,13 @@ class WarmAvatar:
 
 _lock = threading.Lock()
 _warm: OrderedDict[int, WarmAvatar] = OrderedDict()
+# Avatars with live sessions: never evicted for a render job (their sessions use the handle).
+_pinned: set[int] = set()
+
+
+def warm_avatar_pin(avatar_id: int, pinned: bool = True) -> None:
+    with _lock:
+        (_pinned.add if pinned else _pinned.discard)(avatar_id)
 
 
 def warm_avatar_get(avatar) -> WarmAvatar:
@@ -35,13 +42,16 @@ def warm_avatar_get(avatar) -> WarmAvatar:
             return current
     engine = get_engine(avatar.avatar_model)
     assets = AvatarAssets.from_storage(avatar.assets_path)
+    assets.meta["avatar_id"] = avatar.pk  # engines with per-avatar weights (ultralight) look them up by it
     warm = WarmAvatar(avatar.pk, avatar.assets_path, engine, engine.prepare(assets), assets)
     with _lock:
         old = _warm.pop(avatar.pk, None)
         _warm[avatar.pk] = warm
         evicted = [old] if old is not None else []
-        while len(_warm) > settings.LIPSYNC_WARM_AVATARS_MAX:
-            evicted.append(_warm.popitem(last=False)[1])
+        for key in [k for k in _warm if k not in _pinned]:
+            if len(_warm) <= settings.LIPSYNC_WARM_AVATARS_MAX:
+                break
+            evicted.append(_warm.pop(key))
     for item in evicted:
         item.engine.release(item.handle)
     return warm

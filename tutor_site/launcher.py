@@ -105,9 +105,12 @@ def run() -> int:
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", host, "-p", port, "tutor_site.asgi:application"], cwd=BASE_DIR
         ))
+        # Threads, not prefork: the live sessions run in the worker process beside the
+        # tasks, and a speaking session needs the tts queue served while a long
+        # preprocessing job runs.
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "tutor_site", "worker", "-Q", "lipsync,tts",
-             "--concurrency", os.environ.get("WORKER_CONCURRENCY", "1"), "--pool", "prefork",
+             "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2"), "--pool", "threads",
              "-n", f"worker@{socket.gethostname()}", "--loglevel", "INFO"],
             cwd=BASE_DIR,
         ))

@@ -5,6 +5,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from tts_worker.urls import api_urlpatterns as tts_api_patterns
 from tts_worker.urls import avatar_urlpatterns as tts_avatar_patterns
 
+from avatars.live_urls import talk_urlpatterns
+
 from .auth_api import LoginView, LogoutView, RefreshView
 from .health import HealthView
 
@@ -24,4 +26,5 @@ api_patterns = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
+    path("", include(talk_urlpatterns)),
 ]

@@ -28,6 +28,9 @@ class LipsyncEngineInfo:
     per_avatar_weights: bool = False
     licence: str = ""
     engine_class: str = ""  # "module:Class" of the implementation
+    # "module:function" listing the weight files that are missing (path checks only, no
+    # torch import); replaces the any-one-of `weights` check for multi-file engines.
+    weights_check: str = ""
 
     def device(self) -> str:
         if self.runtime != "torch" or importlib.util.find_spec("torch") is None:
@@ -44,6 +47,12 @@ class LipsyncEngineInfo:
             return False, "This engine is not part of this version yet."
         if self.runtime and importlib.util.find_spec(self.runtime) is None:
             return False, f"The Python package '{self.runtime}' is not installed on this worker."
+        if self.weights_check:
+            module, _, function = self.weights_check.partition(":")
+            missing = getattr(importlib.import_module(module), function)()
+            if missing:
+                return False, "Weights not found: " + "; ".join(missing) + "."
+            return True, ""
         if self.needs_weights and not self.per_avatar_weights:
             folder = self.weights_dir()
             if not any((folder / name).is_file() for name in self.weights):
@@ -58,14 +67,20 @@ ENGINES: dict[str, LipsyncEngineInfo] = {
         LipsyncEngineInfo(
             "MuseTalk", "MuseTalk 1.5", needs_weights=True, weights=("unet.pth", "pytorch_model.bin"),
             runtime="torch", licence="MIT code; weights under their own licences (sd-vae: CreativeML OpenRAIL-M)",
+            engine_class="lipsync_worker.engines.musetalk.engine:MuseTalkEngine",
+            weights_check="lipsync_worker.engines.musetalk.weights:weights_missing",
         ),
         LipsyncEngineInfo(
-            "wav2lip", "Wav2Lip", needs_weights=True, weights=("wav2lip.pth",), runtime="torch",
+            "wav2lip", "Wav2Lip", needs_weights=True, weights=("wav2lip.pth", "wav2lip_gan.pth"), runtime="torch",
             licence="Released weights: non-commercial research use only",
+            engine_class="lipsync_worker.engines.wav2lip.engine:Wav2LipEngine",
+            weights_check="lipsync_worker.engines.wav2lip.weights:weights_missing",
         ),
         LipsyncEngineInfo(
             "ultralight", "Ultralight Digital Human", needs_weights=True, runtime="torch",
             per_avatar_weights=True, licence="Apache-2.0 code; per-avatar weights trained by the operator",
+            engine_class="lipsync_worker.engines.ultralight.engine:UltralightEngine",
+            weights_check="lipsync_worker.engines.ultralight.weights:weights_missing",
         ),
         LipsyncEngineInfo(
             "viseme", "Viseme (CPU)", needs_weights=False, licence="Ours (same as this project)",

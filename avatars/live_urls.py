@@ -1,0 +1,15 @@
+from django.urls import path
+
+from . import live_views
+
+# Under /api/avatars/ (included from avatars/urls.py).
+urlpatterns = [
+    path("<int:avatar_id>/start", live_views.AvatarStartView.as_view(), name="avatar-start"),
+    path("<int:avatar_id>/stop", live_views.AvatarStopView.as_view(), name="avatar-stop"),
+    path("webrtc/<path:path>", live_views.WebRTCProxyView.as_view(), name="avatar-webrtc"),
+]
+
+# At the site root (included from tutor_site/urls.py).
+talk_urlpatterns = [
+    path("avatars/<int:avatar_id>/talk/", live_views.talk_page, name="avatar-talk"),
+]

@@ -1,0 +1,122 @@
+"""Start / stop, the LiveTalking-style WebRTC proxy and the talk page: thin views over
+`live_services`."""
+from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import Http404
+from django.shortcuts import render
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.parsers import FormParser, JSONParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from tutor_site.exceptions import InvalidInput, ObjectNotFound
+
+from . import live_services
+from .selectors import avatar_get
+
+START_FIELDS = {"ref_file"}
+PROXY_ACTIONS = ("offer", "human", "interrupt_talk", "is_speaking")
+
+
+def _data(request) -> dict:
+    data = request.data if request.method == "POST" else request.query_params
+    if not hasattr(data, "items"):
+        raise InvalidInput("The body must be a JSON object.")
+    return dict(data.items())
+
+
+def _proxy_base(request) -> str:
+    return request.build_absolute_uri("/api/avatars/webrtc")
+
+
+class AvatarStartView(APIView):
+    parser_classes = [JSONParser, FormParser]
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT})
+    def post(self, request, avatar_id: int):
+        data = _data(request)
+        unknown = sorted(set(data) - START_FIELDS)
+        if unknown:
+            raise InvalidInput(f"Unknown fields: {', '.join(unknown)}; start accepts only ref_file.", field=unknown[0])
+        avatar = avatar_get(request.user, avatar_id)
+        result = live_services.avatar_start(avatar=avatar, ref_file=data.get("ref_file") or None,
+                                            engine_url=_proxy_base(request))
+        if not result.started:
+            return Response({
+                "status": "starting", "job_id": result.job_id,
+                "message": f"Avatar '{avatar.name}' is still warming up; poll GET /api/avatars/{avatar.pk} "
+                           "until its status is 'active'.",
+            }, status=status.HTTP_202_ACCEPTED)
+        return Response({"status": "success", "message": f"Avatar '{avatar.name}' started successfully",
+                         "engine_url": result.avatar.engine_url or _proxy_base(request)})
+
+
+class AvatarStopView(APIView):
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    def post(self, request, avatar_id: int):
+        avatar = live_services.avatar_stop(avatar=avatar_get(request.user, avatar_id))
+        return Response({"status": "success", "message": f"Avatar '{avatar.name}' stopped successfully"})
+
+
+class WebRTCProxyView(APIView):
+    """The LiveTalking-style HTTP API (offer, human, interrupt_talk, is_speaking)."""
+
+    parser_classes = [JSONParser, FormParser]
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+    def post(self, request, path: str):
+        return self._handle(request, path)
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, path: str):
+        return self._handle(request, path)
+
+    def _handle(self, request, path: str):
+        action = path.strip("/")
+        if action not in PROXY_ACTIONS:
+            raise ObjectNotFound(f"Unknown WebRTC call '{action}'; known: {', '.join(PROXY_ACTIONS)}.")
+        data = _data(request)
+        if action == "offer":
+            if data.get("avatar_id") in (None, ""):
+                raise InvalidInput("avatar_id is required.", field="avatar_id")
+            avatar = avatar_get(request.user, data["avatar_id"])
+            answer = live_services.live_offer(request.user, avatar, data.get("sdp"), data.get("type") or "offer")
+            return Response({"sdp": answer["sdp"], "type": "answer", "sessionid": answer["session_id"]})
+        session_id = data.get("sessionid")
+        if session_id in (None, ""):
+            raise InvalidInput("sessionid is required.", field="sessionid")
+        if action == "human":
+            kind = data.get("type") or "echo"
+            if kind != "echo":
+                raise InvalidInput("Only type 'echo' (speak the text as given) is supported.", field="type")
+            interrupt = data.get("interrupt") in (True, "true", "True", "1", 1)
+            text = live_services.live_text_validate(data.get("text"))
+            live_services.live_session_request(request.user, session_id,
+                                               {"type": "live.say", "text": text, "interrupt": interrupt})
+            return Response({"code": 0, "msg": "ok"})
+        if action == "interrupt_talk":
+            live_services.live_session_request(request.user, session_id, {"type": "live.interrupt"})
+            return Response({"code": 0, "msg": "ok"})
+        event = live_services.live_session_request(request.user, session_id, {"type": "live.query"})
+        return Response({"code": 0, "data": bool(event.get("speaking"))})
+
+
+@staff_member_required
+def talk_page(request, avatar_id: int):
+    try:
+        avatar = avatar_get(request.user, avatar_id)
+    except ObjectNotFound:
+        raise Http404("No such avatar.") from None
+    config = {
+        "avatarId": avatar.pk,
+        "avatarName": str(avatar),
+        "status": avatar.status,
+        "wsPath": f"/ws/avatars/{avatar.pk}/session/",
+        "startUrl": f"/api/avatars/{avatar.pk}/start",
+        "iceServers": settings.WEBRTC_ICE_SERVERS,
+        "adminUrl": reverse("admin:avatars_avatar_change", args=[avatar.pk]),
+    }
+    return render(request, "avatars/talk.html", {"avatar": avatar, "config": config})

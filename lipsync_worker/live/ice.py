@@ -1,0 +1,75 @@
+"""ICE set-up from settings: which addresses we offer, which servers we use.
+
+aioice gathers host candidates on every interface except loopback and has no option to
+choose them, so `install_host_addresses` replaces its address lookup with the configured
+list (WEBRTC_HOST_ADDRESSES; 127.0.0.1 on this machine and in tests). It is process-wide,
+which is what we want in a worker: one policy for every peer it hosts.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from django.conf import settings
+
+_installed: tuple[str, ...] | None = None
+
+
+def host_addresses() -> list[str]:
+    return [a.strip() for a in settings.WEBRTC_HOST_ADDRESSES if a.strip()]
+
+
+def install_host_addresses(addresses: list[str] | None = None) -> None:
+    global _installed
+    import aioice.ice
+
+    chosen = tuple(addresses if addresses is not None else host_addresses())
+
+    def configured_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = configured_host_addresses
+    _installed = chosen
+
+
+def rtc_configuration():
+    from aiortc import RTCConfiguration, RTCIceServer
+
+    # An explicit list: with None, aiortc falls back to a public Google STUN server.
+    servers = []
+    for server in settings.WEBRTC_ICE_SERVERS or []:
+        servers.append(RTCIceServer(urls=server["urls"], username=server.get("username"),
+                                    credential=server.get("credential")))
+    return RTCConfiguration(iceServers=servers)
+
+
+def loopback_only() -> bool:
+    """True when we offer loopback candidates only and use no STUN/TURN: then nothing but
+    a loopback peer can reach us, and we must not send checks anywhere else."""
+    if settings.WEBRTC_ICE_SERVERS:
+        return False
+    try:
+        return all(ipaddress.ip_address(a).is_loopback for a in host_addresses())
+    except ValueError:
+        return False
+
+
+_CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ ", re.IGNORECASE)
+
+
+def remote_sdp_filter(sdp: str) -> str:
+    """In loopback-only mode, drop the peer's candidates that are not loopback addresses
+    (LAN IPs, mDNS names): we could not reach them, and must not try."""
+    if not loopback_only():
+        return sdp
+    kept = []
+    for line in sdp.splitlines():
+        match = _CANDIDATE.match(line)
+        if match:
+            try:
+                if not ipaddress.ip_address(match.group(1)).is_loopback:
+                    continue
+            except ValueError:  # a hostname (mDNS .local): never resolved here
+                continue
+        kept.append(line)
+    return "\r\n".join(kept) + "\r\n"

@@ -1,0 +1,288 @@
+"""The live runtime of a lip-sync worker process: an asyncio loop on a background thread.
+
+It owns a channel-layer channel (recorded on the avatars it serves as `engine_channel`)
+on which the web process relays signaling, the peer connections of its sessions, and a
+heartbeat in Redis by which the web process tells a live worker from a dead one. The
+warm-up task runs in the same process and hands it the warmed avatar, so sessions use
+the model and assets already in memory.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.conf import settings
+
+from tutor_site.exceptions import ServiceError
+
+from . import registry
+
+logger = logging.getLogger(__name__)
+
+# Decoded idle frames are kept per avatar up to this many bytes (a long full-HD avatar
+# would need gigabytes; beyond the budget frames are decoded on use).
+IDLE_CACHE_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(eq=False)
+class LiveAvatar:
+    avatar_id: int
+    name: str
+    warm: object  # lipsync_worker.warm.WarmAvatar
+    tts_model: str
+    voice: str
+    reference_path: str
+    reference_text: str
+    _frames: dict = field(default_factory=dict)
+    _cached_bytes: int = 0
+
+    def cached_frame(self, index: int) -> np.ndarray | None:
+        return self._frames.get(index)
+
+    def frame(self, index: int) -> np.ndarray:
+        image = self.warm.assets.frame(index)
+        if self._cached_bytes + image.nbytes <= IDLE_CACHE_BYTES:
+            self._frames[index] = image
+            self._cached_bytes += image.nbytes
+        return image
+
+
+class LiveRuntime:
+    def __init__(self, worker_name: str = ""):
+        self.name = f"{worker_name or socket.gethostname()} pid {os.getpid()}"
+        self.channel = ""
+        self.loop = asyncio.new_event_loop()
+        # aiortc encodes every frame in the loop's default executor: room for all sessions.
+        self.loop.set_default_executor(ThreadPoolExecutor(
+            max_workers=max(8, 4 * settings.LIVE_MAX_SESSIONS_PER_WORKER), thread_name_prefix="live"))
+        self.avatars: dict[int, LiveAvatar] = {}
+        self.sessions: dict = {}
+        self.started_at = time.time()
+        self._ready = threading.Event()
+        self._stopping = False
+        self._tasks: set[asyncio.Task] = set()
+        self._thread = threading.Thread(target=self._run, name="live-runtime", daemon=True)
+        self.layer = None
+
+    # --- lifetime (called from the worker's threads) ------------------------------------
+
+    def start(self, timeout: float = 30.0) -> None:
+        from .ice import install_host_addresses
+
+        install_host_addresses()
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError("The live runtime did not start (is the channel layer's Redis reachable?)")
+
+    def call(self, coro, timeout: float = 30.0):
+        """Run a coroutine on the runtime's loop from another thread and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def shutdown(self) -> None:
+        """Worker stopping: close every session, drop the heartbeat, release the avatars."""
+        if self._stopping or not self._thread.is_alive():
+            return
+        try:
+            self.call(self._close_all("worker stopping"), timeout=10)
+        except Exception:  # noqa: BLE001
+            logger.warning("Live sessions did not close cleanly", exc_info=True)
+        self._stopping = True
+        registry.worker_forget(self.channel)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.create_task(self._main())
+        self.loop.run_forever()
+
+    async def _main(self) -> None:
+        from channels.layers import channel_layers
+
+        # A layer instance of our own: the runtime's loop is the only one that uses it.
+        self.layer = channel_layers.make_backend("default")
+        self.channel = await self.layer.new_channel("live.")
+        await self._beat()
+        self._ready.set()
+        logger.info("Live runtime %s listening on %s", self.name, self.channel)
+        self._spawn(self._heartbeat())
+        while not self._stopping:
+            try:
+                message = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - Redis hiccup: retry, do not die
+                logger.warning("Live runtime: receive failed", exc_info=True)
+                await asyncio.sleep(1)
+                continue
+            self._spawn(self._dispatch(message))
+
+    def _spawn(self, coro) -> None:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _beat(self) -> None:
+        facts = {
+            "name": self.name, "pid": os.getpid(), "host": socket.gethostname(), "started_at": self.started_at,
+            "sessions": len(self.sessions), "avatars": sorted(self.avatars),
+            "max_sessions": settings.LIVE_MAX_SESSIONS_PER_WORKER,
+        }
+        sessions = {s.id: s.user_id for s in self.sessions.values() if s is not None}
+        await self.loop.run_in_executor(None, lambda: (registry.worker_beat(self.channel, facts),
+                                                       registry.session_refresh(sessions)))
+
+    async def _heartbeat(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(settings.LIVE_HEARTBEAT_SECONDS)
+            try:
+                await self._beat()
+            except Exception:  # noqa: BLE001
+                logger.warning("Live runtime: heartbeat failed", exc_info=True)
+
+    # --- avatars (warm-up and stop come from Celery tasks and the web process) -----------
+
+    def avatar_add(self, avatar, *, reference_path: str, reference_text: str) -> LiveAvatar:
+        """Called by the warm-up task (its thread): load engine + assets, keep them for sessions."""
+        from ..warm import warm_avatar_get, warm_avatar_pin
+
+        warm = warm_avatar_get(avatar)
+        warm_avatar_pin(avatar.pk)
+        live = LiveAvatar(avatar.pk, avatar.name, warm, avatar.tts_model, avatar.timbre, reference_path, reference_text)
+        self.avatars[avatar.pk] = live
+        # Decode the idle loop's first frames now rather than on the first viewer's clock.
+        for index in range(min(warm.assets.frame_count, 25)):
+            live.frame(index)
+        self.loop.call_soon_threadsafe(lambda: self._spawn(self._beat()))
+        return live
+
+    async def avatar_remove(self, avatar_id: int) -> bool:
+        from ..warm import warm_avatar_pin, warm_avatar_release
+
+        for session in [s for s in self.sessions.values() if s is not None and s.avatar.avatar_id == avatar_id]:
+            await session.close("avatar stopped")
+        live = self.avatars.pop(avatar_id, None)
+        warm_avatar_pin(avatar_id, False)
+        await self.loop.run_in_executor(None, warm_avatar_release, avatar_id)
+        await self._beat()
+        return live is not None
+
+    # --- signaling ----------------------------------------------------------------------
+
+    async def send(self, channel: str, message: dict) -> None:
+        try:
+            await self.layer.send(channel, message)
+        except Exception:  # noqa: BLE001 - a viewer that went away must not break the runtime
+            logger.debug("Live runtime: could not send to %s", channel, exc_info=True)
+
+    async def _reply(self, message: dict, event: dict) -> None:
+        if message.get("reply_to"):
+            await self.send(message["reply_to"], {"type": "live.event", "request_id": message.get("request_id"),
+                                                  "session_id": event.get("session_id"), "event": event})
+
+    async def _dispatch(self, message: dict) -> None:
+        kind = message.get("type")
+        handler = {
+            "live.offer": self._offer, "live.say": self._say, "live.interrupt": self._interrupt,
+            "live.bye": self._bye, "live.query": self._query, "live.stop_avatar": self._stop_avatar,
+        }.get(kind)
+        if handler is None:
+            logger.warning("Live runtime: unknown message type %r", kind)
+            return
+        try:
+            await handler(message)
+        except ServiceError as exc:
+            await self._reply(message, {"type": "error", "detail": exc.detail})
+        except Exception as exc:  # noqa: BLE001 - one bad request must not stop the runtime
+            logger.exception("Live runtime: %s failed", kind)
+            await self._reply(message, {"type": "error", "detail": f"The worker could not handle {kind}: {exc}"})
+
+    def _session(self, message: dict):
+        session = self.sessions.get(message.get("session_id") or "")
+        if session is None:
+            raise ServiceError("No such live session on this worker (it was closed); open a new one.")
+        return session
+
+    async def _offer(self, message: dict) -> None:
+        from .session import LiveSession
+
+        live = self.avatars.get(message["avatar_id"])
+        if live is None:
+            raise ServiceError("This avatar is not started on its worker any more; start it again.")
+        if len(self.sessions) >= settings.LIVE_MAX_SESSIONS_PER_WORKER:
+            raise ServiceError(f"The worker serving this avatar already hosts {len(self.sessions)} live sessions, "
+                               f"its limit (LIVE_MAX_SESSIONS_PER_WORKER); try again when one has closed.")
+        user_id = message["user_id"]
+        open_ = await self.loop.run_in_executor(None, registry.user_session_count, user_id)
+        if open_ >= settings.LIVE_MAX_SESSIONS_PER_ADMIN:
+            raise ServiceError(f"You already have {open_} live sessions open, the limit per admin "
+                               f"(LIVE_MAX_SESSIONS_PER_ADMIN); close one first.")
+        session = LiveSession(self, live, user_id=user_id, reply_to=message.get("events_to"))
+        self.sessions[session.id] = session  # counted now, so concurrent offers respect the limit
+        try:
+            await self.loop.run_in_executor(None, session.register)
+            sdp = await session.answer(message["sdp"], message.get("sdp_type") or "offer")
+        except BaseException:
+            await session.close("offer failed")
+            raise
+        await self._reply(message, {"type": "answer", "sdp": sdp, "sdp_type": "answer", "session_id": session.id})
+        await self._beat()
+
+    async def _say(self, message: dict) -> None:
+        await self._session(message).say(message["text"], interrupt=bool(message.get("interrupt")),
+                                         tts_model=message.get("tts_model") or "", voice=message.get("voice") or "")
+        await self._reply(message, {"type": "ok"})
+
+    async def _interrupt(self, message: dict) -> None:
+        await self._session(message).interrupt()
+        await self._reply(message, {"type": "ok"})
+
+    async def _bye(self, message: dict) -> None:
+        session = self.sessions.get(message.get("session_id") or "")
+        if session is not None:
+            await session.close("bye")
+        await self._reply(message, {"type": "ok"})
+
+    async def _query(self, message: dict) -> None:
+        session = self._session(message)
+        await self._reply(message, {"type": "status", "speaking": session.speaking,
+                                    "connection": session.pc.connectionState if session.pc else "new",
+                                    **session.stats})
+
+    async def _stop_avatar(self, message: dict) -> None:
+        await self.avatar_remove(int(message["avatar_id"]))
+        await self._reply(message, {"type": "ok"})
+
+    async def session_closed(self, session) -> None:
+        if self.sessions.get(session.id) is session:
+            del self.sessions[session.id]
+        await self.loop.run_in_executor(None, registry.session_remove, session.id, session.user_id)
+
+    async def _close_all(self, reason: str) -> None:
+        for session in list(self.sessions.values()):
+            await session.close(reason)
+
+
+_runtime: LiveRuntime | None = None
+_runtime_lock = threading.Lock()
+
+
+def runtime_get(worker_name: str = "") -> LiveRuntime:
+    """This process' runtime, started on first use."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            runtime = LiveRuntime(worker_name)
+            runtime.start()
+            _runtime = runtime
+        return _runtime
+
+
+def runtime_current() -> LiveRuntime | None:
+    return _runtime

@@ -1,0 +1,73 @@
+"""Start the live runtime with a lip-sync worker and stop it cleanly with it.
+
+Prefork children each get their own runtime (a warm-up task then runs in, and is
+recorded for, one child); thread and solo pools run everything in the main process.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
+
+logger = logging.getLogger(__name__)
+_serves_lipsync = False
+_worker_name = ""
+
+
+@worker_init.connect
+def _note_queues(sender=None, **_kwargs):
+    global _serves_lipsync, _worker_name
+    amqp = getattr(getattr(sender, "app", None), "amqp", None)
+    queues = set(amqp.queues.consume_from or {}) if amqp else set()
+    _serves_lipsync = not queues or "lipsync" in queues
+    _worker_name = getattr(sender, "hostname", "") or ""
+
+
+def _start() -> None:
+    if not _serves_lipsync:
+        return
+    from .runtime import runtime_get
+
+    try:
+        runtime_get(_worker_name)
+    except Exception:  # noqa: BLE001 - the first warm-up tries again
+        logger.exception("The live runtime could not start")
+
+
+@worker_process_init.connect
+def _start_in_child(**_kwargs):
+    threading.Thread(target=_start, name="live-start", daemon=True).start()
+
+
+@worker_ready.connect
+def _start_in_main(sender=None, **_kwargs):
+    from celery.concurrency.prefork import TaskPool
+
+    if not isinstance(getattr(sender, "pool", None), TaskPool):
+        threading.Thread(target=_start, name="live-start", daemon=True).start()
+
+
+def _stop() -> None:
+    from avatars import live_services
+
+    from .runtime import runtime_current
+
+    runtime = runtime_current()
+    if runtime is None or not runtime.channel:
+        return
+    runtime.shutdown()
+    try:
+        live_services.avatar_live_worker_gone(runtime.channel, f"The lip-sync worker '{runtime.name}' stopped.")
+    except Exception:  # noqa: BLE001
+        logger.exception("Could not mark the avatars of %s as stopped", runtime.name)
+
+
+@worker_shutdown.connect
+def _stop_main(**_kwargs):
+    _stop()
+
+
+@worker_process_shutdown.connect
+def _stop_child(**_kwargs):
+    _stop()

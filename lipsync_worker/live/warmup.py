@@ -1,0 +1,37 @@
+"""The worker side of Start: warm the avatar in this process and record that we serve it."""
+from __future__ import annotations
+
+import logging
+
+from avatars import live_services
+from avatars.models import Avatar
+
+from .runtime import runtime_get
+
+logger = logging.getLogger(__name__)
+
+
+def live_avatar_warm_up(avatar_id: int, ref_file: str = "", engine_url: str = "", worker_name: str = "") -> dict:
+    """Idempotent: warming an avatar this process already serves only refreshes it."""
+    avatar = Avatar.objects.filter(pk=avatar_id).first()
+    if avatar is None:
+        return {"status": "gone", "detail": f"Avatar {avatar_id} no longer exists."}
+    if not avatar.is_ready or not avatar.assets_path:
+        return {"status": "not_ready", "detail": f"Avatar '{avatar.name}' is {avatar.status}; it cannot be started."}
+    reference_path, reference_text = live_services.avatar_reference_for_start(avatar, ref_file)
+    runtime = runtime_get(worker_name)
+    try:
+        runtime.avatar_add(avatar, reference_path=reference_path, reference_text=reference_text)
+    except Exception as exc:  # noqa: BLE001 - reported to the caller, the worker keeps serving
+        logger.exception("Warm-up of avatar %s failed", avatar_id)
+        return {"status": "error", "detail": f"The avatar could not be loaded on the worker ({type(exc).__name__}: {exc})."}
+    serving = live_services.avatar_live_started(
+        avatar_id, engine=runtime.name, engine_channel=runtime.channel, engine_url=engine_url
+    )
+    if serving is None:
+        runtime.call(runtime.avatar_remove(avatar_id))
+        return {"status": "gone", "detail": f"Avatar {avatar_id} was deleted or changed while starting."}
+    if serving.engine_channel != runtime.channel:
+        # Another worker won a concurrent start: leave the avatar to it.
+        runtime.call(runtime.avatar_remove(avatar_id))
+    return {"status": "active", "engine": serving.engine, "engine_channel": serving.engine_channel}

@@ -1,0 +1,111 @@
+// Talk page: a WebRTC viewer of one avatar. Signaling over WS /ws/avatars/{id}/session/
+// (the admin's session cookie authenticates it); media comes from the lip-sync worker.
+(function () {
+  "use strict";
+  const cfg = JSON.parse(document.getElementById("talk-config").textContent);
+  const $ = (id) => document.getElementById(id);
+  const video = $("talk-video"), subtitles = $("talk-subtitles"), stateEl = $("talk-state"), errorEl = $("talk-error");
+  let ws = null, pc = null, sessionId = null, currentUtterance = null;
+
+  function setState(state) { stateEl.textContent = state; stateEl.dataset.state = state; }
+  function showError(text) { errorEl.textContent = text; errorEl.hidden = !text; }
+  function send(message) {
+    if (!ws || ws.readyState !== WebSocket.OPEN) { showError("Not connected."); return false; }
+    ws.send(JSON.stringify(message)); return true;
+  }
+  function csrfToken() {
+    const match = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  // The worker answers once with all its candidates, so the offer waits for ours too.
+  function gatheringDone(peer) {
+    if (peer.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => { if (peer.iceGatheringState === "complete") { peer.removeEventListener("icegatheringstatechange", check); resolve(); } };
+      peer.addEventListener("icegatheringstatechange", check);
+      setTimeout(resolve, 3000);
+    });
+  }
+
+  async function offer() {
+    pc = new RTCPeerConnection({iceServers: cfg.iceServers || []});
+    pc.addTransceiver("video", {direction: "recvonly"});
+    pc.addTransceiver("audio", {direction: "recvonly"});
+    const stream = new MediaStream();
+    pc.addEventListener("track", (event) => { stream.addTrack(event.track); video.srcObject = stream; });
+    pc.addEventListener("connectionstatechange", () => setState(pc.connectionState));
+    await pc.setLocalDescription(await pc.createOffer());
+    await gatheringDone(pc);
+    send({type: "offer", sdp: pc.localDescription.sdp});
+  }
+
+  function onEvent(event) {
+    switch (event.type) {
+      case "state":
+        if (event.state === "ready") { setState("negotiating"); offer().catch((e) => showError(String(e))); }
+        else if (event.state === "closed") { setState("closed"); sessionId = null; }
+        else setState(event.state);
+        break;
+      case "answer":
+        sessionId = event.session_id;
+        pc.setRemoteDescription({type: "answer", sdp: event.sdp}).catch((e) => showError(String(e)));
+        break;
+      case "speaking_started":
+        currentUtterance = event.utterance; subtitles.textContent = ""; subtitles.dataset.speaking = "1";
+        break;
+      case "word":
+        if (event.utterance !== currentUtterance) { currentUtterance = event.utterance; subtitles.textContent = ""; }
+        // Keep the last dozen words on screen, like captions.
+        subtitles.textContent = (subtitles.textContent + " " + event.text).trim().split(/\s+/).slice(-12).join(" ");
+        break;
+      case "speaking_ended":
+        subtitles.dataset.speaking = "0";
+        break;
+      case "error":
+        showError(event.detail || "Error");
+        break;
+    }
+  }
+
+  function connect() {
+    if (ws && ws.readyState <= WebSocket.OPEN) return;
+    showError("");
+    setState("connecting");
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    ws = new WebSocket(`${scheme}://${location.host}${cfg.wsPath}`);
+    ws.addEventListener("message", (message) => onEvent(JSON.parse(message.data)));
+    ws.addEventListener("close", (event) => {
+      if (event.code === 4409) $("talk-start").hidden = false;
+      if (pc) pc.close();
+      pc = null; sessionId = null;
+      setState(event.code === 4409 ? "not started" : "disconnected");
+    });
+  }
+
+  $("talk-start").addEventListener("click", async () => {
+    $("talk-start").disabled = true;
+    setState("starting");
+    try {
+      const response = await fetch(cfg.startUrl, {method: "POST", credentials: "same-origin",
+        headers: {"Content-Type": "application/json", "X-CSRFToken": csrfToken()}, body: "{}"});
+      const body = await response.json().catch(() => ({}));
+      if (response.status === 200) { $("talk-start").hidden = true; connect(); }
+      else showError(body.detail || body.message || `Start failed (HTTP ${response.status})`);
+    } finally { $("talk-start").disabled = false; }
+  });
+  $("talk-connect").addEventListener("click", connect);
+  $("talk-unmute").addEventListener("click", () => { video.muted = false; video.play().catch(() => {}); });
+  $("talk-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = $("talk-text").value.trim();
+    if (!text) return;
+    video.muted = false;  // the click is the user gesture browsers want before sound
+    video.play().catch(() => {});
+    if (send({type: "say", text, interrupt: $("talk-interrupt-first").checked})) $("talk-text").value = "";
+  });
+  $("talk-interrupt").addEventListener("click", () => send({type: "interrupt"}));
+  window.addEventListener("beforeunload", () => { if (sessionId) send({type: "bye"}); });
+
+  if (cfg.status === "active") connect(); else { $("talk-start").hidden = false; setState("not started"); }
+})();

@@ -1,0 +1,76 @@
+"""The talk page in Debian's chromium (Playwright): the video plays, a sentence is
+spoken, subtitles appear. WebRTC stays on loopback (see tests/live/client.py)."""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import pytest
+from django.db import connections
+
+from tests.conftest import PASSWORD
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+    # Loopback-only WebRTC: loopback candidates allowed, real addresses instead of mDNS
+    # names (which the worker would otherwise have to resolve on the network; it drops
+    # every non-loopback candidate anyway).
+    "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.integration,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Debian's chromium is not installed at {CHROMIUM}"),
+]
+
+
+def test_talk_page_plays_speaks_and_subtitles(started_avatar, daphne_server, admin_user, tmp_path, monkeypatch):
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    console: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_context(base_url=daphne_server.url).new_page()
+        page.set_default_timeout(30_000)
+        page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+        try:
+            change = f"/admin/avatars/avatar/{started_avatar.pk}/change/"
+            page.goto(f"/admin/login/?next={change}")
+            page.fill("#id_username", admin_user.email)
+            page.fill("#id_password", PASSWORD)
+            page.click("input[type=submit]")
+            page.wait_for_url(f"**{change}")
+            # The avatar's admin page links to the talk page.
+            with page.expect_navigation():
+                page.click(f"a.avatar-talk-link[href='/avatars/{started_avatar.pk}/talk/']")
+            page.wait_for_function("document.getElementById('talk-state').dataset.state === 'connected'")
+            page.wait_for_function("""() => { const v = document.getElementById('talk-video');
+                return v.readyState >= 2 && v.videoWidth > 0 && v.currentTime > 0.5 && !v.paused; }""")
+            assert page.evaluate("document.getElementById('talk-video').videoWidth") == started_avatar.width
+            page.fill("#talk-text", "Welcome to the lesson. Today we study fractions.")
+            page.click("#talk-speak")
+            page.wait_for_function("document.getElementById('talk-subtitles').textContent.trim().length > 0")
+            text = page.text_content("#talk-subtitles")
+            assert any(word in text for word in ("Welcome", "lesson", "Today", "fractions")), text
+            page.click("#talk-interrupt")
+            page.wait_for_function("document.getElementById('talk-subtitles').dataset.speaking === '0'")
+            assert not page.is_visible("#talk-error"), page.text_content("#talk-error")
+        except Exception:
+            with contextlib.suppress(Exception):
+                page.screenshot(path=str(tmp_path / "talk.png"))
+            raise AssertionError("\n".join(console[-30:])) from None
+        finally:
+            browser.close()
+            connections.close_all()
+
+
+def test_talk_page_is_scoped(started_avatar, daphne_server, other_admin, client):
+    client.force_login(other_admin)
+    assert client.get(f"/avatars/{started_avatar.pk}/talk/").status_code == 404
+    client.logout()
+    assert client.get(f"/avatars/{started_avatar.pk}/talk/").status_code == 302  # to the admin login
