@@ -76,41 +76,81 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def motion_scores(frames, idle):
-    scores = []
-    for f in frames:
-        f = f[::2, ::2].astype(np.float32)
-        best = idle[np.argmin(np.abs(idle - f).mean(axis=(1, 2)))]
-        d = np.abs(best - f)
-        h, w = (d.shape[0] // 8) * 8, (d.shape[1] // 8) * 8
-        scores.append(float(d[:h, :w].reshape(h // 8, 8, w // 8, 8).mean(axis=(1, 3)).max()))
-    return np.array(scores)
+def mouth_openings(frames):
+    """Inner-lip opening / mouth width per received frame, by the landmark model (robust to
+    the stream's compression, unlike pixel differences)."""
+    import cv2
+
+    from lipsync_worker.face_tracking import (
+        LIP_INNER_BOTTOM, LIP_INNER_TOP, MOUTH_LEFT, MOUTH_RIGHT, FaceTracker)
+
+    out = []
+    with FaceTracker() as tracker:
+        for grey in frames:
+            lm, _ = tracker.process(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR))
+            if lm is None:
+                out.append(np.nan)
+            else:
+                out.append(float(np.linalg.norm(lm[LIP_INNER_BOTTOM] - lm[LIP_INNER_TOP])
+                                 / np.linalg.norm(lm[MOUTH_RIGHT] - lm[MOUTH_LEFT])))
+    return np.array(out)
 
 
-async def one_say(client, idle, text=TEXT, listen=1.5):
+def av_offset_ms(video_times, openings, audio, start, end, step=0.02):
+    """Lag of the mouth opening behind the loudness, both by arrival time at the viewer
+    (positive: picture late), from their cross-correlation on a 20 ms grid."""
+    grid = np.arange(start, end, step)
+    vt = np.array(video_times)
+    idx = np.clip(np.searchsorted(vt, grid, side="right") - 1, 0, len(vt) - 1)
+    o = np.nan_to_num(openings[idx] - np.nanmean(openings))
+    at = np.array([t for t, _p, _r in audio])
+    ar = np.array([r for _t, _p, r in audio])
+    aidx = np.clip(np.searchsorted(at, grid, side="right") - 1, 0, len(at) - 1)
+    a = ar[aidx] - ar[aidx].mean()
+    lags = list(range(-15, 16))
+    n = len(grid)
+    scores = [float(np.dot(o[lag:], a[:n - lag])) if lag >= 0 else float(np.dot(o[:lag], a[-lag:])) for lag in lags]
+    i = int(np.argmax(scores))
+    frac = 0.0
+    if 0 < i < len(scores) - 1:
+        denom = scores[i - 1] - 2 * scores[i] + scores[i + 1]
+        frac = 0.5 * (scores[i - 1] - scores[i + 1]) / denom if denom else 0.0
+    return (lags[i] + frac) * step * 1000
+
+
+SERVER_LATENCIES: list = []  # the worker's own say -> first speech frame on its clock
+
+
+async def one_say(client, idle, text=TEXT, listen=2.5):
     """(say -> first lip-synced frame, say -> first sound, interrupt -> silence, A/V offset) in ms."""
     rec = client.recorder
-    v0, a0 = len(rec.video), len(rec.audio)
+    f0, a0 = len(rec.frames), len(rec.audio)
     said = await client.send({"type": "say", "text": text})
-    await client.wait_event(lambda e: e.get("type") == "speaking_started", 20)
+    started = await client.wait_event(lambda e: e.get("type") == "speaking_started", 20)
+    SERVER_LATENCIES.append(started.get("latency_ms"))
     await asyncio.sleep(listen)
-    frames = rec.frames[v0:]
-    times = [t for t, _ in rec.video[v0:]]
-    # Heavy numpy: off the loop, or the viewer's own aiortc stalls meanwhile.
+    frames = rec.frames[max(0, f0 - 25):]
+    # Kept frames were recorded with the latest arrivals (frames may have been cleared before).
+    times = [t for t, _ in rec.video[-len(frames):]]
+    # Heavy work: off the loop, or the viewer's own aiortc stalls meanwhile.
     loop = asyncio.get_running_loop()
-    scores = await loop.run_in_executor(None, motion_scores, frames, idle)
-    before = await loop.run_in_executor(None, motion_scores, rec.frames[max(0, v0 - 25):v0], idle)
-    threshold = max(12.0, 2 * float(np.percentile(before, 90)) if len(before) else 12.0)
-    moving = np.nonzero(scores > threshold)[0]
-    first_frame = times[moving[0]] if len(moving) else None
+    openings = await loop.run_in_executor(None, mouth_openings, frames)
+    before = min(25, f0)
+    rest = float(np.nanmedian(openings[:before])) if before else float(np.nanmin(openings))
+    speaking = np.nonzero((openings[before:-1] > rest + 0.08) & (openings[before + 1:] > rest + 0.08))[0]
+    first_frame = times[before + speaking[0]] if len(speaking) else None
     first_sound = next((t for t, _p, r in rec.audio[a0:] if loud(r)), None)
+    offset = None
+    if first_sound is not None:
+        offset = await loop.run_in_executor(None, av_offset_ms, times, openings, rec.audio, first_sound - 0.3,
+                                            times[-1])
     t_int = await client.send({"type": "interrupt"})
     await client.wait_event(lambda e: e.get("type") == "speaking_ended", 5)
     await asyncio.sleep(0.8)
     loud_after = [t for t, _p, r in rec.audio if t > t_int and loud(r)]
     ms = lambda a, b: None if a is None or b is None else (a - b) * 1000  # noqa: E731
     return (ms(first_frame, said), ms(first_sound, said), (max(loud_after) - t_int) * 1000 if loud_after else 0.0,
-            ms(first_frame, first_sound))
+            offset)
 
 
 def fmt(values):
@@ -130,11 +170,14 @@ async def run(args, avatar, token, daphne, worker_pid, idle):
     frame_ms = [r[0] for r in results]
     print(f"say->lip-synced frame  {fmt(frame_ms)}  goal<=400  ratio={statistics.median([v for v in frame_ms if v] or [0]) / 400:.2f}")
     print(f"say->first sound       {fmt([r[1] for r in results])}")
+    print(f"  of which in the worker (say received -> first speech frame on its clock) {fmt(SERVER_LATENCIES)}")
     inter = [r[2] for r in results]
     print(f"interrupt->silence     {fmt(inter)}  goal<=200  ratio={statistics.median(inter) / 200:.2f}  "
           "(client side: includes network and the receiver's jitter buffer)")
     av0 = [r[3] for r in results if r[3] is not None]
-    print(f"A/V offset at start    {fmt([abs(v) for v in av0])}  goal<=40 (frame resolution 40 ms)")
+    print(f"A/V offset at start    {fmt([abs(v) for v in av0])}  goal<=40  "
+          f"ratio={(statistics.median([abs(v) for v in av0]) if av0 else 0) / 40:.2f}  "
+          "(cross-correlation of mouth opening and loudness at the viewer)")
 
     t0 = time.monotonic()
     await client.send({"type": "say", "text": TEXT + " " + TEXT})

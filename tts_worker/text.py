@@ -21,8 +21,8 @@ _ABBREVIATIONS = {
 }
 MAX_SENTENCE_CHARS = 220
 # The first chunk is what a listener waits for: a first sentence longer than this is cut
-# after its first clause (at a comma or the like) when that clause is long enough to say.
-FIRST_CHUNK_CHARS = 40
+# after its first clause (at a comma or the like) that is long enough to say on its own.
+FIRST_CHUNK_CHARS = 20
 _MIN_CLAUSE_CHARS = 8
 _CLAUSE_END = re.compile(r"[,;:，、；：](?=\s|$)|[，、；：]")
 
@@ -101,8 +101,6 @@ def split_for_streaming(text: str, max_chars: int = MAX_SENTENCE_CHARS) -> list[
         first = sentences[0]
         for match in _CLAUSE_END.finditer(first):
             head, tail = first[: match.end()].strip(), first[match.end():].strip()
-            if _spoken_length(head) > FIRST_CHUNK_CHARS:
-                break
             if _spoken_length(head) >= _MIN_CLAUSE_CHARS and sum(ch.isalnum() for ch in tail) >= 3:
                 return [head, tail] + sentences[1:]
     return sentences

@@ -159,6 +159,9 @@ class LiveSession:
         self.pending.clear()
         for utterance in dropped:
             utterance.cancelled = True
+        # The cancelled text's thread winds down by itself (it may be waiting on the tts
+        # worker); the next text starts at once instead of waiting for it.
+        self.rendering = None
         if self.playing is not None:
             self.playing.cancelled = True
         self.items.clear()
