@@ -57,6 +57,7 @@ def test_talk_page_plays_speaks_and_subtitles(started_avatar, daphne_server, adm
             page.wait_for_function("document.getElementById('talk-subtitles').textContent.trim().length > 0")
             text = page.text_content("#talk-subtitles")
             assert any(word in text for word in ("Welcome", "lesson", "Today", "fractions")), text
+            page.screenshot(path=str(tmp_path / "talk-speaking.png"))
             page.click("#talk-interrupt")
             page.wait_for_function("document.getElementById('talk-subtitles').dataset.speaking === '0'")
             assert not page.is_visible("#talk-error"), page.text_content("#talk-error")
