@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import SAMPLES_PER_FRAME, AudioSegment, LipsyncEngine, RenderedFrame
+from .base import AudioSegment, LipsyncEngine, RenderedFrame
+from .viseme.visemes import curves_from_audio
 
 
 class CheckpointError(Exception):
@@ -239,16 +240,6 @@ def feathered_mask(size: int, top: float, margin: float, blur: float) -> np.ndar
     return cv2.GaussianBlur(mask, (k, k), 0)
 
 
-def mouth_opening_from_audio(samples: np.ndarray, frames: int) -> np.ndarray:
-    """Loudness per 25 fps frame mapped to 0..1: what the engine aims the mouth at, for
-    the quality checks that compare it with the rendered mouth."""
-    padded = np.zeros(frames * SAMPLES_PER_FRAME, np.float32)
-    padded[: min(len(samples), len(padded))] = samples[: len(padded)]
-    rms = np.sqrt(np.mean(padded.reshape(frames, SAMPLES_PER_FRAME) ** 2, axis=1) + 1e-12)
-    db = 20 * np.log10(rms + 1e-9)
-    return np.clip((db + 50.0) / 35.0, 0.0, 1.0).astype(np.float32)
-
-
 # --- batching across sessions -------------------------------------------------------------
 
 
@@ -351,7 +342,8 @@ class NeuralEngine(LipsyncEngine):
         if count == 0:
             return
         features = self.audio_features(prepared, audio)
-        opening = mouth_opening_from_audio(audio.samples, count)
+        # What the mouth should do, for quality checks: the same loudness curve viseme uses.
+        opening = curves_from_audio(audio.samples)[0][:count]
         assets = prepared.assets
         pool = _compose_pool()
 
