@@ -4,6 +4,8 @@ Exports are lazy so that `weights` (path checks) can be imported without torch.
 """
 from __future__ import annotations
 
+from ..lazy import lazy_exports
+
 _EXPORTS = {
     "UltralightEngine": ".engine",
     "Model": ".network",
@@ -13,9 +15,4 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-    raise AttributeError(name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
