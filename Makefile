@@ -4,24 +4,47 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench clean
+.PHONY: setup chromium run test bench lint clean
 
-$(STAMP): requirements.txt
+# The venv with the runtime and the test/bench/lint tools (requirements-dev.txt includes
+# requirements.txt); redone when either file changes.
+$(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) chromium
 
-run: setup
+# Debian's chromium for the browser tests (Playwright never downloads a browser): installed
+# when this runs as root with apt-get; otherwise it says what to install. Without it the
+# browser tests are skipped, and everything else works.
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing Debian's chromium for the browser tests (apt-get install chromium)"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	    || echo "Could not install chromium: the browser tests will be skipped until 'apt-get install chromium' works."; \
+	else \
+	  echo "The browser tests need Debian's chromium: run 'apt-get install chromium' as root (they are skipped without it)."; \
+	fi
+
+run: $(STAMP)
 	$(PY) -m tutor_site.launcher run
 
 test: setup
 	REDIS_KEY_PREFIX=$${REDIS_KEY_PREFIX:-vt-test} $(PY) -m tutor_site.launcher test $(PYTEST_ARGS)
 
-bench: setup
+bench: $(STAMP)
 	$(PY) -m tutor_site.launcher bench
 
+# Lint and format check (configuration in pyproject.toml); `ruff format .` fixes the format.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# Keeps var/ (the database, media and secret key): only the venv, caches and collected static files go.
 clean:
-	rm -rf $(VENV) var staticfiles
+	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

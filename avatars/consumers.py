@@ -47,7 +47,8 @@ class AvatarEventsConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"event": "error", "detail": "This channel only sends events."})
 
     async def avatar_event(self, message):
-        await self.send_json({"event": message["event"], "avatar": message["avatar"]})
+        # Either the avatar's state, or a job of it that finished ({"event", "job"}).
+        await self.send_json({key: message[key] for key in ("event", "avatar", "job") if key in message})
 
 
 # --- Live session signaling ---------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""Avatar state pushed to the avatar's channel-layer group (admin pages, API clients)."""
+"""Avatar state pushed to the avatar's channel-layer group (admin pages, API clients).
+
+Events: `avatar.state` (on connect, and any change), `avatar.progress`, `avatar.ready`,
+`avatar.error` (preprocessing), `avatar.starting`, `avatar.started`, `avatar.start_failed`
+(live start; the reason in `avatar.error_message`), `render.*` (talking clips)."""
 from __future__ import annotations
 
 import logging
@@ -14,9 +18,15 @@ def avatar_group_name(avatar_id: int) -> str:
 
 
 def avatar_state(avatar) -> dict:
+    """What clients see of an avatar on its events channel. `starting`: a start job is
+    under way (it ends with the event `avatar.started` or `avatar.start_failed`, whose
+    reason is then in `error_message`)."""
+    from .live_services import avatar_start_pending
+
     return {
         "id": avatar.pk,
         "status": avatar.status,
+        "starting": bool(avatar_start_pending(avatar.pk)) and avatar.status != "active",
         "progress": {
             "stage": avatar.progress_stage,
             "percent": avatar.progress_percent,
@@ -37,3 +47,15 @@ def avatar_event_publish(avatar, event: str = "avatar.state") -> None:
         async_to_sync(layer.group_send)(avatar_group_name(avatar.pk), message)
     except Exception:  # noqa: BLE001 - a lost push must never fail the job that made it
         logger.warning("Could not publish %s for avatar %s", event, avatar.pk, exc_info=True)
+
+
+def avatar_job_event_publish(avatar_id: int, event: str, job: dict) -> None:
+    """A job of the avatar finished (e.g. a voice preview): `{"event", "job"}` to its viewers."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {"type": "avatar.event", "event": event, "job": job}
+    try:
+        async_to_sync(layer.group_send)(avatar_group_name(avatar_id), message)
+    except Exception:
+        logger.warning("Could not publish %s for avatar %s", event, avatar_id, exc_info=True)

@@ -7,7 +7,9 @@ from tutor_site.exceptions import ServiceError
 from tutors.selectors import tutor_queryset_for
 
 from . import services
-from .models import Avatar, AvatarModel, TTSModel
+from contracts.engines import lipsync_engine_choices, tts_engine_choices
+
+from .models import Avatar
 
 FORM_FIELDS = {"tutor", "name", "display_name", "description", "avatar_model", "tts_model", "timbre",
                "avatar_blur", "support_clone", "prompt_face", "prompt_voice"}
@@ -23,9 +25,9 @@ class AvatarAddForm(forms.ModelForm):
     prompt_face = forms.FileField(label="Tutor video", help_text="MP4, MOV, WebM, MKV or AVI; the tutor facing the camera.")
     prompt_voice = forms.FileField(label="Reference voice", required=False, help_text="Optional, for voice cloning (≤ 60 s).")
     avatar_model = forms.ChoiceField(
-        choices=[("", "Default (first usable engine)")] + list(AvatarModel.choices), required=False
+        choices=[("", "Default (first usable engine)")] + lipsync_engine_choices(), required=False
     )
-    tts_model = forms.ChoiceField(label="TTS model", choices=[("", "Default")] + list(TTSModel.choices),
+    tts_model = forms.ChoiceField(label="TTS model", choices=[("", "Default")] + tts_engine_choices(),
                                   required=False)
 
     class Meta:

@@ -16,12 +16,15 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from lipsync_worker.live import registry
+from contracts import live_registry as registry
+from contracts import tasks
+from contracts.tasks import task_send
 from tutor_site.exceptions import EngineUnavailable, InvalidInput, NotReady, ObjectNotFound
 
+from .engine_selectors import tts_engine_resolve
 from .events import avatar_event_publish
 from .models import Avatar, AvatarStatus
-from .selectors import avatar_get
+from .selectors import avatar_get, avatar_voice_reference
 
 
 @dataclass
@@ -50,8 +53,6 @@ def avatar_is_serving(avatar: Avatar) -> bool:
 def avatar_reference_for_start(avatar: Avatar, ref_file: str | None) -> tuple[str, str]:
     """The voice-cloning reference for the avatar's sessions: its own unless `ref_file`
     names another audio file of this avatar in storage (never a path outside it)."""
-    from tts_worker.services import avatar_voice_reference
-
     if not ref_file:
         return avatar_voice_reference(avatar)
     if not isinstance(ref_file, str) or len(ref_file) > 255:
@@ -69,13 +70,103 @@ def avatar_reference_for_start(avatar: Avatar, ref_file: str | None) -> tuple[st
     return name, text
 
 
-def avatar_start(*, avatar: Avatar, ref_file: str | None = None, engine_url: str = "",
-                 timeout: float | None = None) -> StartResult:
-    """Warm the avatar on a lip-sync worker and wait (up to AVATAR_START_TIMEOUT) for it.
-    Idempotent: an avatar already served by a live worker is answered at once."""
-    from celery.exceptions import TimeoutError as CeleryTimeout
+# --- start jobs -----------------------------------------------------------------------------
+# A start is a job on the lipsync queue. Its id names the avatar (so a job id asked about
+# through one avatar cannot be another's), and the avatar's pending job is kept in the
+# cache (Redis, shared with the workers) until the worker reports how it went.
 
-    from lipsync_worker.tasks import live_start_task
+_JOB_PREFIX = "live-start"
+
+
+def _start_job_new_id(avatar_id: int) -> str:
+    return f"{_JOB_PREFIX}-{avatar_id}-{uuid.uuid4().hex}"
+
+
+def _start_pending_key(avatar_id: int) -> str:
+    return f"avatars:start-pending:{avatar_id}"
+
+
+def avatar_start_pending(avatar_id: int) -> str:
+    """The id of the avatar's start job still under way, or ''."""
+    from django.core.cache import cache
+
+    try:
+        return cache.get(_start_pending_key(avatar_id)) or ""
+    except Exception:  # noqa: BLE001 - a state read for display must not fail its caller
+        return ""
+
+
+def _start_pending_set(avatar_id: int, job_id: str) -> None:
+    from django.core.cache import cache
+
+    cache.set(_start_pending_key(avatar_id), job_id, timeout=max(30, int(settings.AVATAR_START_TIMEOUT)))
+
+
+def _start_pending_clear(avatar_id: int) -> None:
+    from django.core.cache import cache
+
+    cache.delete(_start_pending_key(avatar_id))
+
+
+def _job_result(job_id: str):
+    from tutor_site.celery import app
+
+    return app.AsyncResult(job_id)
+
+
+_JOB_UNFINISHED = ("PENDING", "RECEIVED", "STARTED", "RETRY")
+
+
+@dataclass
+class StartJob:
+    """How a start job stands: `starting`, `active` or `failed` (with the reason)."""
+
+    job_id: str
+    status: str
+    detail: str = ""
+
+
+def _outcome_failure(avatar: Avatar, outcome) -> str:
+    """The reason a finished start job did not make the avatar active ('' if it did)."""
+    if not isinstance(outcome, dict):
+        return f"Starting avatar '{avatar.name}' failed on the worker: {outcome}"
+    if outcome.get("status") == "active":
+        return ""
+    return outcome.get("detail") or f"Avatar '{avatar.name}' could not be started."
+
+
+def avatar_start_job(avatar: Avatar, job_id: str | None = None) -> StartJob:
+    """A start job of this avatar (by default the one under way): starting, active or
+    failed. A job id that is not one of this avatar's starts is not found."""
+    pending = avatar_start_pending(avatar.pk)
+    job_id = job_id or pending
+    if not job_id:
+        raise ObjectNotFound(f"Avatar '{avatar.name}' has no start job under way.", field="job_id")
+    if not job_id.startswith(f"{_JOB_PREFIX}-{avatar.pk}-"):
+        raise ObjectNotFound(f"Start job {job_id} of avatar {avatar.pk} not found.", field="job_id")
+    result = _job_result(job_id)
+    state = result.state
+    if state == "SUCCESS":
+        reason = _outcome_failure(avatar, result.result)
+        return StartJob(job_id, "failed" if reason else "active", reason)
+    if state == "FAILURE":
+        return StartJob(job_id, "failed", f"Starting avatar '{avatar.name}' failed on the worker: {result.result}")
+    if state == "REVOKED":
+        return StartJob(job_id, "failed", "The start job expired before a lip-sync worker took it; start again.")
+    if state == "PENDING" and job_id != pending:
+        # Never made, or finished so long ago that its result expired.
+        raise ObjectNotFound(f"Start job {job_id} of avatar {avatar.pk} not found.", field="job_id")
+    return StartJob(job_id, "starting")
+
+
+def avatar_start(*, avatar: Avatar, ref_file: str | None = None, engine_url: str = "", wait: bool = False,
+                 timeout: float | None = None) -> StartResult:
+    """Warm the avatar on a lip-sync worker. Returns at once with the job (`started`
+    False, `job_id`): the worker reports the outcome on the avatar's events channel
+    (`avatar.started` or `avatar.start_failed` with the reason). With `wait`, waits up to
+    AVATAR_START_TIMEOUT for it (the contract's synchronous start). Idempotent: an avatar
+    already served by a live worker is answered at once, and a start under way is reused."""
+    from celery.exceptions import TimeoutError as CeleryTimeout
 
     avatar_live_reconcile(avatar_id=avatar.pk)
     avatar.refresh_from_db()
@@ -86,7 +177,21 @@ def avatar_start(*, avatar: Avatar, ref_file: str | None = None, engine_url: str
         return StartResult(avatar, started=True)
     ref_file = avatar_reference_for_start(avatar, ref_file)[0] if ref_file else ""
     timeout = settings.AVATAR_START_TIMEOUT if timeout is None else timeout
-    result = live_start_task.apply_async(args=[avatar.pk, ref_file, engine_url], expires=max(60, 3 * timeout))
+    pending = avatar_start_pending(avatar.pk)
+    if pending and not ref_file and _job_result(pending).state in _JOB_UNFINISHED:
+        result = _job_result(pending)
+    else:
+        job_id = _start_job_new_id(avatar.pk)
+        _start_pending_set(avatar.pk, job_id)
+        try:
+            result = task_send(tasks.LIVE_START, avatar.pk, ref_file, engine_url, task_id=job_id,
+                               expires=max(60, 3 * timeout))
+        except Exception:
+            _start_pending_clear(avatar.pk)
+            raise
+        avatar_event_publish(avatar, "avatar.starting")
+    if not wait:
+        return StartResult(avatar, started=False, job_id=result.id)
     try:
         outcome = result.get(timeout=timeout, propagate=False)
     except CeleryTimeout:
@@ -103,8 +208,10 @@ def avatar_start(*, avatar: Avatar, ref_file: str | None = None, engine_url: str
 
 
 def avatar_live_started(avatar_id: int, *, engine: str, engine_channel: str, engine_url: str) -> Avatar | None:
-    """Worker side: record the serving worker and set `active`. When another live worker
-    already serves the avatar, it stays with that one (returned, so the caller can tell)."""
+    """Worker side: record the serving worker and set `active` (event `avatar.started`).
+    When another live worker already serves the avatar, it stays with that one (returned,
+    so the caller can tell)."""
+    _start_pending_clear(avatar_id)
     with transaction.atomic():
         avatar = Avatar.objects.select_for_update().filter(pk=avatar_id).first()
         if avatar is None or not avatar.is_ready:
@@ -117,24 +224,54 @@ def avatar_live_started(avatar_id: int, *, engine: str, engine_channel: str, eng
         avatar.engine_url = engine_url[:255]
         avatar.error_message = ""
         avatar.save()
-    avatar_event_publish(avatar)
+    avatar_event_publish(avatar, "avatar.started")
     return avatar
 
 
-def avatar_stop(*, avatar: Avatar) -> Avatar:
-    """Close the avatar's sessions and free its memory on the worker; idempotent."""
+def avatar_live_start_failed(avatar_id: int, reason: str) -> Avatar | None:
+    """Worker side: a start failed. The reason goes to the avatar's `error_message` (while
+    it is ready and not served) and out as the event `avatar.start_failed`."""
+    _start_pending_clear(avatar_id)
     with transaction.atomic():
-        locked = Avatar.objects.select_for_update().get(pk=avatar.pk)
+        avatar = Avatar.objects.select_for_update().filter(pk=avatar_id).first()
+        if avatar is None:
+            return None
+        if avatar.status == AvatarStatus.INACTIVE:
+            avatar.error_message = f"Start failed: {reason}"
+            avatar.save(update_fields=["error_message", "updated_at"])
+    avatar_event_publish(avatar, "avatar.start_failed")
+    return avatar
+
+
+def avatar_is_served(avatar_id: int) -> bool:
+    """Whether a worker may hold the avatar (active, or a serving worker recorded)."""
+    from django.db.models import Q
+
+    return Avatar.objects.filter(pk=avatar_id).filter(
+        Q(status=AvatarStatus.ACTIVE) | ~Q(engine_channel="")).exists()
+
+
+def avatar_stop(*, avatar: Avatar, wait: bool = True) -> Avatar:
+    """Close the avatar's sessions and free its memory on the worker; idempotent. With
+    `wait`, waits (15 s at most) for the worker to confirm; without, only tells it."""
+    with transaction.atomic():
+        locked = Avatar.objects.select_for_update().filter(pk=avatar.pk).first()
+        if locked is None:
+            raise ObjectNotFound(f"Avatar {avatar.pk} not found.")
         channel = locked.engine_channel
         if locked.status == AvatarStatus.ACTIVE:
             locked.status = AvatarStatus.INACTIVE
         locked.engine = locked.engine_channel = locked.engine_url = ""
         locked.save()
     if channel and registry.worker_alive(channel):
-        try:
-            live_request(channel, {"type": "live.stop_avatar", "avatar_id": locked.pk}, timeout=15)
-        except EngineUnavailable:
-            pass  # the worker died meanwhile: nothing is left to free
+        message = {"type": "live.stop_avatar", "avatar_id": locked.pk}
+        if wait:
+            try:
+                live_request(channel, message, timeout=15)
+            except EngineUnavailable:
+                pass  # the worker died meanwhile: nothing is left to free
+        else:
+            live_send(channel, message)
     avatar_event_publish(locked)
     return locked
 
@@ -201,6 +338,11 @@ def live_request(channel: str, message: dict, timeout: float | None = None) -> d
     return async_to_sync(live_request_async)(channel, message, timeout)
 
 
+def live_send(channel: str, message: dict) -> None:
+    """Tell a worker runtime something without waiting for an answer."""
+    async_to_sync(get_channel_layer().send)(channel, message)
+
+
 def live_serving_channel(avatar: Avatar) -> str:
     """The channel of the worker serving the avatar, or a clear NotReady."""
     if avatar.status == AvatarStatus.ACTIVE and avatar.engine_channel:
@@ -213,7 +355,6 @@ def live_serving_channel(avatar: Avatar) -> str:
 
 def live_text_validate(text, tts_model=None, voice=None) -> str:
     """Check a `say` before it travels (the worker checks it again through the TTS client)."""
-    # Settings, not tts_worker.services: importing the engines would cost the first say a second.
     limit = settings.TTS_MAX_TEXT_CHARS
     if not isinstance(text, str) or not text.strip():
         raise InvalidInput("text must be a non-empty string.", field="text")
@@ -223,11 +364,7 @@ def live_text_validate(text, tts_model=None, voice=None) -> str:
         if value is not None and not isinstance(value, str):
             raise InvalidInput(f"{field} must be a string.", field=field)
     if tts_model:
-        from avatars.models import TTSModel
-
-        if tts_model not in TTSModel.values:
-            raise InvalidInput(f"Unknown tts_model '{tts_model}'; choose one of: {', '.join(TTSModel.values)}.",
-                               field="tts_model")
+        tts_engine_resolve(tts_model)
     return text
 
 

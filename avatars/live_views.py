@@ -6,7 +6,7 @@ from django.http import Http404
 from django.shortcuts import render
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.response import Response
@@ -16,8 +16,8 @@ from tutor_site.exceptions import InvalidInput, ObjectNotFound
 
 from . import live_services
 from .selectors import avatar_get
+from .serializers import AvatarSerializer, AvatarStartQuerySerializer, AvatarStartSerializer, input_validate
 
-START_FIELDS = {"ref_file"}
 PROXY_ACTIONS = ("offer", "human", "interrupt_talk", "is_speaking")
 
 
@@ -35,23 +35,61 @@ def _proxy_base(request) -> str:
 class AvatarStartView(APIView):
     parser_classes = [JSONParser, FormParser]
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT})
+    @extend_schema(
+        request=AvatarStartSerializer,
+        parameters=[OpenApiParameter("wait", bool, description="Wait (up to AVATAR_START_TIMEOUT) for the worker "
+                                                                "and answer 200 when the avatar is active.")],
+        responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT},
+    )
     def post(self, request, avatar_id: int):
-        data = _data(request)
-        unknown = sorted(set(data) - START_FIELDS)
-        if unknown:
-            raise InvalidInput(f"Unknown fields: {', '.join(unknown)}; start accepts only ref_file.", field=unknown[0])
+        """Start the avatar on a lip-sync worker. Answers at once: 202 with the start job
+        (its outcome comes over WS /ws/avatars/{id}/events/ as `avatar.started` or
+        `avatar.start_failed`, or from GET .../start?job_id=); 200 when it already runs.
+        `?wait=1`: the synchronous start (200 once active, 202 if still warming at the timeout)."""
         avatar = avatar_get(request.user, avatar_id)
+        data = input_validate(AvatarStartSerializer, request.data)
+        wait = input_validate(AvatarStartQuerySerializer, request.query_params)["wait"]
         result = live_services.avatar_start(avatar=avatar, ref_file=data.get("ref_file") or None,
-                                            engine_url=_proxy_base(request))
-        if not result.started:
-            return Response({
-                "status": "starting", "job_id": result.job_id,
-                "message": f"Avatar '{avatar.name}' is still warming up; poll GET /api/avatars/{avatar.pk} "
-                           "until its status is 'active'.",
-            }, status=status.HTTP_202_ACCEPTED)
-        return Response({"status": "success", "message": f"Avatar '{avatar.name}' started successfully",
-                         "engine_url": result.avatar.engine_url or _proxy_base(request)})
+                                            engine_url=_proxy_base(request), wait=wait)
+        if wait:
+            if not result.started:
+                return Response({
+                    "status": "starting", "job_id": result.job_id,
+                    "message": f"Avatar '{avatar.name}' is still warming up; poll GET /api/avatars/{avatar.pk} "
+                               "until its status is 'active'.",
+                }, status=status.HTTP_202_ACCEPTED)
+            return Response({"status": "success", "message": f"Avatar '{avatar.name}' started successfully",
+                             "engine_url": result.avatar.engine_url or _proxy_base(request)})
+        if result.started:
+            return Response({"status": "success", "message": f"Avatar '{avatar.name}' started successfully",
+                             "engine_url": result.avatar.engine_url or _proxy_base(request),
+                             "avatar": AvatarSerializer(result.avatar).data})
+        return Response({
+            "status": "starting", "job_id": result.job_id,
+            "message": f"Avatar '{avatar.name}' is starting on a lip-sync worker; WS /ws/avatars/{avatar.pk}/events/ "
+                       f"reports avatar.started or avatar.start_failed, and GET /api/avatars/{avatar.pk}/start"
+                       f"?job_id={result.job_id} tells how the job stands.",
+            "avatar": AvatarSerializer(result.avatar).data,
+        }, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("job_id", str, description="A start job (default: the one under way).")],
+        responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT},
+    )
+    def get(self, request, avatar_id: int):
+        """How a start job stands: 202 `starting`; 200 `active` or `failed` (with `detail`)."""
+        avatar = avatar_get(request.user, avatar_id)
+        job_id = input_validate(AvatarStartQuerySerializer, request.query_params).get("job_id") or None
+        job = live_services.avatar_start_job(avatar, job_id)
+        avatar.refresh_from_db()
+        body = {"status": job.status, "job_id": job.job_id}
+        if job.detail:
+            body["detail"] = job.detail
+        if job.status == "active":
+            body["engine_url"] = avatar.engine_url or _proxy_base(request)
+        body["avatar"] = AvatarSerializer(avatar).data
+        code = status.HTTP_202_ACCEPTED if job.status == "starting" else status.HTTP_200_OK
+        return Response(body, status=code)
 
 
 class AvatarStopView(APIView):

@@ -1,27 +1,11 @@
 from django.core.validators import RegexValidator
 from django.db import models
 
+from contracts.engines import DEFAULT_LIPSYNC_ENGINE, lipsync_engine_choices, tts_engine_choices
+
 AVATAR_NAME_VALIDATOR = RegexValidator(
     r"^[A-Za-z0-9_-]+$", "Use only letters, digits, '_' and '-' in an avatar name."
 )
-
-
-class AvatarModel(models.TextChoices):
-    """Lip-sync engines, in the order the default prefers them."""
-
-    MUSETALK = "MuseTalk", "MuseTalk"
-    WAV2LIP = "wav2lip", "Wav2Lip"
-    ULTRALIGHT = "ultralight", "Ultralight"
-    VISEME = "viseme", "Viseme (CPU, no weights)"
-
-
-class TTSModel(models.TextChoices):
-    EDGE_TTS = "edge-tts", "edge-tts"
-    COSYVOICE = "cosyvoice", "CosyVoice"
-    SOVITS = "sovits", "GPT-SoVITS"
-    TACOTRON = "tacotron", "Tacotron2"
-    PIPER = "piper", "Piper"
-    ESPEAK_NG = "espeak-ng", "espeak-ng"
 
 
 class AvatarStatus(models.TextChoices):
@@ -36,8 +20,10 @@ class Avatar(models.Model):
     name = models.CharField(max_length=64, unique=True, validators=[AVATAR_NAME_VALIDATOR])
     display_name = models.CharField(max_length=120, blank=True)
     description = models.TextField(blank=True)
-    avatar_model = models.CharField(max_length=20, choices=AvatarModel.choices, default=AvatarModel.VISEME)
-    tts_model = models.CharField("TTS model", max_length=20, choices=TTSModel.choices, default=TTSModel.PIPER)
+    # Engine names; the choices come from the one engine catalogue (`contracts.engines`),
+    # as callables, so adding an engine needs no migration.
+    avatar_model = models.CharField(max_length=20, choices=lipsync_engine_choices, default=DEFAULT_LIPSYNC_ENGINE)
+    tts_model = models.CharField("TTS model", max_length=20, choices=tts_engine_choices, default="piper")
     timbre = models.CharField(max_length=120, blank=True, help_text="Voice id of the TTS engine.")
     avatar_blur = models.BooleanField(default=False)
     support_clone = models.BooleanField(default=False)

@@ -7,11 +7,14 @@ import uuid
 from django.conf import settings
 from django.db import transaction
 
-from lipsync_worker import media
-from tutor_site.exceptions import InvalidInput, InvalidMedia, NotReady
+from contracts import media_probe as media
+from contracts import tasks
+from contracts.tasks import task_send
+from tutor_site.exceptions import InvalidMedia, NotReady
 
+from .engine_selectors import tts_request_check
 from .events import avatar_event_publish
-from .models import Avatar, AvatarRender, RenderStatus, TTSModel
+from .models import Avatar, AvatarRender, RenderStatus
 from .services import UploadSource
 from .storage import storage_delete_prefix, storage_save
 
@@ -27,24 +30,20 @@ class _RenderLimits:
 
 
 def _enqueue(render: AvatarRender) -> None:
-    from lipsync_worker.tasks import render_avatar_task
-
     render_id, task_id = render.pk, render.task_id
-    transaction.on_commit(lambda: render_avatar_task.apply_async(args=[render_id, task_id], task_id=task_id))
+    transaction.on_commit(lambda: task_send(tasks.RENDER_AVATAR, render_id, task_id, task_id=task_id))
 
 
 def render_create(
     avatar: Avatar, *, text: str = "", tts_model: str | None = None, voice: str = "", audio: UploadSource | None = None
 ) -> AvatarRender:
-    """Queue a talking clip of `avatar` speaking `text` (through TTS) or the uploaded `audio`."""
+    """Queue a talking clip of `avatar` speaking `text` (through TTS) or the uploaded `audio`
+    (one or the other: `RenderCreateSerializer` validated the request). Checks here what
+    needs the avatar, the media or the engines."""
     if not avatar.is_ready:
         reason = f": {avatar.error_message}" if avatar.error_message else ""
         raise NotReady(f"Avatar '{avatar.name}' is {avatar.status}; it can talk once it is ready{reason}")
     text = (text or "").strip()
-    if audio is None and not text:
-        raise InvalidInput("Give the text to speak, or an audio file.", field="text")
-    if audio is not None and text:
-        raise InvalidInput("Give either text or an audio file, not both.", field="text")
     tts_model = tts_model or avatar.tts_model
     voice = (voice or avatar.timbre or "").strip()
     if audio is not None:
@@ -54,13 +53,7 @@ def render_create(
             exc.field = "audio"
             raise
     else:
-        if tts_model not in TTSModel.values:
-            raise InvalidInput(f"Unknown tts_model '{tts_model}'; choose one of: {', '.join(TTSModel.values)}.",
-                               field="tts_model")
-        from tts_worker.services import tts_engine_require_available, tts_request_validate
-
-        engine, voice, text = tts_request_validate(text, tts_model, voice or None)
-        tts_engine_require_available(engine)
+        tts_model, voice, text = tts_request_check(text, tts_model, voice or None)
     with transaction.atomic():
         render = AvatarRender.objects.create(
             avatar=avatar, text=text, tts_model="" if audio else tts_model, voice="" if audio else voice,

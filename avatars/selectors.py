@@ -43,3 +43,11 @@ def render_get(user: User, avatar_id, render_id):
         return avatar.renders.get(pk=int(render_id))
     except (AvatarRender.DoesNotExist, TypeError, ValueError):
         raise ObjectNotFound(f"Render {render_id} of avatar {avatar_id} not found.") from None
+
+
+def avatar_voice_reference(avatar) -> tuple[str, str]:
+    """(storage name, spoken text) of an avatar's cloning reference; ('', '') when it has none."""
+    if not getattr(avatar, "support_clone", False):
+        return "", ""
+    path = getattr(avatar, "voice_reference_path", "") or getattr(avatar, "audio_path", "")
+    return path or "", getattr(avatar, "voice_reference_text", "") or ""

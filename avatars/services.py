@@ -10,16 +10,18 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from lipsync_worker import media
-from tutor_site.exceptions import InvalidInput, InvalidMedia, NameTaken, NotReady
-from tutors.models import User
+from contracts import media_probe as media
+from contracts import tasks
+from contracts.tasks import task_send
+from tutor_site.exceptions import InvalidMedia, NameTaken, NotReady, ObjectNotFound
+from tutors.models import Tutor, User
 from tutors.selectors import tutor_get
 
+from .engine_selectors import lipsync_engine_resolve, tts_engine_resolve
 from .events import avatar_event_publish
-from .models import AVATAR_NAME_VALIDATOR, Avatar, AvatarModel, AvatarStatus, TTSModel
+from .models import Avatar, AvatarStatus
 from .storage import storage_delete_prefix, storage_save
 
 logger = logging.getLogger(__name__)
@@ -33,135 +35,92 @@ class UploadSource:
     filename: str
 
 
-def _bool(value, field: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise InvalidInput(f"{field} must be true or false.", field=field)
-
-
-def _choice(value, choices, field: str) -> str:
-    valid = [c for c, _ in choices]
-    if value not in valid:
-        raise InvalidInput(f"Unknown {field} '{value}'; choose one of: {', '.join(valid)}.", field=field)
-    return value
-
-
-def _text(value, field: str, max_length: int) -> str:
-    text = "" if value is None else str(value).strip()
-    if len(text) > max_length:
-        raise InvalidInput(f"{field} has at most {max_length} characters.", field=field)
-    return text
-
-
-def _avatar_model_resolve(requested: str | None) -> str:
-    from lipsync_worker.engines import engine_availability, engine_default
-
-    if requested in (None, ""):
-        return engine_default()
-    _choice(requested, AvatarModel.choices, "avatar_model")
-    available, reason = engine_availability(requested)
-    if not available:
-        raise InvalidInput(f"The lip-sync engine '{requested}' cannot be used here: {reason}", field="avatar_model")
-    return requested
-
-
-def _tts_model_resolve(requested: str | None, support_clone: bool) -> str:
-    tts_model = _choice(requested or settings.DEFAULT_TTS_MODEL, TTSModel.choices, "tts_model")
-    if support_clone:
-        from tts_worker.services import clone_engine_names
-
-        cloners = clone_engine_names()
-        if tts_model not in cloners:
-            raise InvalidInput(
-                f"The TTS engine '{tts_model}' cannot clone voices; engines that can: {', '.join(cloners) or 'none'}.",
-                field="support_clone",
-            )
-    return tts_model
-
-
-def _name_check(name: str) -> str:
-    name = (name or "").strip()
-    if not name:
-        raise InvalidInput("An avatar needs a name (letters, digits, '_' and '-').", field="name")
-    if len(name) > 64:
-        raise InvalidInput("An avatar name has at most 64 characters.", field="name")
-    try:
-        AVATAR_NAME_VALIDATOR(name)
-    except ValidationError as exc:
-        raise InvalidInput(exc.messages[0], field="name") from None
+def _name_free(name: str) -> None:
     if Avatar.objects.filter(name=name).exists():
         raise NameTaken(f"An avatar named '{name}' already exists; choose another name.", field="name")
-    return name
 
 
 def _enqueue_preprocess(avatar: Avatar) -> None:
-    from lipsync_worker.tasks import preprocess_avatar_task
-
     avatar_id, task_id = avatar.pk, avatar.task_id
-    transaction.on_commit(
-        lambda: preprocess_avatar_task.apply_async(args=[avatar_id, task_id], task_id=task_id)
-    )
+    transaction.on_commit(lambda: task_send(tasks.PREPROCESS_AVATAR, avatar_id, task_id, task_id=task_id))
 
 
-# Optional avatar_create arguments that forms, the API and the batch command pass through.
-AVATAR_CREATE_OPTIONS = (
-    "display_name", "description", "avatar_model", "tts_model", "timbre", "avatar_blur", "support_clone",
-)
+@dataclass(frozen=True)
+class AvatarCreateChecked:
+    """What `avatar_create_check` found: the tutor, the engines resolved, the video's facts."""
+
+    tutor: Tutor
+    avatar_model: str
+    tts_model: str
+    video_info: object
 
 
-def avatar_create_options(data) -> dict:
-    """The optional create arguments present (and not blank) in submitted data."""
-    return {key: data[key] for key in AVATAR_CREATE_OPTIONS if data.get(key) not in (None, "")}
-
-
-def avatar_create(
+def avatar_create_check(
     *,
     user: User,
-    tutor_id,
+    tutor_id: int,
     name: str,
-    prompt_face: UploadSource | None,
+    prompt_face: UploadSource,
     prompt_voice: UploadSource | None = None,
-    display_name: str = "",
-    description: str = "",
     avatar_model: str | None = None,
     tts_model: str | None = None,
-    timbre: str = "",
-    avatar_blur=False,
-    support_clone=False,
-) -> Avatar:
-    """Validate everything, store the uploads under generated names, enqueue preprocessing."""
-    tutor = tutor_get(user, tutor_id)
-    name = _name_check(name)
-    avatar_blur = _bool(avatar_blur, "avatar_blur")
-    support_clone = _bool(support_clone, "support_clone")
-    fields = {
-        "display_name": _text(display_name, "display_name", 120) or name,
-        "description": _text(description, "description", 5000),
-        "timbre": _text(timbre, "timbre", 120),
-        "avatar_model": _avatar_model_resolve(avatar_model),
-        "tts_model": _tts_model_resolve(tts_model, support_clone),
-    }
-    if prompt_face is None:
-        raise InvalidInput("prompt_face (the tutor's video) is required.", field="prompt_face")
+    support_clone: bool = False,
+    **_fields,
+) -> AvatarCreateChecked:
+    """The checks of a create that need the database or the media, writing nothing: the
+    tutor is one the user may use, the name is free, the engines can run here, the uploads
+    are media we accept. The fields themselves were validated by `AvatarCreateSerializer`."""
+    try:
+        tutor = tutor_get(user, tutor_id)
+    except ObjectNotFound as exc:
+        exc.field = "tutor_id"
+        raise
+    _name_free(name)
+    avatar_model = lipsync_engine_resolve(avatar_model)
+    tts_model = tts_engine_resolve(tts_model, support_clone=support_clone)
     try:
         video_info = media.probe_video(prompt_face.path, prompt_face.filename, limits=settings)
     except InvalidMedia as exc:
         exc.field = "prompt_face"
         raise
-    if support_clone and prompt_voice is None:
-        raise InvalidInput("Voice cloning needs a prompt_voice recording.", field="prompt_voice")
     if prompt_voice is not None:
         try:
             media.probe_audio(prompt_voice.path, prompt_voice.filename, limits=settings)
         except InvalidMedia as exc:
             exc.field = "prompt_voice"
             raise
+    return AvatarCreateChecked(tutor=tutor, avatar_model=avatar_model, tts_model=tts_model, video_info=video_info)
 
+
+def avatar_create(
+    *,
+    user: User,
+    tutor_id: int,
+    name: str,
+    prompt_face: UploadSource,
+    prompt_voice: UploadSource | None = None,
+    display_name: str = "",
+    description: str = "",
+    avatar_model: str | None = None,
+    tts_model: str | None = None,
+    timbre: str = "",
+    avatar_blur: bool = False,
+    support_clone: bool = False,
+) -> Avatar:
+    """Check (`avatar_create_check`), store the uploads under generated names, enqueue
+    preprocessing. The arguments are `AvatarCreateSerializer`'s validated data."""
+    checked = avatar_create_check(user=user, tutor_id=tutor_id, name=name, prompt_face=prompt_face,
+                                  prompt_voice=prompt_voice, avatar_model=avatar_model, tts_model=tts_model,
+                                  support_clone=support_clone)
+    video_info = checked.video_info
+    fields = {
+        "display_name": display_name or name,
+        "description": description,
+        "timbre": timbre,
+        "avatar_model": checked.avatar_model,
+        "tts_model": checked.tts_model,
+    }
+    tutor = checked.tutor
     stored: list[str] = []
     try:
         with transaction.atomic():
@@ -195,38 +154,27 @@ def avatar_create(
     return avatar
 
 
-# What PATCH may change; everything else the contract shows is read-only.
-AVATAR_EDITABLE_FIELDS = {"display_name", "description", "timbre", "avatar_blur", "status"}
-
-
-def avatar_update(avatar: Avatar, data: dict) -> Avatar:
-    forbidden = sorted(set(data) - AVATAR_EDITABLE_FIELDS)
-    if forbidden:
-        raise InvalidInput(
-            f"These fields cannot be changed: {', '.join(forbidden)}. "
-            f"Editable fields: {', '.join(sorted(AVATAR_EDITABLE_FIELDS))}.",
-            field=forbidden[0],
-        )
-    changes = {}
-    if "display_name" in data:
-        changes["display_name"] = _text(data["display_name"], "display_name", 120) or avatar.name
-    if "description" in data:
-        changes["description"] = _text(data["description"], "description", 5000)
-    if "timbre" in data:
-        changes["timbre"] = _text(data["timbre"], "timbre", 120)
-    if "avatar_blur" in data:
-        changes["avatar_blur"] = _bool(data["avatar_blur"], "avatar_blur")
-    if "status" in data:
-        wanted = data["status"]
-        if wanted not in (AvatarStatus.ACTIVE, AvatarStatus.INACTIVE):
-            raise InvalidInput("status can only be set to 'active' or 'inactive'.", field="status")
-        if not avatar.is_ready:
-            raise NotReady(f"Avatar '{avatar.name}' is {avatar.status}; only a ready avatar can change status.")
-        changes["status"] = wanted
+def avatar_update(
+    avatar: Avatar,
+    *,
+    display_name: str | None = None,
+    description: str | None = None,
+    timbre: str | None = None,
+    avatar_blur: bool | None = None,
+    status: str | None = None,
+) -> Avatar:
+    """Change what PATCH may change (None: leave as is); `AvatarUpdateSerializer` validated
+    the values. A blank display name falls back to the name; only a ready avatar changes status."""
+    changes = {key: value for key, value in (("description", description), ("timbre", timbre),
+                                             ("avatar_blur", avatar_blur), ("status", status)) if value is not None}
     with transaction.atomic():
-        locked = Avatar.objects.select_for_update().get(pk=avatar.pk)
-        if "status" in changes and not locked.is_ready:
+        locked = Avatar.objects.select_for_update().filter(pk=avatar.pk).first()
+        if locked is None:
+            raise ObjectNotFound(f"Avatar {avatar.pk} not found.")
+        if status is not None and not locked.is_ready:
             raise NotReady(f"Avatar '{locked.name}' is {locked.status}; only a ready avatar can change status.")
+        if display_name is not None:
+            changes["display_name"] = display_name or locked.name
         for key, value in changes.items():
             setattr(locked, key, value)
         locked.save()
@@ -235,7 +183,13 @@ def avatar_update(avatar: Avatar, data: dict) -> Avatar:
 
 
 def avatar_delete(avatar: Avatar) -> None:
-    """Delete the avatar and, once that is committed, every file it has."""
+    """Stop the avatar's live sessions and free its worker (when one serves it), delete the
+    row and, once that is committed, every file it has. An avatar no worker serves is
+    deleted without waiting on anything."""
+    from .live_services import avatar_is_served, avatar_stop
+
+    if avatar_is_served(avatar.pk):
+        avatar_stop(avatar=avatar)
     prefix = avatar.storage_prefix
     avatar.delete()
     transaction.on_commit(lambda: storage_delete_prefix(prefix))

@@ -1,11 +1,12 @@
 from django.urls import include, path
 
-from . import views
+from . import speech_views, views
 
 urlpatterns = [
     path("list", views.AvatarListView.as_view(), name="avatar-list"),
     path("create", views.AvatarCreateView.as_view(), name="avatar-create"),
     path("avatar-models", views.AvatarModelListView.as_view(), name="avatar-models"),
+    path("tts-models", speech_views.TTSModelListView.as_view(), name="tts-model-list"),
     path("<int:avatar_id>", views.AvatarDetailView.as_view(), name="avatar-detail"),
     path("<int:avatar_id>/preview", views.AvatarPreviewView.as_view(), name="avatar-preview"),
     path("<int:avatar_id>/reprocess", views.AvatarReprocessView.as_view(), name="avatar-reprocess"),
@@ -14,4 +15,10 @@ urlpatterns = [
     path("<int:avatar_id>/renders/<int:render_id>", views.AvatarRenderDetailView.as_view(),
          name="avatar-render-detail"),
     path("", include("avatars.live_urls")),
+]
+
+# Mounted under /api/ by the project.
+speech_urlpatterns = [
+    path("tts/preview", speech_views.TTSPreviewView.as_view(), name="tts-preview"),
+    path("tts/preview/<uuid:job_id>", speech_views.TTSPreviewResultView.as_view(), name="tts-preview-result"),
 ]

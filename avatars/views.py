@@ -8,10 +8,10 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from lipsync_worker.engines import engine_list
 from tutor_site.exceptions import InvalidInput, ObjectNotFound
 
 from . import render_services, services
+from .engine_selectors import lipsync_engine_list
 from .models import RenderStatus
 from .selectors import avatar_get, avatar_list, render_get
 from .serializers import (
@@ -22,19 +22,8 @@ from .serializers import (
     RenderCreateSerializer,
     RenderSerializer,
     StatusMessageSerializer,
+    input_validate,
 )
-
-CREATE_FIELDS = {
-    "tutor_id", "name", "display_name", "description", "avatar_model", "tts_model",
-    "timbre", "avatar_blur", "support_clone", "prompt_face", "prompt_voice",
-}
-
-
-def _upload(request, field: str) -> services.UploadSource | None:
-    upload = request.FILES.get(field)
-    if upload is None:
-        return None
-    return services.UploadSource(path=upload.temporary_file_path(), filename=upload.name)
 
 
 def _int_param(request, name: str, default: int, maximum: int) -> int:
@@ -80,20 +69,8 @@ class AvatarCreateView(APIView):
 
     @extend_schema(request={"multipart/form-data": AvatarCreateSerializer}, responses={201: AvatarSerializer})
     def post(self, request):
-        unknown = sorted(set(request.data.keys()) - CREATE_FIELDS)
-        if unknown:
-            raise InvalidInput(f"Unknown fields: {', '.join(unknown)}.", field=unknown[0])
-        if request.data.get("tutor_id") in (None, ""):
-            raise InvalidInput("tutor_id is required.", field="tutor_id")
-        data = request.data
-        avatar = services.avatar_create(
-            user=request.user,
-            tutor_id=data.get("tutor_id"),
-            name=data.get("name", ""),
-            prompt_face=_upload(request, "prompt_face"),
-            prompt_voice=_upload(request, "prompt_voice"),
-            **services.avatar_create_options(data),
-        )
+        data = input_validate(AvatarCreateSerializer, request.data)
+        avatar = services.avatar_create(user=request.user, **data)
         return Response(AvatarSerializer(avatar).data, status=status.HTTP_201_CREATED)
 
 
@@ -107,7 +84,7 @@ class AvatarDetailView(APIView):
     @extend_schema(request=AvatarUpdateSerializer, responses=AvatarSerializer)
     def patch(self, request, avatar_id: int):
         avatar = avatar_get(request.user, avatar_id)
-        avatar = services.avatar_update(avatar, dict(request.data.items()))
+        avatar = services.avatar_update(avatar, **input_validate(AvatarUpdateSerializer, request.data, partial=True))
         return Response(AvatarSerializer(avatar).data)
 
     @extend_schema(responses=StatusMessageSerializer)
@@ -139,7 +116,7 @@ class AvatarReprocessView(APIView):
 class AvatarModelListView(APIView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
-        return Response({"models": engine_list()})
+        return Response({"models": lipsync_engine_list()})
 
 
 class AvatarRenderCreateView(APIView):
@@ -151,16 +128,7 @@ class AvatarRenderCreateView(APIView):
     )
     def post(self, request, avatar_id: int):
         avatar = avatar_get(request.user, avatar_id)
-        unknown = sorted(set(request.data.keys()) - {"text", "tts_model", "voice", "audio"})
-        if unknown:
-            raise InvalidInput(f"Unknown fields: {', '.join(unknown)}.", field=unknown[0])
-        render = render_services.render_create(
-            avatar,
-            text=request.data.get("text", ""),
-            tts_model=request.data.get("tts_model") or None,
-            voice=request.data.get("voice", ""),
-            audio=_upload(request, "audio"),
-        )
+        render = render_services.render_create(avatar, **input_validate(RenderCreateSerializer, request.data))
         return Response(RenderSerializer(render).data, status=status.HTTP_202_ACCEPTED)
 
 

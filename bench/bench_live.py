@@ -27,7 +27,7 @@ BENCH_DATA = Path(tempfile.mkdtemp(prefix="vt-bench-live-"))
 os.environ["DATA_DIR"] = str(BENCH_DATA)
 os.environ.pop("DATABASE_URL", None)
 os.environ.setdefault("REDIS_KEY_PREFIX", "vt-bench-live")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tutor_site.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tutor_site.worker_settings")
 os.environ.setdefault("LIVE_MAX_SESSIONS_PER_ADMIN", "50")
 os.environ.setdefault("LIVE_MAX_SESSIONS_PER_WORKER", "50")
 

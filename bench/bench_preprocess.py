@@ -17,7 +17,7 @@ sys.path.insert(0, str(BASE_DIR))
 BENCH_DATA = Path(tempfile.mkdtemp(prefix="vt-bench-"))
 os.environ["DATA_DIR"] = str(BENCH_DATA)
 os.environ.pop("DATABASE_URL", None)  # a throw-away SQLite database
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tutor_site.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tutor_site.worker_settings")
 
 import django  # noqa: E402
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(BASE_DIR))
 BENCH_DATA = Path(tempfile.mkdtemp(prefix="vt-bench-viseme-"))
 os.environ["DATA_DIR"] = str(BENCH_DATA)
 os.environ.pop("DATABASE_URL", None)
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tutor_site.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tutor_site.worker_settings")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import django  # noqa: E402

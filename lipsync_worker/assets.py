@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .media import iter_frames_at_fps, prefetched
+from .video_io import iter_frames_at_fps, prefetched
 from .preprocess import FRAMES_FILE, META_FILE, TRACK_FILE
 
 JPEG_QUALITY = 97

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from .face_tracking import FaceTrack, FaceTracker, sharpness
-from .media import (
+from .video_io import (
     TARGET_FPS,
     BackgroundVideoWriter,
     DecodeStats,

@@ -13,7 +13,7 @@ from avatars import services as avatar_services
 from avatars.models import Avatar
 from avatars.storage import storage_delete_prefix, storage_local_path, storage_save
 
-from tutor_site.exceptions import InvalidMedia
+from contracts.errors import InvalidMedia
 
 from .preprocess import PREVIEW_FILE, PreprocessError, preprocess_video
 

@@ -13,7 +13,7 @@ from django.conf import settings
 from avatars import render_services
 from avatars.models import AvatarRender
 from avatars.storage import storage_delete, storage_local_path, storage_save
-from tutor_site.exceptions import ServiceError
+from contracts.errors import ServiceError
 
 from .rendering import render_clip
 from .speech import segment_from_file, segment_from_tts_chunk, segment_join
@@ -28,7 +28,7 @@ def _speech(render: AvatarRender, report):
         with storage_local_path(render.audio_source_path) as path:
             return segment_from_file(path)
     from tts_worker.client import TTSStream
-    from tts_worker.services import avatar_voice_reference
+    from avatars.selectors import avatar_voice_reference
 
     reference_path, reference_text = avatar_voice_reference(render.avatar)
     stream = TTSStream().start(render.text, render.tts_model, render.voice,

@@ -10,7 +10,7 @@ import av
 import numpy as np
 
 from .engines.base import FPS, SAMPLE_RATE, AudioSegment
-from .media import video_frame_from_bgr
+from .video_io import video_frame_from_bgr
 
 AUDIO_FRAME = 1024
 

@@ -1,8 +1,10 @@
 """Browser fixtures: Debian's chromium driven by Playwright against the real daphne server.
-Loaded by tests/conftest.py as a plugin; never downloads a browser."""
+Loaded by tests/conftest.py as a plugin; never downloads a browser. Every test marked
+`browser` is skipped, saying what to install, when chromium (or Playwright) is missing."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 from pathlib import Path
 
@@ -16,7 +18,31 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection"]
 
-needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Debian's chromium is not installed at {CHROMIUM}")
+CHROMIUM_MISSING = (f"Debian's chromium is not installed at {CHROMIUM}: install it with `apt-get install chromium` "
+                    "(`make setup` does so when run as root)")
+PLAYWRIGHT_MISSING = "Playwright is not installed: pip install -r requirements-dev.txt (`make setup` does)"
+
+
+def browser_skip_reason() -> str | None:
+    if not os.path.exists(CHROMIUM):
+        return CHROMIUM_MISSING
+    if importlib.util.find_spec("playwright") is None:
+        return PLAYWRIGHT_MISSING
+    return None
+
+
+needs_chromium = pytest.mark.skipif(browser_skip_reason() is not None, reason=browser_skip_reason() or "")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip every test marked `browser` when it cannot run here, with what to install. Put
+    first on the item, so that this reason wins over a module's own, vaguer skipif."""
+    reason = browser_skip_reason()
+    if reason is None:
+        return
+    for item in items:
+        if item.get_closest_marker("browser") is not None:
+            item.add_marker(pytest.mark.skipif(True, reason=reason), append=False)
 
 
 @pytest.fixture

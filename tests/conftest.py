@@ -49,6 +49,25 @@ def clean_redis():
     yield
 
 
+@pytest.fixture
+def published_catalogues():
+    """Publish the engine catalogues from this process, as a lipsync and a tts worker do when
+    they start (the web reads them); call the fixture's value again after changing settings.
+    Withdrawn afterwards, so tests with real workers see only theirs."""
+    from contracts.catalogue import catalogue_forget, catalogue_publish
+    from lipsync_worker.engines import engine_list
+    from tts_worker.selectors import tts_model_list
+
+    def publish():
+        catalogue_publish("lipsync", "test-process", engine_list())
+        catalogue_publish("tts", "test-process", tts_model_list())
+
+    publish()
+    yield publish
+    catalogue_forget("lipsync", "test-process")
+    catalogue_forget("tts", "test-process")
+
+
 def _database_url() -> str:
     s = connection.settings_dict
     if s["ENGINE"].endswith("sqlite3"):
@@ -93,7 +112,7 @@ class WorkerProcess:
         env = dict(env, **(extra_env or {}))
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tutor_site", "worker", "-Q", queues,
+            [sys.executable, "-m", "celery", "-A", "tutor_site.worker_app", "worker", "-Q", queues,
              "--pool", "threads", "--concurrency", "2", "-n", f"{name}@%h", "--loglevel", "INFO",
              "--without-gossip", "--without-mingle"],
             cwd=BASE_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT,
@@ -161,7 +180,9 @@ class DaphneServer:
         self.log_path = log_path
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "tutor_site.asgi:application"],
-            cwd=BASE_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            # The web process runs with the web settings: no worker app is installed there.
+            cwd=BASE_DIR, env={**env, "DJANGO_SETTINGS_MODULE": "tutor_site.settings"}, stdout=self._log,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

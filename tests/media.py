@@ -97,3 +97,22 @@ def write_tone_wav(path: Path, seconds: float = 2.0, rate: int = 16000) -> Path:
         for packet in stream.encode():
             out.mux(packet)
     return path
+
+
+def transcode_audio(src: Path, dst: Path, codec: str = "libmp3lame", container_format: str | None = None) -> Path:
+    """Re-encode the audio of `src` into `dst` (e.g. a WAV into an MP3) with PyAV's bundled FFmpeg.
+
+    The container comes from dst's suffix unless `container_format` names it."""
+    dst = Path(dst)
+    with av.open(str(src)) as source, av.open(str(dst), mode="w", format=container_format) as out:
+        audio = source.streams.audio[0]
+        stream = out.add_stream(codec, rate=audio.rate)
+        # A WAV may carry only a channel count ("1 channels"); encoders want a named layout.
+        stream.layout = {1: "mono", 2: "stereo"}.get(audio.channels, audio.layout.name)
+        for frame in source.decode(audio):
+            frame.pts = None  # the encoder resamples and re-frames; let it number the frames
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return dst

@@ -8,7 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from tutor_site.exceptions import InvalidMedia
+from contracts.errors import InvalidMedia
 
 REFERENCE_SAMPLE_RATE = 16000  # what CosyVoice and GPT-SoVITS expect of a prompt
 REFERENCE_MAX_SECONDS = 30.0

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from tutor_site.exceptions import EngineUnavailable, InvalidInput, ServiceError
+from contracts.errors import EngineUnavailable, InvalidInput, ServiceError
 
 from . import services, stream
 from .engines import AudioChunk

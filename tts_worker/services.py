@@ -13,7 +13,7 @@ import numpy as np
 from django.conf import settings
 from scipy.signal import resample_poly
 
-from tutor_site.exceptions import EngineUnavailable, InvalidInput, ServiceError
+from contracts.errors import EngineUnavailable, InvalidInput, ServiceError
 
 from . import stream
 from .audio import wav_bytes
@@ -64,14 +64,6 @@ def tts_engine_require_available(engine: TTSEngine) -> None:
     available, reason = engine.availability()
     if not available:
         raise EngineUnavailable(f"{engine.display_name} is not available: {reason}", extra={"tts_model": engine.name})
-
-
-def avatar_voice_reference(avatar) -> tuple[str, str]:
-    """(storage name, spoken text) of an avatar's cloning reference; ('', '') when it has none."""
-    if not getattr(avatar, "support_clone", False):
-        return "", ""
-    path = getattr(avatar, "voice_reference_path", "") or getattr(avatar, "audio_path", "")
-    return path or "", getattr(avatar, "voice_reference_text", "") or ""
 
 
 @contextlib.contextmanager

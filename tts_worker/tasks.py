@@ -7,28 +7,42 @@ import logging
 import threading
 
 from celery import shared_task
-from celery.signals import worker_init, worker_process_init, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 from django.conf import settings
 
-from tutor_site.exceptions import ServiceError
+from contracts import tasks as contract
+from contracts.catalogue import CataloguePublisher
+from contracts.errors import ServiceError, error_payload
 
 from . import services
+from .selectors import tts_model_list
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="tts_worker.tasks.tts_preview")
-def tts_preview(text: str, tts_model: str, voice: str = "", reference_path: str = "", reference_text: str = "") -> dict:
-    """WAV of the whole text, base64; a failure the caller can act on comes back as data."""
+@shared_task(name=contract.TTS_PREVIEW)
+def tts_preview(
+    text: str, tts_model: str, voice: str = "", reference_path: str = "", reference_text: str = "",
+    avatar_id: int | None = None,
+) -> dict:
+    """WAV of the whole text, base64 (`contracts.tasks.TTSPreviewResult`); a failure the
+    caller can act on comes back as data. An avatar's preview is announced on its events."""
     try:
         wav = services.tts_preview_wav(text, tts_model, voice, reference_path, reference_text)
+        answer = {"wav_b64": base64.b64encode(wav).decode("ascii")}
     except ServiceError as exc:
-        return {"error": {"status": exc.status_code, "type": type(exc).__name__, **exc.as_dict()}}
-    return {"wav_b64": base64.b64encode(wav).decode("ascii")}
+        answer = {"error": error_payload(exc)}
+    if avatar_id is not None:
+        from avatars.events import avatar_job_event_publish
+
+        job = {"kind": "tts_preview", "id": tts_preview.request.id, "ok": "error" not in answer,
+               "detail": answer.get("error", {}).get("detail", "")}
+        avatar_job_event_publish(avatar_id, "tts.preview_done", job)
+    return answer
 
 
 # acks_late is off for streams: a stream redelivered minutes later is of no use to anyone.
-@shared_task(name="tts_worker.tasks.tts_stream", acks_late=False)
+@shared_task(name=contract.TTS_STREAM, acks_late=False)
 def tts_stream(
     request_id: str, text: str, tts_model: str, voice: str = "", reference_path: str = "", reference_text: str = ""
 ) -> dict:
@@ -42,9 +56,7 @@ _serves_tts = False
 def _note_queues(sender=None, **_kwargs):
     # In the worker's main process, before any child exists: does it consume the tts queue?
     global _serves_tts
-    consume_from = getattr(getattr(sender, "app", None), "amqp", None)
-    queues = set(consume_from.queues.consume_from or {}) if consume_from else set()
-    _serves_tts = not queues or "tts" in queues
+    _serves_tts = contract.worker_consumes(sender, contract.TTS_QUEUE)
 
 
 def _warm_up() -> None:
@@ -64,10 +76,30 @@ def _warm_up_child(**_kwargs):
     _warm_up()
 
 
+_publisher: CataloguePublisher | None = None
+
+
 @worker_ready.connect
 def _warm_up_threads(sender=None, **_kwargs):
     # Thread pools have no children: load in the main process, without delaying readiness.
+    # Then publish the engines for the web (after the warm-up, so piper reports as loaded).
     from celery.concurrency.prefork import TaskPool
 
-    if not isinstance(getattr(sender, "pool", None), TaskPool):
-        threading.Thread(target=_warm_up, name="tts-warm-up", daemon=True).start()
+    global _publisher
+    if not _serves_tts:
+        return
+    _publisher = CataloguePublisher("tts", getattr(sender, "hostname", "") or "tts", tts_model_list)
+    in_main = not isinstance(getattr(sender, "pool", None), TaskPool)
+
+    def warm_up_and_publish():
+        if in_main:
+            _warm_up()
+        _publisher.start()
+
+    threading.Thread(target=warm_up_and_publish, name="tts-warm-up", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _withdraw(**_kwargs):
+    if _publisher is not None:
+        _publisher.stop()

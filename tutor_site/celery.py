@@ -1,9 +1,10 @@
-"""The Celery app shared by the web process (enqueue) and the workers (run)."""
-import os
+"""The Celery app shared by the web process (enqueue by name) and the workers (run).
+
+The process's entry point chooses the settings: tutor_site.asgi the web's, worker_app and
+manage.py the workers' (which install the worker apps, whose tasks are autodiscovered).
+"""
 
 from celery import Celery
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tutor_site.settings")
 
 app = Celery("tutor_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -6,54 +6,23 @@ through `api_exception_handler`) so that every surface reports the same message.
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
-from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from contracts.errors import (  # the types live in the shared layer; re-exported for the web apps
+    EngineUnavailable,
+    InvalidInput,
+    InvalidMedia,
+    NameTaken,
+    NotReady,
+    ObjectNotFound,
+    ServiceError,
+)
 
-class ServiceError(Exception):
-    status_code = status.HTTP_400_BAD_REQUEST
-
-    def __init__(self, detail: str, *, field: str | None = None, extra: dict | None = None):
-        super().__init__(detail)
-        self.detail = detail
-        self.field = field
-        self.extra = extra or {}
-
-    def as_dict(self) -> dict:
-        body = {"detail": self.detail}
-        if self.field:
-            body["field"] = self.field
-        body.update(self.extra)
-        return body
-
-
-class InvalidInput(ServiceError):
-    """A field the caller sent is wrong (bad value, unknown or read-only field)."""
-
-
-class InvalidMedia(ServiceError):
-    """An uploaded video or audio file is not one we accept."""
-
-
-class NameTaken(ServiceError):
-    status_code = status.HTTP_409_CONFLICT
-
-
-class ObjectNotFound(ServiceError):
-    """Missing, or owned by another admin: both look the same from outside."""
-
-    status_code = status.HTTP_404_NOT_FOUND
-
-
-class NotReady(ServiceError):
-    """The object exists but is in a state that does not allow the request yet."""
-
-    status_code = status.HTTP_409_CONFLICT
-
-
-class EngineUnavailable(ServiceError):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+__all__ = [
+    "EngineUnavailable", "InvalidInput", "InvalidMedia", "NameTaken", "NotReady", "ObjectNotFound",
+    "ServiceError", "api_exception_handler",
+]
 
 
 def _flatten_validation(detail) -> str:

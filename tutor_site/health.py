@@ -44,20 +44,21 @@ def workers_by_queue(timeout: float = 1.0) -> dict:
 
 
 def _live() -> dict:
-    """Live runtimes with a heartbeat, and avatars found active on a dead worker (now reset)."""
-    from avatars.live_services import avatar_live_reconcile
-    from lipsync_worker.live import registry
+    """Live runtimes with a heartbeat, and active avatars whose worker has none. Read only:
+    health writes nothing (those avatars are reset when someone starts or opens them)."""
+    from avatars.live_selectors import avatars_on_dead_workers
+    from contracts import live_registry as registry
 
     try:
-        reset = avatar_live_reconcile()
         runtimes = registry.workers()
-    except Exception as exc:  # noqa: BLE001
+        stale = avatars_on_dead_workers()
+    except Exception as exc:
         return {"error": str(exc)}
     return {
         "workers": [{"name": facts.get("name"), "sessions": facts.get("sessions", 0),
                      "avatars": facts.get("avatars", [])} for facts in runtimes.values()],
         "sessions": sum(facts.get("sessions", 0) for facts in runtimes.values()),
-        "avatars_reset": reset,
+        "avatars_on_dead_workers": stale,
     }
 
 

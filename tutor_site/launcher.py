@@ -103,13 +103,14 @@ def run() -> int:
         host = os.environ.get("HOST", "127.0.0.1")
         port = os.environ.get("PORT", "8000")
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", host, "-p", port, "tutor_site.asgi:application"], cwd=BASE_DIR
+            [sys.executable, "-m", "daphne", "-b", host, "-p", port, "tutor_site.asgi:application"], cwd=BASE_DIR,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "tutor_site.settings"},
         ))
         # Threads, not prefork: the live sessions run in the worker process beside the
         # tasks, and a speaking session needs the tts queue served while a long
         # preprocessing job runs.
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tutor_site", "worker", "-Q", "lipsync,tts",
+            [sys.executable, "-m", "celery", "-A", "tutor_site.worker_app", "worker", "-Q", "lipsync,tts",
              "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2"), "--pool", "threads",
              "-n", f"worker@{socket.gethostname()}", "--loglevel", "INFO"],
             cwd=BASE_DIR,

@@ -3,16 +3,128 @@
 Unset endpoints fall back to the embedded defaults under DATA_DIR: SQLite, media on the
 filesystem and the embedded Redis that `make run` starts (its URL is written to
 DATA_DIR/redis/url so that management commands find it too).
+
+Every read goes through `env` (an `_Env`): a variable set to an empty value means its
+default, and a malformed value stops every command with one line that names the variable
+and says what it must be (ImproperlyConfigured), never a traceback.
 """
+import ipaddress
+import json
 import os
 import secrets
+import sys
+import zoneinfo
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-env = environ.Env()
+
+_NOTSET = environ.Env.NOTSET
+_TRUE = {"1", "true", "yes", "on", "y", "ok"}
+_FALSE = {"0", "false", "no", "off", "n"}
+_EXPECTED = {
+    int: "an integer",
+    float: "a number",
+    bool: "true or false (also yes/no, on/off, 1/0)",
+    list: "a comma-separated list",
+    dict: "comma-separated key=value pairs",
+    json.loads: "JSON",
+}
+
+
+def _one_line_excepthook(previous):
+    """Uncaught malformed-setting errors print as one line (the process is ending anyway)."""
+
+    def hook(kind, exc, tb):
+        if getattr(exc, "malformed_setting", False):
+            print(f"ImproperlyConfigured: {exc}", file=sys.stderr)
+        else:
+            previous(kind, exc, tb)
+
+    hook.malformed_setting = True
+    return hook
+
+
+class _Env(environ.Env):
+    """django-environ where every read follows two rules: set but empty means the default,
+    and a value that cannot be used raises ImproperlyConfigured naming the variable and what
+    it must be."""
+
+    def malformed(self, var: str, expected: str, detail=None) -> ImproperlyConfigured:
+        raw = self.ENVIRON.get(var, "")
+        secret = any(word in var for word in ("URL", "SECRET", "PASSWORD", "KEY", "TOKEN", "CREDENTIAL"))
+        got = "" if secret else f"; got {raw[:80]!r}"
+        exc = ImproperlyConfigured(f"{var} must be {expected}{got}" + (f" ({detail})" if detail else ""))
+        exc.malformed_setting = True
+        if not getattr(sys.excepthook, "malformed_setting", False):
+            sys.excepthook = _one_line_excepthook(sys.excepthook)
+        return exc
+
+    def get_value(self, var, cast=None, default=_NOTSET, parse_default=False, expected=None, empty=_NOTSET):
+        raw = self.ENVIRON.get(var)
+        if raw is None and default is _NOTSET:
+            raise self.malformed(var, "set")
+        if raw is not None and not raw.strip():
+            if empty is not _NOTSET:
+                return empty
+            if default is not _NOTSET:
+                return self.parse_value(default, cast) if parse_default and default is not None else default
+        if raw is None:
+            return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
+        if not expected:
+            expected = _EXPECTED[list] if isinstance(cast, (list, tuple)) else _EXPECTED.get(cast, "valid")
+        value = raw.strip()
+        try:
+            # Stricter than django-environ, which reads "maybe" as False and "12abc" as 12.0.
+            if cast is bool:
+                if value.lower() not in _TRUE | _FALSE:
+                    raise ValueError("not a boolean")
+                return value.lower() in _TRUE
+            if cast in (int, float):
+                return cast(value)
+            return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
+        except (ValueError, TypeError) as exc:
+            raise self.malformed(var, expected, exc) from None
+
+    def str(self, var, default=_NOTSET, multiline=False, choices=_NOTSET):
+        value = super().str(var, default=default, multiline=multiline)
+        if choices is not _NOTSET and value not in choices:
+            raise self.malformed(var, "one of " + ", ".join(choices))
+        return value
+
+    def list(self, var, cast=None, default=_NOTSET, empty=_NOTSET):
+        return self.get_value(var, cast=list if not cast else [cast], default=default, empty=empty)
+
+    def json(self, var, default=_NOTSET, expected="JSON"):
+        return self.get_value(var, cast=json.loads, default=default, expected=expected)
+
+    def url_str(self, var, default="", schemes=("http", "https")):
+        """A URL kept as a string, with one of `schemes` (unset: `default`)."""
+        value = self.str(var, default=default)
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in schemes or not (parts.netloc or parts.path.strip("/")):
+                raise self.malformed(var, "a URL starting with " + " or ".join(f"{s}://" for s in schemes))
+        return value
+
+    def db_url(self, var="DATABASE_URL", default=_NOTSET, engine=None):
+        url = self.get_value(var, default=default)
+        expected = "a database URL such as postgres://user:password@host:5432/name or sqlite:////path/to/db.sqlite3"
+        if urlsplit(url).scheme not in self.DB_SCHEMES:
+            raise self.malformed(var, expected, f"unknown scheme {urlsplit(url).scheme!r}")
+        try:
+            return self.db_url_config(url, engine=engine)
+        except (ValueError, KeyError) as exc:
+            raise self.malformed(var, expected, exc) from None
+
+    db = db_url
+
+
+env = _Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
@@ -31,8 +143,8 @@ def _secret_key() -> str:
 
 
 def _redis_url() -> str:
-    if env.str("REDIS_URL", default=""):
-        return env.str("REDIS_URL")
+    if url := env.url_str("REDIS_URL", default="", schemes=("redis", "rediss", "unix")):
+        return url
     # "URL PID" written by the launcher's embedded Redis; ignored once that server is gone.
     embedded = DATA_DIR / "redis" / "url"
     if embedded.exists():
@@ -71,9 +183,10 @@ INSTALLED_APPS = [
     "tutor_site",
     "tutors",
     "avatars",
-    "lipsync_worker",
-    "tts_worker",
 ]
+# The worker packages are apps of the worker processes only (their tasks and commands):
+# see tutor_site/worker_settings.py. The web process never imports them.
+WORKER_APPS = ["lipsync_worker", "tts_worker"]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -184,7 +297,7 @@ if AWS_STORAGE_BUCKET_NAME:
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
             "bucket_name": AWS_STORAGE_BUCKET_NAME,
-            "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default=None),
+            "endpoint_url": env.url_str("AWS_S3_ENDPOINT_URL", default=None),
             "region_name": env.str("AWS_S3_REGION_NAME", default=None),
             "default_acl": None,
             "querystring_auth": True,
@@ -225,19 +338,20 @@ TTS_MAX_TEXT_CHARS = env.int("TTS_MAX_TEXT_CHARS", default=5000)
 TTS_PREVIEW_MAX_CHARS = env.int("TTS_PREVIEW_MAX_CHARS", default=500)
 TTS_PREVIEW_TIMEOUT = env.float("TTS_PREVIEW_TIMEOUT", default=30.0)
 TTS_STREAM_TTL = env.int("TTS_STREAM_TTL", default=300)
-TTS_PRELOAD_ENGINES = env.list("TTS_PRELOAD_ENGINES", default=["piper"])
+# Set but empty: preload nothing.
+TTS_PRELOAD_ENGINES = env.list("TTS_PRELOAD_ENGINES", default=["piper"], empty=[])
 TTS_ONNX_THREADS = env.int("TTS_ONNX_THREADS", default=0)
 ESPEAK_NG_LIBRARY = env.str("ESPEAK_NG_LIBRARY", default="")
 # External TTS servers: unset = the engine is reported unavailable, with this reason.
-COSYVOICE_URL = env.str("COSYVOICE_URL", default="")
+COSYVOICE_URL = env.url_str("COSYVOICE_URL", default="")
 COSYVOICE_SAMPLE_RATE = env.int("COSYVOICE_SAMPLE_RATE", default=22050)
 COSYVOICE_SPEAKERS = env.list("COSYVOICE_SPEAKERS", default=[])
-SOVITS_URL = env.str("SOVITS_URL", default="")
+SOVITS_URL = env.url_str("SOVITS_URL", default="")
 SOVITS_REF_AUDIO = env.str("SOVITS_REF_AUDIO", default="")
 SOVITS_PROMPT_TEXT = env.str("SOVITS_PROMPT_TEXT", default="")
 SOVITS_PROMPT_LANG = env.str("SOVITS_PROMPT_LANG", default="zh")
 SOVITS_TEXT_LANG = env.str("SOVITS_TEXT_LANG", default="auto")
-TACOTRON_URL = env.str("TACOTRON_URL", default="")
+TACOTRON_URL = env.url_str("TACOTRON_URL", default="")
 TACOTRON_SPEAKERS = env.list("TACOTRON_SPEAKERS", default=[])
 TACOTRON_LANGUAGE = env.str("TACOTRON_LANGUAGE", default="en")
 # How many prepared avatars a lip-sync worker keeps in memory (least recently used go first).
@@ -250,9 +364,21 @@ FACE_MIN_FRAME_RATIO = env.float("FACE_MIN_FRAME_RATIO", default=0.6)
 # --- Live sessions (WebRTC from the lip-sync worker).
 # STUN/TURN servers offered to both peers, as RTCIceServer dicts:
 # [{"urls": ["stun:stun.example.org:3478"]}, {"urls": "turn:...", "username": "u", "credential": "p"}].
-WEBRTC_ICE_SERVERS = env.json("WEBRTC_ICE_SERVERS", default=[])
+_ICE_SERVERS_EXPECTED = 'JSON: a list of ICE servers such as [{"urls": "stun:stun.example.org:3478"}]'
+WEBRTC_ICE_SERVERS = env.json("WEBRTC_ICE_SERVERS", default=[], expected=_ICE_SERVERS_EXPECTED)
+if not isinstance(WEBRTC_ICE_SERVERS, list) or not all(
+    isinstance(server, dict)
+    and (isinstance(server.get("urls"), str) or (isinstance(server.get("urls"), list) and server["urls"]))
+    for server in WEBRTC_ICE_SERVERS
+):
+    raise env.malformed("WEBRTC_ICE_SERVERS", _ICE_SERVERS_EXPECTED, 'each server needs "urls"')
 # Addresses the worker offers as host candidates; loopback only unless the operator opens it up.
 WEBRTC_HOST_ADDRESSES = env.list("WEBRTC_HOST_ADDRESSES", default=["127.0.0.1"])
+for _address in WEBRTC_HOST_ADDRESSES:
+    try:
+        ipaddress.ip_address(_address.strip())
+    except ValueError as _exc:
+        raise env.malformed("WEBRTC_HOST_ADDRESSES", "a comma-separated list of IP addresses", _exc) from None
 # How long POST /start waits for the warm-up before answering 202 with a job to poll.
 AVATAR_START_TIMEOUT = env.float("AVATAR_START_TIMEOUT", default=120.0)
 LIVE_MAX_SESSIONS_PER_WORKER = env.int("LIVE_MAX_SESSIONS_PER_WORKER", default=6)
@@ -313,6 +439,10 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+try:
+    zoneinfo.ZoneInfo(TIME_ZONE)
+except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+    raise env.malformed("TIME_ZONE", "an IANA time zone such as UTC or Europe/Paris") from None
 USE_I18N = True
 USE_TZ = True
 
@@ -321,6 +451,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "root": {
+        "handlers": ["console"],
+        "level": env.str("LOG_LEVEL", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
+    },
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }

@@ -2,10 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from tts_worker.urls import api_urlpatterns as tts_api_patterns
-from tts_worker.urls import avatar_urlpatterns as tts_avatar_patterns
-
 from avatars.live_urls import talk_urlpatterns
+from avatars.urls import speech_urlpatterns
 
 from .auth_api import LoginView, LogoutView, RefreshView
 from .health import HealthView
@@ -16,9 +14,8 @@ api_patterns = [
     path("auth/logout", LogoutView.as_view(), name="auth-logout"),
     path("health", HealthView.as_view(), name="health"),
     path("tutors/", include("tutors.urls")),
-    path("avatars/", include(tts_avatar_patterns)),
     path("avatars/", include("avatars.urls")),
-    path("", include(tts_api_patterns)),
+    path("", include(speech_urlpatterns)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

@@ -13,24 +13,46 @@ from pathlib import Path
 
 from django.conf import settings
 
-from tutor_site.exceptions import EngineUnavailable
+from contracts.engines import DEFAULT_LIPSYNC_ENGINE, LIPSYNC_ENGINES, LipsyncEngineEntry
+from contracts.errors import EngineUnavailable
 
 from .base import LipsyncEngine
 
 
 @dataclass(frozen=True)
-class LipsyncEngineInfo:
-    name: str
-    display_name: str
-    needs_weights: bool
-    weights: tuple[str, ...] = ()  # files expected under LIPSYNC_WEIGHTS_DIR/<name>/, any one suffices
-    runtime: str | None = None  # Python module the engine needs
-    per_avatar_weights: bool = False
-    licence: str = ""
-    engine_class: str = ""  # "module:Class" of the implementation
+class Implementation:
+    engine_class: str  # "module:Class"
     # "module:function" listing the weight files that are missing (path checks only, no
     # torch import); replaces the any-one-of `weights` check for multi-file engines.
     weights_check: str = ""
+
+
+# Every engine of the catalogue (`contracts.engines`) and where this worker finds it.
+IMPLEMENTATIONS: dict[str, Implementation] = {
+    "MuseTalk": Implementation(
+        "lipsync_worker.engines.musetalk.engine:MuseTalkEngine", "lipsync_worker.engines.musetalk.weights:weights_missing"
+    ),
+    "wav2lip": Implementation(
+        "lipsync_worker.engines.wav2lip.engine:Wav2LipEngine", "lipsync_worker.engines.wav2lip.weights:weights_missing"
+    ),
+    "ultralight": Implementation(
+        "lipsync_worker.engines.ultralight.engine:UltralightEngine",
+        "lipsync_worker.engines.ultralight.weights:weights_missing",
+    ),
+    "viseme": Implementation("lipsync_worker.engines.viseme:VisemeEngine"),
+}
+
+
+@dataclass(frozen=True)
+class LipsyncEngineInfo:
+    entry: LipsyncEngineEntry
+    implementation: Implementation | None
+
+    def __getattr__(self, name):
+        # The catalogue's facts (name, display_name, weights, ...) read through.
+        if name in ("entry", "implementation"):
+            raise AttributeError(name)
+        return getattr(self.entry, name)
 
     def device(self) -> str:
         if self.runtime != "torch" or importlib.util.find_spec("torch") is None:
@@ -43,12 +65,12 @@ class LipsyncEngineInfo:
         return Path(settings.LIPSYNC_WEIGHTS_DIR) / self.name
 
     def availability(self) -> tuple[bool, str]:
-        if not self.engine_class:
+        if self.implementation is None:
             return False, "This engine is not part of this version yet."
         if self.runtime and importlib.util.find_spec(self.runtime) is None:
             return False, f"The Python package '{self.runtime}' is not installed on this worker."
-        if self.weights_check:
-            module, _, function = self.weights_check.partition(":")
+        if self.implementation.weights_check:
+            module, _, function = self.implementation.weights_check.partition(":")
             missing = getattr(importlib.import_module(module), function)()
             if missing:
                 return False, "Weights not found: " + "; ".join(missing) + "."
@@ -60,33 +82,9 @@ class LipsyncEngineInfo:
         return True, ""
 
 
-# Order matters: the default avatar model is the first usable one.
+# Catalogue order: the default avatar model is the first usable one.
 ENGINES: dict[str, LipsyncEngineInfo] = {
-    info.name: info
-    for info in (
-        LipsyncEngineInfo(
-            "MuseTalk", "MuseTalk 1.5", needs_weights=True, weights=("unet.pth", "pytorch_model.bin"),
-            runtime="torch", licence="MIT code; weights under their own licences (sd-vae: CreativeML OpenRAIL-M)",
-            engine_class="lipsync_worker.engines.musetalk.engine:MuseTalkEngine",
-            weights_check="lipsync_worker.engines.musetalk.weights:weights_missing",
-        ),
-        LipsyncEngineInfo(
-            "wav2lip", "Wav2Lip", needs_weights=True, weights=("wav2lip.pth", "wav2lip_gan.pth"), runtime="torch",
-            licence="Released weights: non-commercial research use only",
-            engine_class="lipsync_worker.engines.wav2lip.engine:Wav2LipEngine",
-            weights_check="lipsync_worker.engines.wav2lip.weights:weights_missing",
-        ),
-        LipsyncEngineInfo(
-            "ultralight", "Ultralight Digital Human", needs_weights=True, runtime="torch",
-            per_avatar_weights=True, licence="Apache-2.0 code; per-avatar weights trained by the operator",
-            engine_class="lipsync_worker.engines.ultralight.engine:UltralightEngine",
-            weights_check="lipsync_worker.engines.ultralight.weights:weights_missing",
-        ),
-        LipsyncEngineInfo(
-            "viseme", "Viseme (CPU)", needs_weights=False, licence="Ours (same as this project)",
-            engine_class="lipsync_worker.engines.viseme:VisemeEngine",
-        ),
-    )
+    entry.name: LipsyncEngineInfo(entry, IMPLEMENTATIONS.get(entry.name)) for entry in LIPSYNC_ENGINES
 }
 
 
@@ -102,7 +100,7 @@ def engine_default() -> str:
     for name, info in ENGINES.items():
         if info.availability()[0] and not info.per_avatar_weights:
             return name
-    return "viseme"
+    return DEFAULT_LIPSYNC_ENGINE
 
 
 def engine_list() -> list[dict]:
@@ -132,5 +130,5 @@ def get_engine(name: str) -> LipsyncEngine:
     available, reason = info.availability()
     if not available:
         raise EngineUnavailable(f"The lip-sync engine '{name}' cannot run here: {reason}")
-    module, _, cls = info.engine_class.partition(":")
+    module, _, cls = info.implementation.engine_class.partition(":")
     return getattr(importlib.import_module(module), cls)()

@@ -5,6 +5,10 @@ on which the web process relays signaling, the peer connections of its sessions,
 heartbeat in Redis by which the web process tells a live worker from a dead one. The
 warm-up task runs in the same process and hands it the warmed avatar, so sessions use
 the model and assets already in memory.
+
+Each session (session.py) runs its peer, its clock and its renderer's task on this loop,
+plus one renderer thread of its own for lip-sync; blocking calls (Redis, decoding, aiortc's
+encoding) go to the loop's default executor.
 """
 from __future__ import annotations
 
@@ -20,9 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.conf import settings
 
-from tutor_site.exceptions import ServiceError
+from contracts.errors import ServiceError
 
-from . import registry
+from contracts import live_registry as registry
 
 logger = logging.getLogger(__name__)
 
@@ -42,15 +46,18 @@ class LiveAvatar:
     reference_text: str
     _frames: dict = field(default_factory=dict)
     _cached_bytes: int = 0
+    # `frame` runs in executor threads (the clocks of several sessions, the warm-up task).
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def cached_frame(self, index: int) -> np.ndarray | None:
         return self._frames.get(index)
 
     def frame(self, index: int) -> np.ndarray:
         image = self.warm.assets.frame(index)
-        if self._cached_bytes + image.nbytes <= IDLE_CACHE_BYTES:
-            self._frames[index] = image
-            self._cached_bytes += image.nbytes
+        with self._lock:
+            if index not in self._frames and self._cached_bytes + image.nbytes <= IDLE_CACHE_BYTES:
+                self._frames[index] = image
+                self._cached_bytes += image.nbytes
         return image
 
 

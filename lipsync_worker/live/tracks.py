@@ -1,8 +1,9 @@
 """The media a session sends: one video and one audio track fed by the session's clock.
 
-aiortc's senders pull frames with `recv()`; the session pushes each 40 ms tick (one video
-frame, two 20 ms audio frames) into both tracks at the same moment, with timestamps from
-the same tick counter, so picture and sound stay on one clock.
+aiortc's senders pull frames with `recv()`; the clock pushes each 40 ms tick (one video
+frame, two 20 ms audio frames; `Peer.show`) into both tracks at the same moment, with
+timestamps from the same tick counter, so picture and sound stay on one clock. Everything
+here runs on the runtime's event loop (`asyncio.Queue` is not thread-safe).
 """
 from __future__ import annotations
 

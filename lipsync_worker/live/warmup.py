@@ -12,7 +12,21 @@ logger = logging.getLogger(__name__)
 
 
 def live_avatar_warm_up(avatar_id: int, ref_file: str = "", engine_url: str = "", worker_name: str = "") -> dict:
-    """Idempotent: warming an avatar this process already serves only refreshes it."""
+    """Idempotent: warming an avatar this process already serves only refreshes it. Success
+    is recorded by `avatar_live_started`; a failure is reported with its reason through
+    `avatar_live_start_failed` (the web answered the start at once and waits for either)."""
+    try:
+        outcome = _warm_up(avatar_id, ref_file, engine_url, worker_name)
+    except Exception as exc:
+        reason = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
+        live_services.avatar_live_start_failed(avatar_id, reason)
+        raise
+    if outcome.get("status") != "active":
+        live_services.avatar_live_start_failed(avatar_id, outcome.get("detail") or outcome.get("status", ""))
+    return outcome
+
+
+def _warm_up(avatar_id: int, ref_file: str, engine_url: str, worker_name: str) -> dict:
     avatar = Avatar.objects.filter(pk=avatar_id).first()
     if avatar is None:
         return {"status": "gone", "detail": f"Avatar {avatar_id} no longer exists."}

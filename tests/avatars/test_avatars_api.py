@@ -95,7 +95,7 @@ def test_preview_is_a_json_404_before_processing(api, tutor, face_video):
     assert "no preview yet" in response.json()["detail"]
 
 
-def test_avatar_models_say_which_engines_are_usable_and_why_not(api):
+def test_avatar_models_say_which_engines_are_usable_and_why_not(api, published_catalogues):
     models = {m["id"]: m for m in api.get("/api/avatars/avatar-models").json()["models"]}
     assert list(models) == ["MuseTalk", "wav2lip", "ultralight", "viseme"]
     assert models["viseme"]["available"] is True and models["viseme"]["needs_weights"] is False

@@ -17,7 +17,7 @@ INTERRUPT_BOUND_MS = 200
 
 
 def _worker_sessions(avatar) -> int:
-    from lipsync_worker.live import registry
+    from contracts import live_registry as registry
 
     avatar.refresh_from_db()
     return registry.workers()[avatar.engine_channel]["sessions"]
@@ -103,6 +103,6 @@ def test_session_streams_idle_speaks_interrupts_and_frees(started_avatar, daphne
     assert any(e.get("state") == "closed" for e in result["closed_events"])
     # bye freed the session on the worker.
     wait_for(lambda: _worker_sessions(started_avatar) == 0, timeout=10, message="the worker to drop the session")
-    from lipsync_worker.live import registry
+    from contracts import live_registry as registry
 
     assert registry.session_get(result["sessions_open"]) is None

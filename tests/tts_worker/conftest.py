@@ -10,9 +10,10 @@ from .standins import CosyVoiceStandInServer, SoVITSStandInServer, TacotronStand
 
 
 @pytest.fixture
-def cosyvoice_server(settings):
+def cosyvoice_server(settings, published_catalogues):
     with CosyVoiceStandInServer() as server:
         settings.COSYVOICE_URL = server.url
+        published_catalogues()  # as a worker configured with the URL would report
         yield server
 
 
@@ -58,7 +59,9 @@ def eager_celery():
     """Tasks run in-process (the view's code path up to the worker, without a worker)."""
     from tutor_site.celery import app
 
-    old = app.conf.task_always_eager, app.conf.task_eager_propagates
-    app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
+    # Stored eager results let the web fetch a preview by its job id as it would from a worker.
+    keys = ("task_always_eager", "task_eager_propagates", "task_store_eager_result")
+    old = {key: app.conf[key] for key in keys}
+    app.conf.update(dict.fromkeys(keys, True))
     yield app
-    app.conf.task_always_eager, app.conf.task_eager_propagates = old
+    app.conf.update(old)

@@ -7,7 +7,7 @@ import pytest
 
 from tts_worker.client import TTSStream
 
-pytestmark = [pytest.mark.integration, pytest.mark.urls("tests.tts_worker.urls")]
+pytestmark = [pytest.mark.integration]
 
 TEXT = (
     "Good morning, and welcome to today's lesson about fractions. "

@@ -5,6 +5,7 @@ import numpy as np
 import pyloudnorm
 import pytest
 
+from tests import media
 from tts_worker.audio import voice_reference_prepare
 from tutor_site.exceptions import InvalidMedia
 
@@ -49,10 +50,7 @@ def test_long_quiet_stereo_upload_becomes_a_normalised_mono_16k_reference(tmp_pa
 
 
 def test_mp3_upload_is_decoded(tmp_path, speech_wav):
-    import subprocess
-
-    src = tmp_path / "voice.mp3"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(speech_wav), str(src)], check=True)
+    src = media.transcode_audio(speech_wav, tmp_path / "voice.mp3", codec="libmp3lame")
     voice_reference_prepare(src, tmp_path / "ref.wav")
     assert _read(tmp_path / "ref.wav")[1] == 16000
 

@@ -1,7 +1,8 @@
-"""The TTS engines, registered by name (the names `Avatar.tts_model` stores)."""
+"""The TTS engines of the catalogue (`contracts.engines`), each mapped to its implementation."""
 from __future__ import annotations
 
-from tutor_site.exceptions import InvalidInput
+from contracts.engines import TTS_ENGINES
+from contracts.errors import InvalidInput
 
 from .base import AudioChunk, Timing, TTSEngine, Voice, VoiceReference
 from .cosyvoice import CosyVoiceEngine
@@ -24,8 +25,11 @@ def register(engine: TTSEngine) -> TTSEngine:
     return engine
 
 
-for _engine_class in (PiperEngine, EspeakEngine, EdgeTTSEngine, CosyVoiceEngine, SoVITSEngine, TacotronEngine):
-    register(_engine_class())
+_IMPLEMENTATIONS = {
+    cls.name: cls for cls in (PiperEngine, EspeakEngine, EdgeTTSEngine, CosyVoiceEngine, SoVITSEngine, TacotronEngine)
+}
+for _entry in TTS_ENGINES:
+    register(_IMPLEMENTATIONS[_entry.name]())
 
 
 def engine_names() -> list[str]:

@@ -11,7 +11,8 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
-from tutor_site.exceptions import InvalidInput
+from contracts.engines import TTSEngineEntry, tts_engine
+from contracts.errors import InvalidInput
 
 from .. import text as text_utils
 
@@ -61,12 +62,28 @@ class AudioChunk:
 
 
 class TTSEngine:
+    """An engine of the catalogue (`contracts.engines.TTS_ENGINES`), which gives its
+    display name and whether it clones voices; subclasses say how it speaks."""
+
     name: ClassVar[str] = ""
-    display_name: ClassVar[str] = ""
-    supports_clone: ClassVar[bool] = False
     # True when audio comes sentence by sentence (every engine here splits text itself).
     streaming: ClassVar[bool] = True
     timings: ClassVar[str | None] = None  # "phoneme", "word" or None
+
+    @property
+    def display_name(self) -> str:
+        return self._entry.display_name
+
+    @property
+    def supports_clone(self) -> bool:
+        return self._entry.supports_clone
+
+    @property
+    def _entry(self) -> TTSEngineEntry:
+        entry = tts_engine(self.name)
+        if entry is None:
+            raise LookupError(f"TTS engine '{self.name}' is not in contracts.engines.TTS_ENGINES.")
+        return entry
 
     def availability(self) -> tuple[bool, str]:
         """(usable here, why not). Must be cheap: it is called for every model list."""

@@ -31,8 +31,6 @@ DEFAULT_SPEAKERS = [
 
 class CosyVoiceEngine(HTTPEngine):
     name = "cosyvoice"
-    display_name = "CosyVoice"
-    supports_clone = True
     streaming = True
     timings = None
     url_setting = "COSYVOICE_URL"

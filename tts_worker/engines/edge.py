@@ -10,7 +10,7 @@ import concurrent.futures
 import io
 from urllib.parse import urlsplit
 
-from tutor_site.exceptions import EngineUnavailable
+from contracts.errors import EngineUnavailable
 
 from ..audio import decode_audio
 from .base import AudioChunk, Timing, TTSEngine, Voice, VoiceReference, fill_gaps
@@ -52,8 +52,6 @@ def _run(coro):
 
 class EdgeTTSEngine(TTSEngine):
     name = "edge-tts"
-    display_name = "Edge TTS (online)"
-    supports_clone = False
     streaming = True
     timings = "word"
 

@@ -1,4 +1,8 @@
-"""espeak-ng: offline formant synthesis through Debian's libespeak-ng (ctypes).
+"""espeak-ng: offline formant synthesis through libespeak-ng (ctypes).
+
+The library and its espeak-ng-data come from the `espeakng-loader` wheel (requirements.txt),
+so no system package is needed; without the wheel, the system's libespeak-ng is tried
+(`ESPEAK_NG_LIBRARY` names a library explicitly, which then uses its own built-in data path).
 
 The library is used in synchronous retrieval mode: `espeak_Synth` returns once the text is
 spoken, having handed us audio buffers and events (phonemes in IPA, words) via a callback.
@@ -9,12 +13,16 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
+import tempfile
 import threading
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 
-from tutor_site.exceptions import EngineUnavailable
+from contracts.errors import EngineUnavailable
 
 from .base import SILENCE, AudioChunk, Timing, TTSEngine, Voice, VoiceReference, fill_gaps
 
@@ -73,7 +81,7 @@ _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctype
 class _Library:
     """The process-wide libespeak-ng handle."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, data_parent: str | None = None):
         self.lib = ctypes.CDLL(path)
         self.lib.espeak_Initialize.restype = ctypes.c_int
         self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
@@ -88,9 +96,12 @@ class _Library:
         self.lib.espeak_ListVoices.argtypes = [ctypes.c_void_p]
         self.lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
         options = _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_PHONEME_IPA | _INITIALIZE_DONT_EXIT
-        self.sample_rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None, options)
+        self.sample_rate = self.lib.espeak_Initialize(
+            _AUDIO_OUTPUT_SYNCHRONOUS, 0, data_parent.encode() if data_parent else None, options
+        )
         if self.sample_rate <= 0:
-            raise OSError("espeak_Initialize failed (espeak-ng-data missing?)")
+            where = f"{data_parent}/espeak-ng-data" if data_parent else "its default espeak-ng-data"
+            raise OSError(f"espeak_Initialize failed: no usable voice data in {where}")
         # The callback object must outlive every synthesis: keep it on the instance.
         self._callback = _CALLBACK(self._on_audio)
         self.lib.espeak_SetSynthCallback(self._callback)
@@ -153,14 +164,59 @@ class _Sink:
         self.words: list[tuple[int, int, int]] = []  # (start ms, 1-based char position, length)
 
 
-def library_path() -> str:
-    return getattr(settings, "ESPEAK_NG_LIBRARY", "") or ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1"
+@dataclass(frozen=True)
+class LibrarySource:
+    """Which libespeak-ng to load, the folder holding its espeak-ng-data (None: the library's
+    built-in default), and what to tell the operator when it does not load."""
+
+    library: str
+    data_parent: str | None
+    origin: str
+    remedy: str
+
+
+# libespeak-ng copies the data path into a 160-byte buffer and appends voice file names to it:
+# a longer path (a deeply nested virtualenv) is reached through a short symlink instead.
+_DATA_PATH_MAX = 100
+
+
+def _short_data_parent(data_dir: str) -> str:
+    """The folder to hand espeak_Initialize: the one holding `data_dir` (named espeak-ng-data)."""
+    if len(data_dir) <= _DATA_PATH_MAX:
+        return os.path.dirname(data_dir)
+    folder = Path(tempfile.gettempdir()) / f"espeak-ng-{os.getuid()}"
+    link = folder / "espeak-ng-data"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        if not (link.is_symlink() and os.readlink(link) == data_dir):
+            staged = folder / f".espeak-ng-data.{os.getpid()}"
+            staged.unlink(missing_ok=True)
+            staged.symlink_to(data_dir)
+            os.replace(staged, link)
+    except OSError:
+        return os.path.dirname(data_dir)  # espeak_Initialize then fails, naming the path
+    return str(folder)
+
+
+def library_source() -> LibrarySource:
+    configured = getattr(settings, "ESPEAK_NG_LIBRARY", "")
+    if configured:
+        return LibrarySource(configured, None, f"ESPEAK_NG_LIBRARY={configured}",
+                             "fix or unset ESPEAK_NG_LIBRARY (unset uses the espeakng-loader wheel)")
+    try:
+        import espeakng_loader
+    except ImportError:
+        system = ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1"
+        return LibrarySource(system, None, "the system's libespeak-ng (the espeakng-loader wheel is not installed)",
+                             "install the espeakng-loader wheel: pip install -r requirements.txt")
+    library = espeakng_loader.get_library_path()
+    data_parent = _short_data_parent(os.path.join(os.path.dirname(library), "espeak-ng-data"))
+    return LibrarySource(library, data_parent, "the espeakng-loader wheel",
+                         "reinstall it: pip install --force-reinstall -r requirements.txt")
 
 
 class EspeakEngine(TTSEngine):
     name = "espeak-ng"
-    display_name = "eSpeak NG"
-    supports_clone = False
     streaming = True
     timings = "phoneme"
 
@@ -172,10 +228,11 @@ class EspeakEngine(TTSEngine):
     def _get_library(cls) -> _Library | None:
         with cls._lock:
             if cls._library is None and not cls._error:
+                source = library_source()
                 try:
-                    cls._library = _Library(library_path())
+                    cls._library = _Library(source.library, source.data_parent)
                 except (OSError, AttributeError) as exc:
-                    cls._error = f"libespeak-ng is not usable here ({exc}); install the Debian package libespeak-ng1."
+                    cls._error = f"libespeak-ng from {source.origin} is not usable here ({exc}); {source.remedy}."
             return cls._library
 
     def availability(self) -> tuple[bool, str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 
-from tutor_site.exceptions import EngineUnavailable
+from contracts.errors import EngineUnavailable
 
 from .base import SILENCE, AudioChunk, Timing, TTSEngine, Voice, VoiceReference, fill_gaps, float_to_int16
 
@@ -150,8 +150,6 @@ def _load_voice(vf: _VoiceFile):
 
 class PiperEngine(TTSEngine):
     name = "piper"
-    display_name = "Piper"
-    supports_clone = False
     streaming = True
     timings = "phoneme"
 

@@ -11,7 +11,7 @@ import httpx
 from django.conf import settings
 from django.core.cache import cache
 
-from tutor_site.exceptions import EngineUnavailable
+from contracts.errors import EngineUnavailable
 
 from .base import TTSEngine
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from tutor_site.exceptions import InvalidInput
+from contracts.errors import InvalidInput
 
 from ..audio import read_wav_bytes
 from .base import AudioChunk, Voice, VoiceReference
@@ -20,8 +20,6 @@ DEFAULT_VOICE = "default"
 
 class SoVITSEngine(HTTPEngine):
     name = "sovits"
-    display_name = "GPT-SoVITS"
-    supports_clone = True
     streaming = True
     timings = None
     url_setting = "SOVITS_URL"

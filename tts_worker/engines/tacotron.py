@@ -17,8 +17,6 @@ DEFAULT_VOICE = "default"
 
 class TacotronEngine(HTTPEngine):
     name = "tacotron"
-    display_name = "Tacotron2"
-    supports_clone = False
     streaming = True
     timings = None
     url_setting = "TACOTRON_URL"

@@ -25,7 +25,7 @@ from avatars.models import AvatarStatus
 from avatars.selectors import avatar_queryset_for
 from avatars.services import UploadSource, avatar_create, avatar_create_options
 from avatars.storage import storage_delete_prefix
-from lipsync_worker.media import AUDIO_CONTAINERS, VIDEO_CONTAINERS
+from contracts.media_probe import AUDIO_CONTAINERS, VIDEO_CONTAINERS
 from tutor_site.exceptions import InvalidInput, ServiceError
 from tutors.models import User
 from tutors.selectors import tutor_get_by_ref

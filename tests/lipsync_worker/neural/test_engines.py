@@ -68,7 +68,7 @@ def install_ultralight(weights_dir, avatar_id):
 def get_engine_fresh(name):
     info = ENGINES[name]
     assert info.availability() == (True, "")
-    module, _, cls = info.engine_class.partition(":")
+    module, _, cls = info.implementation.engine_class.partition(":")
     import importlib
 
     return getattr(importlib.import_module(module), cls)()

@@ -10,26 +10,15 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 
-import redis
 from django.conf import settings
 
-_clients: dict[str, redis.Redis] = {}
-_lock = threading.Lock()
-
-
-def client() -> redis.Redis:
-    url = settings.REDIS_URL
-    with _lock:
-        if url not in _clients:
-            _clients[url] = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-        return _clients[url]
+from .store import client, redis_key
 
 
 def _key(*parts) -> str:
-    return ":".join([settings.REDIS_KEY_PREFIX, "live", *map(str, parts)])
+    return redis_key("live", *parts)
 
 
 def _session_ttl() -> int:

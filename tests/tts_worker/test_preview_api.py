@@ -1,17 +1,15 @@
-"""GET /api/avatars/tts-models and POST /api/tts/preview."""
+"""GET /api/avatars/tts-models and POST /api/tts/preview: the web side, with the tts tasks run
+in-process (eager) and the engine catalogue published from this process as a worker would."""
 import io
 import wave
 
 import numpy as np
 import pytest
-from celery.result import AsyncResult
-
-from tts_worker import tasks
-
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.tts_worker.urls")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("published_catalogues")]
 
 MODELS_URL = "/api/avatars/tts-models"
 PREVIEW_URL = "/api/tts/preview"
+WAIT_URL = PREVIEW_URL + "?wait=1"
 
 
 def _wav(response):
@@ -46,14 +44,14 @@ def test_model_list_needs_an_admin(client_for):
 
 def test_preview_returns_speech(api, eager_celery):
     body = {"text": "Hello, I am your tutor. Shall we begin?", "tts_model": "piper"}
-    pcm, rate = _wav(api.post(PREVIEW_URL, body, format="json"))
+    pcm, rate = _wav(api.post(WAIT_URL, body, format="json"))
     assert rate == 22050
     assert 1.5 < len(pcm) / rate < 6
     assert np.sqrt(np.mean(pcm.astype(float) ** 2)) > 500
 
 
 def test_preview_accepts_timbre_for_the_voice(api, eager_celery):
-    pcm, rate = _wav(api.post(PREVIEW_URL, {"text": "Bonjour.", "tts_model": "espeak-ng", "timbre": "fr-fr"}, format="json"))
+    pcm, rate = _wav(api.post(WAIT_URL, {"text": "Bonjour.", "tts_model": "espeak-ng", "timbre": "fr-fr"}, format="json"))
     assert len(pcm) > 0
 
 
@@ -92,24 +90,56 @@ def test_unavailable_engine_is_503_with_the_reason(api, settings):
 
 def test_failing_external_server_is_503_with_its_message(api, eager_celery, cosyvoice_server):
     cosyvoice_server.fail = True
-    response = api.post(PREVIEW_URL, {"text": "你好。", "tts_model": "cosyvoice", "voice": "中文女"}, format="json")
+    response = api.post(WAIT_URL, {"text": "你好。", "tts_model": "cosyvoice", "voice": "中文女"}, format="json")
     assert response.status_code == 503
     assert "CUDA out of memory" in response.json()["detail"]
 
 
 def test_preview_through_a_stand_in_server(api, eager_celery, cosyvoice_server):
-    pcm, rate = _wav(api.post(PREVIEW_URL, {"text": "你好。再见。", "tts_model": "cosyvoice", "voice": "中文女"}, format="json"))
+    pcm, rate = _wav(api.post(WAIT_URL, {"text": "你好。再见。", "tts_model": "cosyvoice", "voice": "中文女"}, format="json"))
     assert rate == 22050
     assert len(cosyvoice_server.requests) == 2
 
 
 def test_no_worker_answering_is_503(api, settings, monkeypatch):
+    from avatars import speech_services
+
     settings.TTS_PREVIEW_TIMEOUT = 0.5
     # A task nobody runs: its result never comes.
-    monkeypatch.setattr(tasks.tts_preview, "apply_async", lambda *a, **k: AsyncResult("never-" + "0" * 30))
-    response = api.post(PREVIEW_URL, {"text": "Hello.", "tts_model": "piper"}, format="json")
+    monkeypatch.setattr(speech_services, "task_send", lambda *a, **k: None)
+    response = api.post(WAIT_URL, {"text": "Hello.", "tts_model": "piper"}, format="json")
     assert response.status_code == 503
     assert "No TTS worker answered within 0.5 s" in response.json()["detail"]
+
+
+def test_preview_answers_at_once_with_a_job_whose_result_is_the_wav(api, other_api, eager_celery):
+    response = api.post(PREVIEW_URL, {"text": "Hello, I am your tutor.", "tts_model": "piper"}, format="json")
+    assert response.status_code == 202, response.content
+    job = response.json()
+    assert job["status"] == "queued" and job["result_url"] == f"{PREVIEW_URL}/{job['job_id']}"
+    pcm, rate = _wav(api.get(job["result_url"]))
+    assert rate == 22050 and len(pcm) / rate > 0.5
+    # Another admin cannot fetch it; an unknown job is a 404 too.
+    assert other_api.get(job["result_url"]).status_code == 404
+    assert api.get(f"{PREVIEW_URL}/00000000-0000-4000-8000-000000000000").status_code == 404
+
+
+def test_a_running_preview_is_202(api, monkeypatch):
+    from avatars import speech_services
+
+    monkeypatch.setattr(speech_services, "task_send", lambda *a, **k: None)  # no worker takes it
+    job = api.post(PREVIEW_URL, {"text": "Hello.", "tts_model": "piper"}, format="json").json()
+    response = api.get(job["result_url"])
+    assert response.status_code == 202 and response.json()["status"] == "running"
+
+
+def test_an_engine_no_worker_reported_is_503(api, published_catalogues):
+    from contracts.catalogue import catalogue_forget
+
+    catalogue_forget("tts", "test-process")
+    response = api.post(PREVIEW_URL, {"text": "Hello.", "tts_model": "piper"}, format="json")
+    assert response.status_code == 503
+    assert "No worker of the 'tts' queue is running" in response.json()["detail"]
 
 
 def _avatar(tutor, **fields):
@@ -120,7 +150,7 @@ def _avatar(tutor, **fields):
 
 def test_preview_uses_the_avatars_engine_and_voice(api, tutor, eager_celery):
     avatar = _avatar(tutor, tts_model="espeak-ng", timbre="de")
-    pcm, rate = _wav(api.post(PREVIEW_URL, {"text": "Guten Tag.", "avatar_id": avatar.pk}, format="json"))
+    pcm, rate = _wav(api.post(WAIT_URL, {"text": "Guten Tag.", "avatar_id": avatar.pk}, format="json"))
     assert rate == 22050 and len(pcm) > 0
 
 
@@ -135,7 +165,7 @@ def test_preview_clones_from_the_avatars_reference(api, tutor, eager_celery, cos
 
     name = storage_save("avatars/test/voice_reference.wav", speech_wav)
     avatar = _avatar(tutor, tts_model="cosyvoice", support_clone=True, audio_path=name)
-    _wav(api.post(PREVIEW_URL, {"text": "Clone me.", "avatar_id": avatar.pk}, format="json"))
+    _wav(api.post(WAIT_URL, {"text": "Clone me.", "avatar_id": avatar.pk}, format="json"))
     (req,) = cosyvoice_server.requests
     assert req["path"] == "/inference_cross_lingual"
     assert req["files"]["prompt_wav"] == speech_wav.read_bytes()

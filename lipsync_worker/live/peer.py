@@ -1,0 +1,77 @@
+"""The WebRTC side of a live session, on the runtime's event loop: the aiortc peer connection,
+the two tracks it sends, the SDP answer, and a watchdog for connections that never come up.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+from django.conf import settings
+
+from contracts.errors import ServiceError
+
+from .ice import remote_sdp_filter, rtc_configuration
+from .tracks import TickTrack, audio_frames, video_frame
+
+
+class Peer:
+    """Owns the viewer's RTCPeerConnection, its video and audio TickTracks, the SDP answer,
+    and the connection-state watchdog. Reports state changes and a connection that was not
+    established in LIVE_CONNECT_TIMEOUT to the session, which decides what to do."""
+
+    def __init__(self, *, on_state: Callable[[str], Awaitable[None]],
+                 on_connect_timeout: Callable[[], Awaitable[None]]):
+        self.pc = None
+        self.video = TickTrack("video")
+        self.audio = TickTrack("audio")
+        self.connected = asyncio.Event()
+        self._on_state = on_state
+        self._on_connect_timeout = on_connect_timeout
+        self._watchdog: asyncio.Task | None = None
+
+    @property
+    def state(self) -> str:
+        return self.pc.connectionState if self.pc is not None else "new"
+
+    async def answer(self, sdp: str, sdp_type: str = "offer") -> str:
+        """The answer to the viewer's offer; the watchdog starts with it."""
+        from aiortc import RTCPeerConnection, RTCSessionDescription
+
+        kinds = {line.split()[0][2:] for line in sdp.splitlines() if line.startswith("m=")}
+        if not {"audio", "video"} <= kinds:
+            raise ServiceError("The offer must receive both audio and video (add recvonly transceivers for both).")
+        self.pc = RTCPeerConnection(rtc_configuration())
+        self.pc.on("connectionstatechange", self._state_changed)
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=remote_sdp_filter(sdp), type=sdp_type))
+        self.pc.addTrack(self.video)
+        self.pc.addTrack(self.audio)
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        self._watchdog = asyncio.get_running_loop().create_task(self._watch())
+        return self.pc.localDescription.sdp
+
+    def show(self, image: np.ndarray, pcm: np.ndarray, tick: int) -> None:
+        """One tick: its frame and its 640 samples (two 20 ms audio frames), same timestamps."""
+        self.video.push(video_frame(image, tick))
+        for frame in audio_frames(pcm, tick):
+            self.audio.push(frame)
+
+    async def _state_changed(self) -> None:
+        state = self.pc.connectionState
+        await self._on_state(state)
+        if state == "connected":
+            self.connected.set()
+
+    async def _watch(self) -> None:
+        try:
+            await asyncio.wait_for(self.connected.wait(), settings.LIVE_CONNECT_TIMEOUT)
+        except TimeoutError:
+            await self._on_connect_timeout()
+
+    async def close(self) -> None:
+        if self._watchdog is not None and self._watchdog is not asyncio.current_task():
+            self._watchdog.cancel()
+        self.video.stop()
+        self.audio.stop()
+        if self.pc is not None:
+            await self.pc.close()
