@@ -47,4 +47,4 @@ lint: $(STAMP)
 # Keeps var/ (the database, media and secret key): only the venv, caches and collected static files go.
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles
-	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	find . -path ./var -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -3,11 +3,13 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from tutor_site.exceptions import ServiceError
-from tutors.admin import OwnedByAdminMixin
+from tutors.admin import ServiceAdminMixin
+from tutors.selectors import tutor_queryset_for
 
-from . import services
+from . import live_services, services
 from .forms import AvatarAddForm, AvatarChangeForm
 from .models import Avatar, AvatarStatus
+from .selectors import avatar_get, avatar_queryset_for
 
 
 class OwnTutorFilter(admin.RelatedOnlyFieldListFilter):
@@ -15,8 +17,7 @@ class OwnTutorFilter(admin.RelatedOnlyFieldListFilter):
 
 
 @admin.register(Avatar)
-class AvatarAdmin(OwnedByAdminMixin, admin.ModelAdmin):
-    owner_lookup = "tutor__owner"
+class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_display = ["thumbnail", "name_column", "tutor", "engines", "status_badge", "progress_bar",
                     "created_at"]
     list_display_links = ["thumbnail", "name_column"]
@@ -33,19 +34,22 @@ class AvatarAdmin(OwnedByAdminMixin, admin.ModelAdmin):
         css = {"all": ["avatars/admin.css"]}
         js = ["avatars/admin_progress.js", "avatars/admin_live.js"]
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("tutor")
+    # --- reads through the selectors ---------------------------------------------------
+
+    def selector_queryset(self, request):
+        return avatar_queryset_for(request.user)
+
+    def selector_get(self, request, object_id):
+        return avatar_get(request.user, object_id)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "tutor":
+            kwargs["queryset"] = tutor_queryset_for(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         kwargs["form"] = AvatarChangeForm if obj is not None else AvatarAddForm
-        form = super().get_form(request, obj, change=change, **kwargs)
-        if obj is None:
-            class RequestBoundForm(form):
-                def __init__(self, *args, **inner):
-                    super().__init__(*args, request=request, **inner)
-
-            return RequestBoundForm
-        return form
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:
@@ -107,8 +111,12 @@ class AvatarAdmin(OwnedByAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, obj):
+        # A start under way shows as "Starting…" until the worker reports (events channel).
+        if obj.status == AvatarStatus.INACTIVE and live_services.avatar_start_pending(obj.pk):
+            return format_html('<span class="avatar-status avatar-status-starting" data-avatar-status="{}" '
+                               'data-starting="1">Starting…</span>', obj.pk)
         return format_html(
-            '<span class="avatar-status avatar-status-{}" data-avatar-status="{}">{}</span>',
+            '<span class="avatar-status avatar-status-{}" data-avatar-status="{}" data-starting="0">{}</span>',
             obj.status, obj.pk, obj.get_status_display(),
         )
 
@@ -123,7 +131,8 @@ class AvatarAdmin(OwnedByAdminMixin, admin.ModelAdmin):
         elif error:
             text, note = "Failed", obj.error_message
         else:
-            text, note = "100%", ""
+            # A ready avatar's last start failure (or the worker that stopped serving it).
+            text, note = "100%", obj.error_message
         return format_html(
             '<div class="avatar-progress-cell">'
             '<div class="avatar-progress avatar-progress-{}" data-avatar-progress="{}" data-processing="{}" title="{}">'
@@ -131,21 +140,15 @@ class AvatarAdmin(OwnedByAdminMixin, admin.ModelAdmin):
             '<span class="avatar-progress-text">{}</span></div>'
             '<div class="avatar-progress-note{}" data-avatar-note="{}">{}</div></div>',
             obj.status, obj.pk, "1" if processing else "0", obj.error_message or obj.progress_message,
-            percent, text, " avatar-progress-note-error" if error else "", obj.pk, note,
+            percent, text, " avatar-progress-note-error" if obj.error_message else "", obj.pk, note,
         )
 
-    # --- writes go through the services --------------------------------------------------
+    # --- writes go through the services (forms validate in clean(), see avatars/forms.py) ---
 
-    def save_form(self, request, form, change):
-        if not change:
-            return form.created
-        return form.instance
-
-    def save_model(self, request, obj, form, change):
-        pass  # the form's service call already saved it
-
-    def save_related(self, request, form, formsets, change):
-        pass
+    def service_save(self, request, obj, form, change):
+        if change:
+            return services.avatar_update(obj, **form.validated)
+        return services.avatar_create(user=request.user, **form.validated)
 
     def delete_model(self, request, obj):
         services.avatar_delete(obj)
@@ -177,34 +180,43 @@ class AvatarAdmin(OwnedByAdminMixin, admin.ModelAdmin):
         if obj.status == AvatarStatus.ACTIVE:
             return format_html(
                 '<a class="avatar-talk-link" href="{}">Talk</a><br>'
-                '<button type="button" class="avatar-live-button" data-avatar-live="stop" '
-                'data-url="{}">Stop</button>', talk, reverse("avatar-stop", args=[obj.pk]))
+                '<button type="button" class="avatar-live-button" data-avatar-live="stop" data-avatar-id="{}" '
+                'data-url="{}">Stop</button>', talk, obj.pk, reverse("avatar-stop", args=[obj.pk]))
+        starting = bool(live_services.avatar_start_pending(obj.pk))
         return format_html(
             '<a class="avatar-talk-link" href="{1}">Talk</a><br>'
-            '<button type="button" class="avatar-live-button" data-avatar-live="start" '
-            'data-url="{0}">Start</button>',
-            reverse("avatar-start", args=[obj.pk]), talk)
+            '<button type="button" class="avatar-live-button" data-avatar-live="start" data-avatar-id="{2}" '
+            'data-url="{0}"{3}>{4}</button>',
+            reverse("avatar-start", args=[obj.pk]), talk, obj.pk, " disabled" if starting else "",
+            "Starting…" if starting else "Start")
 
     @admin.action(description="Start selected avatars (live sessions)", permissions=["change"])
     def start_live(self, request, queryset):
-        from . import live_services
-
+        """Queues a start per avatar and returns at once; each row turns Active (or shows why
+        it could not start) live, from the avatar's events channel."""
+        engine_url = request.build_absolute_uri("/api/avatars/webrtc")
+        queued, running = [], []
         for avatar in queryset:
             try:
-                result = live_services.avatar_start(avatar=avatar, engine_url=request.build_absolute_uri(
-                    "/api/avatars/webrtc"))
+                result = live_services.avatar_start(avatar=avatar, engine_url=engine_url)
             except ServiceError as exc:
                 self.message_user(request, exc.detail, messages.WARNING)
                 continue
-            if result.started:
-                self.message_user(request, f"Avatar '{avatar.name}' started successfully.")
-            else:
-                self.message_user(request, f"Avatar '{avatar.name}' is still warming up; it turns active shortly.")
+            (running if result.started else queued).append(avatar.name)
+        if queued:
+            self.message_user(request, f"Starting {len(queued)} avatar(s) ({', '.join(queued)}) on a lip-sync worker; "
+                                       "each turns Active here when it is warm, or shows why it could not start.")
+        if running:
+            self.message_user(request, f"Already active: {', '.join(running)}.")
 
     @admin.action(description="Stop selected avatars", permissions=["change"])
     def stop_live(self, request, queryset):
-        from . import live_services
-
+        """Frees the avatars at once; their workers are told without waiting for them."""
+        stopped = 0
         for avatar in queryset:
-            live_services.avatar_stop(avatar=avatar)
-        self.message_user(request, f"Stopped {queryset.count()} avatar(s).")
+            try:
+                live_services.avatar_stop(avatar=avatar, wait=False)
+                stopped += 1
+            except ServiceError as exc:
+                self.message_user(request, exc.detail, messages.WARNING)
+        self.message_user(request, f"Stopped {stopped} avatar(s).")

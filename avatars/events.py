@@ -2,7 +2,8 @@
 
 Events: `avatar.state` (on connect, and any change), `avatar.progress`, `avatar.ready`,
 `avatar.error` (preprocessing), `avatar.starting`, `avatar.started`, `avatar.start_failed`
-(live start; the reason in `avatar.error_message`), `render.*` (talking clips)."""
+(live start: with the start `job`, whose `detail` is the reason of a failure, also kept in
+`avatar.error_message`), `render.*` (talking clips)."""
 from __future__ import annotations
 
 import logging
@@ -38,11 +39,15 @@ def avatar_state(avatar) -> dict:
     }
 
 
-def avatar_event_publish(avatar, event: str = "avatar.state") -> None:
+def avatar_event_publish(avatar, event: str = "avatar.state", job: dict | None = None) -> None:
+    """The avatar's state to its viewers, with the job the event is about, if any (a start:
+    {"kind": "start", "job_id", "status": starting|active|failed, "detail": reason})."""
     layer = get_channel_layer()
     if layer is None:
         return
     message = {"type": "avatar.event", "event": event, "avatar": avatar_state(avatar)}
+    if job is not None:
+        message["job"] = job
     try:
         async_to_sync(layer.group_send)(avatar_group_name(avatar.pk), message)
     except Exception:  # noqa: BLE001 - a lost push must never fail the job that made it

@@ -47,7 +47,7 @@ def _not_startable(avatar: Avatar) -> NotReady | None:
 
 
 def avatar_is_serving(avatar: Avatar) -> bool:
-    return avatar.status == AvatarStatus.ACTIVE and registry.worker_alive(avatar.engine_channel)
+    return avatar.status == AvatarStatus.ACTIVE and registry.worker_alive(avatar.serving_channel)
 
 
 def avatar_reference_for_start(avatar: Avatar, ref_file: str | None) -> tuple[str, str]:
@@ -189,7 +189,7 @@ def avatar_start(*, avatar: Avatar, ref_file: str | None = None, engine_url: str
         except Exception:
             _start_pending_clear(avatar.pk)
             raise
-        avatar_event_publish(avatar, "avatar.starting")
+        avatar_event_publish(avatar, "avatar.starting", job={"kind": "start", "job_id": job_id, "status": "starting"})
     if not wait:
         return StartResult(avatar, started=False, job_id=result.id)
     try:
@@ -207,30 +207,32 @@ def avatar_start(*, avatar: Avatar, ref_file: str | None = None, engine_url: str
     return StartResult(avatar, started=True)
 
 
-def avatar_live_started(avatar_id: int, *, engine: str, engine_channel: str, engine_url: str) -> Avatar | None:
+def avatar_live_started(avatar_id: int, *, serving_worker: str, serving_channel: str, engine_url: str) -> Avatar | None:
     """Worker side: record the serving worker and set `active` (event `avatar.started`).
     When another live worker already serves the avatar, it stays with that one (returned,
     so the caller can tell)."""
+    job_id = avatar_start_pending(avatar_id)
     _start_pending_clear(avatar_id)
     with transaction.atomic():
         avatar = Avatar.objects.select_for_update().filter(pk=avatar_id).first()
         if avatar is None or not avatar.is_ready:
             return None
-        if (avatar.status == AvatarStatus.ACTIVE and avatar.engine_channel
-                and avatar.engine_channel != engine_channel and registry.worker_alive(avatar.engine_channel)):
+        if (avatar.status == AvatarStatus.ACTIVE and avatar.serving_channel
+                and avatar.serving_channel != serving_channel and registry.worker_alive(avatar.serving_channel)):
             return avatar
         avatar.status = AvatarStatus.ACTIVE
-        avatar.engine, avatar.engine_channel = engine[:255], engine_channel[:255]
+        avatar.serving_worker, avatar.serving_channel = serving_worker[:255], serving_channel[:255]
         avatar.engine_url = engine_url[:255]
         avatar.error_message = ""
         avatar.save()
-    avatar_event_publish(avatar, "avatar.started")
+    avatar_event_publish(avatar, "avatar.started", job={"kind": "start", "job_id": job_id, "status": "active"})
     return avatar
 
 
 def avatar_live_start_failed(avatar_id: int, reason: str) -> Avatar | None:
     """Worker side: a start failed. The reason goes to the avatar's `error_message` (while
     it is ready and not served) and out as the event `avatar.start_failed`."""
+    job_id = avatar_start_pending(avatar_id)
     _start_pending_clear(avatar_id)
     with transaction.atomic():
         avatar = Avatar.objects.select_for_update().filter(pk=avatar_id).first()
@@ -239,7 +241,8 @@ def avatar_live_start_failed(avatar_id: int, reason: str) -> Avatar | None:
         if avatar.status == AvatarStatus.INACTIVE:
             avatar.error_message = f"Start failed: {reason}"
             avatar.save(update_fields=["error_message", "updated_at"])
-    avatar_event_publish(avatar, "avatar.start_failed")
+    avatar_event_publish(avatar, "avatar.start_failed",
+                         job={"kind": "start", "job_id": job_id, "status": "failed", "detail": reason})
     return avatar
 
 
@@ -248,7 +251,7 @@ def avatar_is_served(avatar_id: int) -> bool:
     from django.db.models import Q
 
     return Avatar.objects.filter(pk=avatar_id).filter(
-        Q(status=AvatarStatus.ACTIVE) | ~Q(engine_channel="")).exists()
+        Q(status=AvatarStatus.ACTIVE) | ~Q(serving_channel="")).exists()
 
 
 def avatar_stop(*, avatar: Avatar, wait: bool = True) -> Avatar:
@@ -258,10 +261,10 @@ def avatar_stop(*, avatar: Avatar, wait: bool = True) -> Avatar:
         locked = Avatar.objects.select_for_update().filter(pk=avatar.pk).first()
         if locked is None:
             raise ObjectNotFound(f"Avatar {avatar.pk} not found.")
-        channel = locked.engine_channel
+        channel = locked.serving_channel
         if locked.status == AvatarStatus.ACTIVE:
             locked.status = AvatarStatus.INACTIVE
-        locked.engine = locked.engine_channel = locked.engine_url = ""
+        locked.serving_worker = locked.serving_channel = locked.engine_url = ""
         locked.save()
     if channel and registry.worker_alive(channel):
         message = {"type": "live.stop_avatar", "avatar_id": locked.pk}
@@ -276,16 +279,16 @@ def avatar_stop(*, avatar: Avatar, wait: bool = True) -> Avatar:
     return locked
 
 
-def avatar_live_worker_gone(engine_channel: str, reason: str) -> list[int]:
-    """The runtime on `engine_channel` stopped: its avatars are no longer served."""
+def avatar_live_worker_gone(serving_channel: str, reason: str) -> list[int]:
+    """The runtime on `serving_channel` stopped: its avatars are no longer served."""
     ids = []
-    for avatar in Avatar.objects.filter(status=AvatarStatus.ACTIVE, engine_channel=engine_channel):
+    for avatar in Avatar.objects.filter(status=AvatarStatus.ACTIVE, serving_channel=serving_channel):
         with transaction.atomic():
             locked = Avatar.objects.select_for_update().get(pk=avatar.pk)
-            if locked.status != AvatarStatus.ACTIVE or locked.engine_channel != engine_channel:
+            if locked.status != AvatarStatus.ACTIVE or locked.serving_channel != serving_channel:
                 continue
             locked.status = AvatarStatus.INACTIVE
-            locked.engine = locked.engine_channel = locked.engine_url = ""
+            locked.serving_worker = locked.serving_channel = locked.engine_url = ""
             locked.error_message = f"{reason} Start the avatar again."
             locked.save()
         avatar_event_publish(locked)
@@ -297,14 +300,14 @@ def avatar_live_reconcile(avatar_id: int | None = None) -> list[int]:
     """Active avatars whose serving worker has no heartbeat any more go back to inactive,
     with the reason; returns their ids. (Avatars set active by hand, without a worker,
     are left alone.)"""
-    qs = Avatar.objects.filter(status=AvatarStatus.ACTIVE).exclude(engine_channel="")
+    qs = Avatar.objects.filter(status=AvatarStatus.ACTIVE).exclude(serving_channel="")
     if avatar_id is not None:
         qs = qs.filter(pk=avatar_id)
     reset = []
-    for channel, engine in set(qs.values_list("engine_channel", "engine")):
+    for channel, worker in set(qs.values_list("serving_channel", "serving_worker")):
         if not registry.worker_alive(channel):
             reset += avatar_live_worker_gone(
-                channel, f"The lip-sync worker '{engine}' serving it stopped responding (no heartbeat).")
+                channel, f"The lip-sync worker '{worker}' serving it stopped responding (no heartbeat).")
     return reset
 
 
@@ -345,9 +348,9 @@ def live_send(channel: str, message: dict) -> None:
 
 def live_serving_channel(avatar: Avatar) -> str:
     """The channel of the worker serving the avatar, or a clear NotReady."""
-    if avatar.status == AvatarStatus.ACTIVE and avatar.engine_channel:
-        if registry.worker_alive(avatar.engine_channel):
-            return avatar.engine_channel
+    if avatar.status == AvatarStatus.ACTIVE and avatar.serving_channel:
+        if registry.worker_alive(avatar.serving_channel):
+            return avatar.serving_channel
         avatar_live_reconcile(avatar_id=avatar.pk)
         raise NotReady(f"The worker serving avatar '{avatar.name}' stopped; start the avatar again.")
     raise NotReady(f"Avatar '{avatar.name}' is not started; POST /api/avatars/{avatar.pk}/start first.")

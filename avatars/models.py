@@ -40,10 +40,10 @@ class Avatar(models.Model):
     voice_reference_text = models.TextField(blank=True, help_text="What the reference recording says, if known.")
     assets_path = models.CharField(max_length=255, blank=True, help_text="Storage prefix of the processed assets.")
     engine_url = models.CharField(max_length=255, blank=True)
-    # The lip-sync worker serving the avatar live (set by the warm-up, cleared on stop) and
-    # the channel-layer channel its live runtime receives signaling on.
-    engine = models.CharField("serving worker", max_length=255, blank=True)
-    engine_channel = models.CharField(max_length=255, blank=True)
+    # The lip-sync worker serving the avatar live (set when it is warmed, cleared on stop)
+    # and the channel-layer channel its live runtime receives signaling on.
+    serving_worker = models.CharField(max_length=255, blank=True)
+    serving_channel = models.CharField(max_length=255, blank=True)
     # Processing job state.
     progress_stage = models.CharField(max_length=40, blank=True)
     progress_percent = models.PositiveSmallIntegerField(default=0)

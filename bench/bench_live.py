@@ -49,7 +49,7 @@ def setup_world():
 
     from avatars.models import Avatar
     from avatars.storage import storage_save
-    from lipsync_worker.preprocess import preprocess_video
+    from lipsync_worker.asset_pipeline import preprocess_video
     from tests import media
     from tutors.services import admin_create, tutor_create
 

@@ -27,7 +27,7 @@ GOAL_SECONDS_PER_SECOND = 0.5
 
 
 def bench_preprocess(video: Path) -> None:
-    from lipsync_worker.preprocess import preprocess_video
+    from lipsync_worker.asset_pipeline import preprocess_video
 
     started = time.perf_counter()
     result = preprocess_video(video, BENCH_DATA / "assets", expected_seconds=10)

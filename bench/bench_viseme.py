@@ -45,8 +45,8 @@ from lipsync_worker.face_tracking import (  # noqa: E402
     MOUTH_RIGHT,
     FaceTracker,
 )
-from lipsync_worker.preprocess import preprocess_video  # noqa: E402
-from lipsync_worker.rendering import render_clip  # noqa: E402
+from lipsync_worker.asset_pipeline import preprocess_video  # noqa: E402
+from lipsync_worker.render_encoder import render_clip  # noqa: E402
 from lipsync_worker.speech import segment_from_file, segment_from_tts_chunk, segment_join  # noqa: E402
 
 FIXTURES = BASE_DIR.parent / "shared" / "fixtures"

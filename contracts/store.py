@@ -7,16 +7,18 @@ import threading
 import redis
 from django.conf import settings
 
-_clients: dict[str, redis.Redis] = {}
+_clients: dict[tuple[str, bool], redis.Redis] = {}
 _lock = threading.Lock()
 
 
-def client() -> redis.Redis:
-    url = settings.REDIS_URL
+def client(*, blocking: bool = False) -> redis.Redis:
+    """The shared client; `blocking` ones have no read timeout (BLPOP waits as long as asked)."""
+    key = (settings.REDIS_URL, blocking)
     with _lock:
-        if url not in _clients:
-            _clients[url] = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-        return _clients[url]
+        if key not in _clients:
+            options = {"socket_timeout": None, "health_check_interval": 30} if blocking else {"socket_timeout": 5}
+            _clients[key] = redis.Redis.from_url(key[0], socket_connect_timeout=5, **options)
+        return _clients[key]
 
 
 def redis_key(*parts) -> str:

@@ -24,8 +24,8 @@ TTS_STREAM = "tts_worker.tasks.tts_stream"  # (request_id, text, tts_model, voic
 class LiveStartResult(TypedDict, total=False):
     status: Literal["active", "gone", "not_ready", "error"]
     detail: str  # why, when not active
-    engine: str  # the serving worker's name, when active
-    engine_channel: str
+    serving_worker: str  # the name of the worker serving it, when active
+    serving_channel: str
 
 
 class TTSPreviewResult(TypedDict, total=False):

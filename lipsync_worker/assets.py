@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from .video_io import iter_frames_at_fps, prefetched
-from .preprocess import FRAMES_FILE, META_FILE, TRACK_FILE
+from .asset_pipeline import FRAMES_FILE, META_FILE, TRACK_FILE
 
 JPEG_QUALITY = 97
 

@@ -15,9 +15,9 @@ from avatars.models import AvatarRender
 from avatars.storage import storage_delete, storage_local_path, storage_save
 from contracts.errors import ServiceError
 
-from .rendering import render_clip
+from .render_encoder import render_clip
 from .speech import segment_from_file, segment_from_tts_chunk, segment_join
-from .warm import warm_avatar_get
+from .warm_avatars import warm_avatar_get
 
 logger = logging.getLogger(__name__)
 OUTPUT_NAME = "clip.mp4"
@@ -27,7 +27,7 @@ def _speech(render: AvatarRender, report):
     if render.audio_source_path:
         with storage_local_path(render.audio_source_path) as path:
             return segment_from_file(path)
-    from tts_worker.client import TTSStream
+    from contracts.tts_stream import TTSStream
     from avatars.selectors import avatar_voice_reference
 
     reference_path, reference_text = avatar_voice_reference(render.avatar)

@@ -12,7 +12,7 @@ from .live import signals as _live_signals  # noqa: F401
 
 @shared_task(name=contract.PREPROCESS_AVATAR, acks_late=True, reject_on_worker_lost=True)
 def preprocess_avatar_task(avatar_id: int, task_id: str) -> str:
-    from .preprocessing import preprocess_avatar
+    from .preprocess_job import preprocess_avatar
 
     return preprocess_avatar(avatar_id, task_id)
 
@@ -30,6 +30,6 @@ def render_avatar_task(render_id: int, task_id: str) -> str:
 # side reports the 202 job as not done and start can be asked again (it is idempotent).
 @shared_task(name=contract.LIVE_START, bind=True, acks_late=False)
 def live_start_task(self, avatar_id: int, ref_file: str = "", engine_url: str = "") -> dict:
-    from .live.warmup import live_avatar_warm_up
+    from .live.start import live_avatar_warm_up
 
     return live_avatar_warm_up(avatar_id, ref_file, engine_url, worker_name=self.request.hostname or "")

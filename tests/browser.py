@@ -1,6 +1,7 @@
 """Browser fixtures: Debian's chromium driven by Playwright against the real daphne server.
 Loaded by tests/conftest.py as a plugin; never downloads a browser. Every test marked
 `browser` is skipped, saying what to install, when chromium (or Playwright) is missing."""
+
 from __future__ import annotations
 
 import contextlib
@@ -14,12 +15,22 @@ from django.db import connections
 from tests.conftest import PASSWORD
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+    "--allow-loopback-in-peer-connection",
+]
 
-CHROMIUM_MISSING = (f"Debian's chromium is not installed at {CHROMIUM}: install it with `apt-get install chromium` "
-                    "(`make setup` does so when run as root)")
+CHROMIUM_MISSING = (
+    f"Debian's chromium is not installed at {CHROMIUM}: install it with `apt-get install chromium` "
+    "(`make setup` does so when run as root)"
+)
 PLAYWRIGHT_MISSING = "Playwright is not installed: pip install -r requirements-dev.txt (`make setup` does)"
 
 

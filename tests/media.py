@@ -3,6 +3,7 @@
 The face clip animates `skimage.data.astronaut()` (shipped inside scikit-image) with a
 small head motion, so the face tracker has a real face to follow on every frame.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,13 +39,21 @@ def face_frames(seconds: float = 2.0, fps: int = 25, size: tuple[int, int] = (32
 def noise_frames(seconds: float = 2.0, fps: int = 25, size=(320, 240), seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     coffee = cv2.resize(cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR), size)
-    return [np.clip(coffee.astype(int) + rng.integers(-10, 10, coffee.shape), 0, 255).astype(np.uint8)
-            for _ in range(int(seconds * fps))]
+    return [
+        np.clip(coffee.astype(int) + rng.integers(-10, 10, coffee.shape), 0, 255).astype(np.uint8)
+        for _ in range(int(seconds * fps))
+    ]
 
 
-def write_video(path: Path, frames: list[np.ndarray], fps: int = 25, codec: str = "libx264",
-                container_format: str | None = None, audio_seconds: float | None = None,
-                extra_audio_streams: int = 0) -> Path:
+def write_video(
+    path: Path,
+    frames: list[np.ndarray],
+    fps: int = 25,
+    codec: str = "libx264",
+    container_format: str | None = None,
+    audio_seconds: float | None = None,
+    extra_audio_streams: int = 0,
+) -> Path:
     """Encode BGR frames (and optionally a tone track) into a video file."""
     path = Path(path)
     h, w = frames[0].shape[:2]
@@ -59,7 +68,9 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = 25, codec: str 
                 a.layout = "mono"
                 audio_streams.append(a)
         for frame in frames:
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[: stream.height, : stream.width]), format="bgr24")
+            vf = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(frame[: stream.height, : stream.width]), format="bgr24"
+            )
             for packet in stream.encode(vf):
                 out.mux(packet)
         for packet in stream.encode():
@@ -73,7 +84,7 @@ def _encode_tone(out, stream, seconds: float, rate: int = 16000) -> None:
     t = np.arange(int(seconds * rate)) / rate
     tone = (0.2 * np.sin(2 * math.pi * 220 * t)).astype(np.float32)
     for start in range(0, len(tone), 1024):
-        chunk = tone[start:start + 1024]
+        chunk = tone[start : start + 1024]
         frame = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
         frame.sample_rate = rate
         frame.pts = start

@@ -13,9 +13,9 @@ import numpy as np
 from django.conf import settings
 from scipy.signal import resample_poly
 
+from contracts import tts_stream as stream
 from contracts.errors import EngineUnavailable, InvalidInput, ServiceError
 
-from . import stream
 from .audio import wav_bytes
 from .engines import AudioChunk, TTSEngine, VoiceReference, get_engine
 from .text import normalize

@@ -92,9 +92,10 @@ def _warm_up_threads(sender=None, **_kwargs):
     in_main = not isinstance(getattr(sender, "pool", None), TaskPool)
 
     def warm_up_and_publish():
+        _publisher.start()  # at once: the web can list and check engines
         if in_main:
             _warm_up()
-        _publisher.start()
+            _publisher.publish_now()  # again, now that the models are loaded
 
     threading.Thread(target=warm_up_and_publish, name="tts-warm-up", daemon=True).start()
 

@@ -1,11 +1,14 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.db.models import Count
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from tutor_site.exceptions import ServiceError
+
+from .forms import TutorForm
 from .models import Tutor, User
+from .selectors import tutor_get, tutor_queryset_for
 from .services import tutor_create, tutor_delete, tutor_update
 
 
@@ -39,27 +42,93 @@ class UserAdmin(DjangoUserAdmin):
         return request.user.is_superuser
 
 
-class OwnedByAdminMixin:
-    """Admins see and touch only what they own; superusers (operators) see everything."""
+class _SaveFailed(Exception):
+    def __init__(self, error: ServiceError):
+        super().__init__(error.detail)
+        self.error = error
 
-    owner_lookup = "owner"
+
+class ServiceAdminMixin:
+    """Admin pages over services and selectors.
+
+    - Reads: `get_queryset` and the object lookup are the selector's (`selector_queryset`,
+      `selector_get`), so an admin sees and touches only its own objects.
+    - Writes: the form (a `tutors.forms.ServiceForm`) validates in clean(); `save_model`
+      runs the service (`service_save`). A service error at save time (a name taken
+      meanwhile, an engine gone) rolls the save back and shows the form again with the
+      error on its field, not a server error."""
+
+    def selector_queryset(self, request):
+        raise NotImplementedError
+
+    def selector_get(self, request, object_id):
+        raise NotImplementedError
+
+    def service_save(self, request, obj, form, change):
+        """Write through the service; returns the saved object."""
+        raise NotImplementedError
 
     def get_queryset(self, request):
-        qs = super().get_queryset(request)
-        if request.user.is_superuser:
-            return qs
-        return qs.filter(**{self.owner_lookup: request.user})
+        qs = self.selector_queryset(request)
+        ordering = self.get_ordering(request)
+        return qs.order_by(*ordering) if ordering else qs
+
+    def get_object(self, request, object_id, from_field=None):
+        if from_field is not None:
+            return super().get_object(request, object_id, from_field)
+        try:
+            return self.selector_get(request, object_id)
+        except ServiceError:
+            return None
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+
+        class RequestBoundForm(form):
+            def __init__(self, *args, **inner):
+                super().__init__(*args, request=request, **inner)
+
+        RequestBoundForm.__name__ = form.__name__
+        return RequestBoundForm
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except _SaveFailed as failed:
+            # The save rolled back; validate again with the service's error on the form.
+            request.service_save_error = failed.error
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def save_form(self, request, form, change):
+        return form.instance  # nothing is built from the form: the service writes
+
+    def save_model(self, request, obj, form, change):
+        try:
+            saved = self.service_save(request, obj, form, change)
+        except ServiceError as exc:
+            raise _SaveFailed(exc) from exc
+        # The admin goes on with `obj` (history, messages, redirect): make it the saved row.
+        for field in saved._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(saved, field.attname))
+        obj._state.adding, obj._state.db = False, saved._state.db
+
+    def save_related(self, request, form, formsets, change):
+        pass  # no many-to-many fields or inlines
 
 
 @admin.register(Tutor)
-class TutorAdmin(OwnedByAdminMixin, admin.ModelAdmin):
+class TutorAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    form = TutorForm
     search_fields = ["name", "description"]
     readonly_fields = ["created_at", "updated_at"]
     # Django's "delete selected" action shows what goes with the tutors (their avatars) and
     # ends in `delete_queryset` below, which goes through the service.
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("owner").annotate(avatar_count=Count("avatars"))
+    def selector_queryset(self, request):
+        return tutor_queryset_for(request.user)
+
+    def selector_get(self, request, object_id):
+        return tutor_get(request.user, object_id)
 
     def get_list_display(self, request):
         if request.user.is_superuser:
@@ -84,18 +153,14 @@ class TutorAdmin(OwnedByAdminMixin, admin.ModelAdmin):
 
     # --- writes go through the services ----------------------------------------------------
 
-    def save_form(self, request, form, change):
-        data = {key: form.cleaned_data[key] for key in ("name", "description") if key in form.cleaned_data}
-        if change:
-            return tutor_update(form.instance, **data)  # an operator's owner change rides along
+    def service_save(self, request, obj, form, change):
+        # Only operators pick an owner (the field is not on an admin's form at all).
         owner = form.cleaned_data.get("owner") if request.user.is_superuser else None
-        return tutor_create(owner=owner or request.user, **data)
-
-    def save_model(self, request, obj, form, change):
-        pass  # save_form's service call saved it
-
-    def save_related(self, request, form, formsets, change):
-        pass  # no many-to-many fields or inlines
+        if change:
+            if owner is not None:
+                obj.owner = owner  # saved with the update
+            return tutor_update(obj, **form.validated)
+        return tutor_create(owner=owner or request.user, **form.validated)
 
     def delete_model(self, request, obj):
         tutor_delete(obj)

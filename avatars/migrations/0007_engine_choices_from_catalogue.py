@@ -11,6 +11,11 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.RenameField(model_name="avatar", old_name="engine", new_name="serving_worker"),
+        migrations.RenameField(model_name="avatar", old_name="engine_channel", new_name="serving_channel"),
+        migrations.AlterField(
+            model_name="avatar", name="serving_worker", field=models.CharField(blank=True, max_length=255)
+        ),
         migrations.AlterField(
             model_name='avatar',
             name='avatar_model',

@@ -11,8 +11,6 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.conf import settings
-
 from contracts.engines import DEFAULT_LIPSYNC_ENGINE, LIPSYNC_ENGINES, LipsyncEngineEntry
 from contracts.errors import EngineUnavailable
 
@@ -62,6 +60,10 @@ class LipsyncEngineInfo:
         return "cuda" if torch.cuda.is_available() else "cpu"
 
     def weights_dir(self) -> Path:
+        # Django is imported here, not above: the network modules under this package must
+        # import with torch alone (conversion scripts, notebooks, the bench).
+        from django.conf import settings
+
         return Path(settings.LIPSYNC_WEIGHTS_DIR) / self.name
 
     def availability(self) -> tuple[bool, str]:

@@ -38,7 +38,7 @@ class Utterance:
     voice: str
     id: int = field(default_factory=lambda: next(_utterance_ids))
     said_at: float = field(default_factory=time.monotonic)
-    stream: object = None  # its tts_worker.client.TTSStream, once started (event loop only)
+    stream: object = None  # its contracts.tts_stream.TTSStream, once started (event loop only)
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property

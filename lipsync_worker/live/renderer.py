@@ -134,7 +134,7 @@ class Renderer:
 
     async def _speak(self, utterance: Utterance) -> None:
         """Stream the sentences from the tts worker and have the thread lip-sync each as it comes."""
-        from tts_worker.client import TTSStream
+        from contracts.tts_stream import TTSStream
 
         stream = utterance.stream = TTSStream()  # before start(), so that an interrupt cancels it
         try:

@@ -1,6 +1,6 @@
 """The live runtime of a lip-sync worker process: an asyncio loop on a background thread.
 
-It owns a channel-layer channel (recorded on the avatars it serves as `engine_channel`)
+It owns a channel-layer channel (recorded on the avatars it serves as `serving_channel`)
 on which the web process relays signaling, the peer connections of its sessions, and a
 heartbeat in Redis by which the web process tells a live worker from a dead one. The
 warm-up task runs in the same process and hands it the warmed avatar, so sessions use
@@ -39,7 +39,7 @@ IDLE_CACHE_BYTES = 256 * 1024 * 1024
 class LiveAvatar:
     avatar_id: int
     name: str
-    warm: object  # lipsync_worker.warm.WarmAvatar
+    warm: object  # lipsync_worker.warm_avatars.WarmAvatar
     tts_model: str
     voice: str
     reference_path: str
@@ -157,7 +157,7 @@ class LiveRuntime:
 
     def avatar_add(self, avatar, *, reference_path: str, reference_text: str) -> LiveAvatar:
         """Called by the warm-up task (its thread): load engine + assets, keep them for sessions."""
-        from ..warm import warm_avatar_get, warm_avatar_pin
+        from ..warm_avatars import warm_avatar_get, warm_avatar_pin
 
         warm = warm_avatar_get(avatar)
         warm_avatar_pin(avatar.pk)
@@ -170,7 +170,7 @@ class LiveRuntime:
         return live
 
     async def avatar_remove(self, avatar_id: int) -> bool:
-        from ..warm import warm_avatar_pin, warm_avatar_release
+        from ..warm_avatars import warm_avatar_pin, warm_avatar_release
 
         for session in [s for s in self.sessions.values() if s is not None and s.avatar.avatar_id == avatar_id]:
             await session.close("avatar stopped")

@@ -40,10 +40,21 @@
     const body = { text: text, tts_model: root.dataset.ttsModel, avatar_id: Number(root.dataset.avatarTools) };
     if (root.dataset.timbre) body.voice = root.dataset.timbre;
     setStatus(root, "voice", "Synthesising…");
+    // The request answers at once with a job; its result URL gives the WAV once a tts
+    // worker has made it (202 until then).
     const response = await post("/api/tts/preview", body);
     if (!response.ok) return setStatus(root, "voice", await errorText(response), true);
+    const job = await response.json();
+    let result;
+    for (let waited = 0; ; waited += 250) {
+      result = await fetch(job.result_url, { credentials: "same-origin" });
+      if (result.status !== 202) break;
+      if (waited > 60000) return setStatus(root, "voice", "No TTS worker answered: is one running?", true);
+      await new Promise(function (resolve) { setTimeout(resolve, 250); });
+    }
+    if (!result.ok) return setStatus(root, "voice", await errorText(result), true);
     const player = root.querySelector('[data-player="voice"]');
-    player.src = URL.createObjectURL(await response.blob());
+    player.src = URL.createObjectURL(await result.blob());
     player.hidden = false;
     setStatus(root, "voice", "");
     player.play().catch(function () {});

@@ -89,9 +89,19 @@
     try {
       const response = await fetch(cfg.startUrl, {method: "POST", credentials: "same-origin",
         headers: {"Content-Type": "application/json", "X-CSRFToken": csrfToken()}, body: "{}"});
-      const body = await response.json().catch(() => ({}));
-      if (response.status === 200) { $("talk-start").hidden = true; connect(); }
-      else showError(body.detail || body.message || `Start failed (HTTP ${response.status})`);
+      let body = await response.json().catch(() => ({}));
+      let status = response.status;
+      // 202: a start job; ask how it stands until the worker has reported.
+      while (status === 202 && body.job_id) {
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        const poll = await fetch(`${cfg.startUrl}?job_id=${encodeURIComponent(body.job_id)}`,
+          {credentials: "same-origin", headers: {Accept: "application/json"}});
+        status = poll.status;
+        body = await poll.json().catch(() => ({}));
+        if (status === 200 && body.status === "failed") status = 409;
+      }
+      if (status === 200) { $("talk-start").hidden = true; connect(); }
+      else showError(body.detail || body.message || `Start failed (HTTP ${status})`);
     } finally { $("talk-start").disabled = false; }
   });
   $("talk-connect").addEventListener("click", connect);

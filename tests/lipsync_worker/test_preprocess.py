@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from lipsync_worker.preprocess import PreprocessError, preprocess_video
+from lipsync_worker.asset_pipeline import PreprocessError, preprocess_video
 from tests import media
 
 

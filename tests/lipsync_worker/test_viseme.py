@@ -6,7 +6,7 @@ from lipsync_worker.assets import AvatarAssets, idle_index
 from lipsync_worker.engines import engine_list, get_engine
 from lipsync_worker.engines.base import SAMPLES_PER_FRAME, AudioSegment, Timing
 from lipsync_worker.engines.viseme.visemes import curves_from_audio, curves_from_timings, viseme_for
-from lipsync_worker.preprocess import preprocess_video
+from lipsync_worker.asset_pipeline import preprocess_video
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ def _loopback_ice():
 def live_assets(media_root, face_video, tmp_path_factory):
     """(assets storage prefix, PreprocessResult) of the test face video."""
     from avatars.storage import storage_save
-    from lipsync_worker.preprocess import preprocess_video
+    from lipsync_worker.asset_pipeline import preprocess_video
 
     out = tmp_path_factory.mktemp("live-assets")
     result = preprocess_video(face_video, out, expected_seconds=2.0)

@@ -17,7 +17,7 @@ from lipsync_worker.live.frames import MAX_AHEAD, PUT_TIMEOUT, FrameQueue, Speec
 from lipsync_worker.live.peer import Peer
 from lipsync_worker.live.runtime import LiveAvatar
 from lipsync_worker.live.session import LiveSession
-from tts_worker.engines.base import AudioChunk, Timing
+from contracts.speech import AudioChunk, Timing
 
 W, H = 64, 48
 IDLE, SPEECH = 0, 200  # pixel values of the fake idle and speech frames
@@ -113,7 +113,7 @@ def _fakes(monkeypatch):
 
     monkeypatch.setattr(Peer, "answer", answer)
     monkeypatch.setattr(Peer, "show", show)
-    monkeypatch.setattr("tts_worker.client.TTSStream", FakeTTSStream)
+    monkeypatch.setattr("contracts.tts_stream.TTSStream", FakeTTSStream)
     FakeTTSStream.release = threading.Event()
     FakeTTSStream.cancelled_ids = []
 
@@ -261,7 +261,8 @@ def test_one_renderer_thread_per_session_whatever_the_number_of_texts():
             await session.say(f"long text {i}", interrupt=True)
             await wait_until(lambda: session.frames.qsize() >= MAX_AHEAD, 5, "the queue to fill")
         await session.say("text last", interrupt=True)
-        await wait_until(lambda: runtime.of("speaking_ended")[-1:] and not session.speaking, 5, "the last text")
+        await wait_until(lambda: sum(not e["interrupted"] for e in runtime.of("speaking_ended")) == 5, 5,
+                         "the last text to end")
         counts["after"] = threading.active_count()
         counts["render_threads"] = [t.name for t in threading.enumerate() if t.name.startswith("live-render-")]
         return list(runtime.events)

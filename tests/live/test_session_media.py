@@ -20,7 +20,7 @@ def _worker_sessions(avatar) -> int:
     from contracts import live_registry as registry
 
     avatar.refresh_from_db()
-    return registry.workers()[avatar.engine_channel]["sessions"]
+    return registry.workers()[avatar.serving_channel]["sessions"]
 
 
 def _mouth_motion(frames: list[np.ndarray], idle: list[np.ndarray]) -> list[float]:

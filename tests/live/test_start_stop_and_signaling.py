@@ -44,7 +44,7 @@ def test_start_needs_a_ready_avatar_and_is_scoped(transactional_db, celery_worke
     detail = api.get(f"/api/avatars/{avatar.pk}").json()
     assert detail["status"] == "active"
     avatar.refresh_from_db()
-    assert avatar.engine and avatar.engine_channel
+    assert avatar.serving_worker and avatar.serving_channel
     # Idempotent.
     assert api.post(f"/api/avatars/{avatar.pk}/start", {}, format="json").status_code == 200
 
@@ -52,7 +52,7 @@ def test_start_needs_a_ready_avatar_and_is_scoped(transactional_db, celery_worke
     response = api.post(f"/api/avatars/{avatar.pk}/stop")
     assert response.status_code == 200 and response.json()["status"] == "success"
     avatar.refresh_from_db()
-    assert avatar.status == "inactive" and not avatar.engine_channel
+    assert avatar.status == "inactive" and not avatar.serving_channel
     from contracts import live_registry as registry
 
     wait_for(lambda: all(avatar.pk not in w["avatars"] for w in registry.workers().values()), timeout=10,

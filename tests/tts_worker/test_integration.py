@@ -5,7 +5,8 @@ import wave
 
 import pytest
 
-from tts_worker.client import TTSStream
+from contracts.tts_stream import TTSStream
+from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.integration]
 
@@ -44,7 +45,15 @@ def test_cancel_stops_the_worker(celery_worker_process):
 
 @pytest.mark.django_db
 def test_preview_through_the_worker(api, celery_worker_process):
-    response = api.post("/api/tts/preview", {"text": "Hello from the worker.", "tts_model": "piper"}, format="json")
+    # The worker publishes its engines when it is ready; the web lists and checks from that.
+    wait_for(lambda: {m["id"]: m for m in api.get("/api/avatars/tts-models").json()}["piper"]["available"],
+             timeout=60, message="the worker to publish piper")
+    body = {"text": "Hello from the worker.", "tts_model": "piper"}
+    response = api.post("/api/tts/preview?wait=1", body, format="json")
     assert response.status_code == 200, response.content[:300]
     with wave.open(io.BytesIO(response.content)) as w:
         assert w.getframerate() == 22050 and w.getnframes() > 22050 * 0.8
+    # Without wait: a job at once, whose result the worker fills in.
+    job = api.post("/api/tts/preview", body, format="json").json()
+    wait_for(lambda: api.get(job["result_url"]).status_code == 200, timeout=30, message="the preview job")
+    assert api.get(job["result_url"])["Content-Type"] == "audio/wav"

@@ -133,10 +133,10 @@ def test_a_running_preview_is_202(api, monkeypatch):
     assert response.status_code == 202 and response.json()["status"] == "running"
 
 
-def test_an_engine_no_worker_reported_is_503(api, published_catalogues):
-    from contracts.catalogue import catalogue_forget
+def test_an_engine_no_worker_reported_is_503(api, monkeypatch):
+    from contracts import catalogue
 
-    catalogue_forget("tts", "test-process")
+    monkeypatch.setattr(catalogue, "catalogue_records", lambda kind: [])  # no worker has published
     response = api.post(PREVIEW_URL, {"text": "Hello.", "tts_model": "piper"}, format="json")
     assert response.status_code == 503
     assert "No worker of the 'tts' queue is running" in response.json()["detail"]

@@ -5,8 +5,9 @@ import uuid
 
 import pytest
 
-from tts_worker import services, stream
-from tts_worker.client import TTSStream
+from contracts import tts_stream as stream
+from tts_worker import services
+from contracts.tts_stream import TTSStream
 from tutor_site.exceptions import EngineUnavailable, InvalidInput
 
 SENTENCES = [
@@ -101,14 +102,14 @@ def test_no_worker_means_a_clear_timeout():
         list(TTSStream(uuid.uuid4().hex).chunks(timeout=0.5))
 
 
-def test_start_checks_the_request_before_enqueueing():
+def test_the_worker_checks_the_request_and_the_reader_gets_the_error(eager_celery):
     with pytest.raises(InvalidInput, match="empty"):
-        TTSStream().start("   ", "piper")
+        list(TTSStream().start("   ", "piper").chunks(timeout=5))
     with pytest.raises(InvalidInput) as err:
-        TTSStream().start("Hello.", "nope")
+        list(TTSStream().start("Hello.", "nope").chunks(timeout=5))
     assert "piper" in err.value.extra["valid_tts_models"]
     with pytest.raises(InvalidInput) as err:
-        TTSStream().start("Hello.", "espeak-ng", "xx-none")
+        list(TTSStream().start("Hello.", "espeak-ng", "xx-none").chunks(timeout=5))
     assert "en-us" in err.value.extra["valid_voices"]
 
 

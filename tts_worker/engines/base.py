@@ -6,25 +6,18 @@ caller can play (and lip-sync) the first sentence while the next is being synthe
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import ClassVar, NamedTuple
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from contracts.engines import TTSEngineEntry, tts_engine
 from contracts.errors import InvalidInput
+from contracts.speech import AudioChunk, Timing
 
 from .. import text as text_utils
 
 SILENCE = "_"  # Label of pauses in phoneme timings (sentence edges, word gaps, punctuation).
-
-
-class Timing(NamedTuple):
-    """One phoneme (IPA) or word and where it sits in its chunk's audio."""
-
-    label: str
-    start_ms: float
-    end_ms: float
 
 
 @dataclass(frozen=True)
@@ -44,21 +37,6 @@ class VoiceReference:
 
     path: str
     text: str = ""
-
-
-@dataclass
-class AudioChunk:
-    pcm: np.ndarray  # int16, mono
-    sample_rate: int
-    text: str  # the sentence this audio speaks
-    # Phonemes or words (see the engine's `timings`), covering the audio from 0 to its end.
-    timings: list[Timing] = field(default_factory=list)
-    # Word timings as well, when the engine gives both (espeak-ng).
-    words: list[Timing] = field(default_factory=list)
-
-    @property
-    def duration_ms(self) -> float:
-        return 1000.0 * len(self.pcm) / self.sample_rate
 
 
 class TTSEngine:

@@ -3,10 +3,11 @@
     python manage.py create_avatars MANIFEST.csv [--as EMAIL] [--wait] [--dry-run]
     python manage.py create_avatars --dir DIR --tutor ID [--as EMAIL] [--wait]
 
-Thin on purpose: every row goes through `avatar_create`, the same service the API and
-the admin use, so a row the CLI accepts is one the API would accept. The command only
-reads the input, resolves the acting admin and the tutor, reports, and (with --wait)
-polls the rows the worker updates.
+Thin on purpose: every row goes through `AvatarCreateSerializer` and `avatar_create`, the
+same validation and service as the API and the admin, so a row the CLI accepts is one the
+API would accept. The command only reads the input, resolves the acting admin, the tutor
+and the files, reports, and (with --wait) polls the rows the worker updates. --dry-run
+makes every check a real run makes (`avatar_create_check`) and writes nothing.
 """
 from __future__ import annotations
 
@@ -18,13 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 from tqdm import tqdm
 
 from avatars.models import AvatarStatus
 from avatars.selectors import avatar_queryset_for
-from avatars.services import UploadSource, avatar_create, avatar_create_options
-from avatars.storage import storage_delete_prefix
+from avatars.serializers import AvatarCreateSerializer, input_validate
+from avatars.services import UploadSource, avatar_create, avatar_create_check
 from contracts.media_probe import AUDIO_CONTAINERS, VIDEO_CONTAINERS
 from tutor_site.exceptions import InvalidInput, ServiceError
 from tutors.models import User
@@ -41,7 +41,10 @@ COLUMN_ALIASES = {
     "tutor_id": "tutor", "video_path": "video", "prompt_face": "video",
     "voice_path": "voice", "audio": "voice", "audio_path": "voice", "prompt_voice": "voice",
 }
-# What the service accepts for these besides the files and the tutor.
+# Columns that go to the serializer under their own name (tutor, video and voice are
+# resolved first: a tutor id or name, files relative to the manifest).
+SERIALIZER_COLUMNS = ("name", "display_name", "description", "avatar_model", "tts_model", "timbre",
+                      "avatar_blur", "support_clone")
 # A .webm could be either; beside a video it is another video, not its voice.
 VOICE_EXTENSIONS = sorted(set(AUDIO_CONTAINERS) - set(VIDEO_CONTAINERS))
 
@@ -58,13 +61,6 @@ class Row:
     status: str = ""
     message: str = ""
     avatar_id: int | None = None
-
-
-class _DryRun(Exception):
-    """Raised inside the savepoint to undo a dry-run create."""
-
-    def __init__(self, prefix: str):
-        self.prefix = prefix
 
 
 def sanitise_name(stem: str) -> str:
@@ -206,16 +202,15 @@ class Command(BaseCommand):
                 row.status, row.avatar_id = SKIPPED, existing.pk
                 row.message = f"already exists (id {existing.pk}, {existing.status})"
                 return
-            kwargs = avatar_create_options(values)
-            face = self._source(base, values.get("video", ""), "video")
-            voice = self._source(base, values["voice"], "voice") if values.get("voice") else None
+            data = self._validated(row, tutor, base)
             if dry_run:
-                self._create_and_undo(user=user, tutor_id=tutor.pk, name=row.name, prompt_face=face, prompt_voice=voice, **kwargs)
+                # Every check a real run makes (files probed, name free, engines), writing nothing.
+                avatar_create_check(user=user, **data)
                 row.status, row.message = WOULD_CREATE, f"valid (tutor {tutor.name})"
                 return
-            avatar = avatar_create(user=user, tutor_id=tutor.pk, name=row.name, prompt_face=face, prompt_voice=voice, **kwargs)
+            avatar = avatar_create(user=user, **data)
         except ServiceError as exc:
-            row.status, row.message = FAILED, exc.detail
+            row.status, row.message = FAILED, self._reason(exc)
             return
         except Exception as exc:  # noqa: BLE001 - one broken row must not stop the batch
             logger.exception("create_avatars: row %s (%s) failed", row.number, row.name)
@@ -224,16 +219,22 @@ class Command(BaseCommand):
         row.status, row.avatar_id = CREATED, avatar.pk
         row.message = f"id {avatar.pk}, processing queued"
 
-    def _create_and_undo(self, **kwargs) -> None:
-        """Run the real service in a savepoint and roll it back, so that a dry run checks
-        exactly what a real run would (files probed, names, engines) and leaves nothing."""
-        try:
-            with transaction.atomic():
-                avatar = avatar_create(**kwargs)
-                raise _DryRun(avatar.storage_prefix)
-        except _DryRun as undo:
-            # The database rolled back (and the enqueue with it); the copied files did not.
-            storage_delete_prefix(undo.prefix)
+    def _validated(self, row: Row, tutor, base: Path) -> dict:
+        """The row through `AvatarCreateSerializer`, as the API's form would be: the columns
+        under the API's names, the files as local sources, blank cells as not given."""
+        values = row.values
+        data = {column: values.get(column) for column in SERIALIZER_COLUMNS}
+        data.update(tutor_id=tutor.pk, prompt_face=self._source(base, values.get("video", ""), "video"))
+        if values.get("voice"):
+            data["prompt_voice"] = self._source(base, values["voice"], "voice")
+        return input_validate(AvatarCreateSerializer, {k: v for k, v in data.items() if v not in (None, "")})
+
+    @staticmethod
+    def _reason(exc: ServiceError) -> str:
+        errors = exc.extra.get("errors") or {}
+        if len(errors) > 1:
+            return "; ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items())
+        return exc.detail
 
     @staticmethod
     def _source(base: Path, value: str, label: str) -> UploadSource:

@@ -8,7 +8,7 @@ from django.test import override_settings
 
 from lipsync_worker.assets import AvatarAssets
 from lipsync_worker.engines.base import SAMPLE_RATE, AudioSegment
-from lipsync_worker.preprocess import preprocess_video
+from lipsync_worker.asset_pipeline import preprocess_video
 
 torch = pytest.importorskip("torch")
 

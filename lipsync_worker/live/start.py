@@ -40,12 +40,12 @@ def _warm_up(avatar_id: int, ref_file: str, engine_url: str, worker_name: str) -
         logger.exception("Warm-up of avatar %s failed", avatar_id)
         return {"status": "error", "detail": f"The avatar could not be loaded on the worker ({type(exc).__name__}: {exc})."}
     serving = live_services.avatar_live_started(
-        avatar_id, engine=runtime.name, engine_channel=runtime.channel, engine_url=engine_url
+        avatar_id, serving_worker=runtime.name, serving_channel=runtime.channel, engine_url=engine_url
     )
     if serving is None:
         runtime.call(runtime.avatar_remove(avatar_id))
         return {"status": "gone", "detail": f"Avatar {avatar_id} was deleted or changed while starting."}
-    if serving.engine_channel != runtime.channel:
+    if serving.serving_channel != runtime.channel:
         # Another worker won a concurrent start: leave the avatar to it.
         runtime.call(runtime.avatar_remove(avatar_id))
-    return {"status": "active", "engine": serving.engine, "engine_channel": serving.engine_channel}
+    return {"status": "active", "serving_worker": serving.serving_worker, "serving_channel": serving.serving_channel}

@@ -15,7 +15,7 @@ from avatars.storage import storage_delete_prefix, storage_local_path, storage_s
 
 from contracts.errors import InvalidMedia
 
-from .preprocess import PREVIEW_FILE, PreprocessError, preprocess_video
+from .asset_pipeline import PREVIEW_FILE, PreprocessError, preprocess_video
 
 logger = logging.getLogger(__name__)
 
