@@ -268,7 +268,7 @@ def main():
     try:
         import urllib.request
 
-        request = urllib.request.Request(f"{daphne.url}/api/avatars/{avatar.pk}/start", data=b"{}", method="POST",
+        request = urllib.request.Request(f"{daphne.url}/api/avatars/{avatar.pk}/start?wait=1", data=b"{}", method="POST",
                                          headers={"Authorization": f"Bearer {token}",
                                                   "Content-Type": "application/json"})
         started = time.perf_counter()

@@ -1,9 +1,12 @@
 """Upload validation with PyAV: the allow-lists, limits and probes both sides apply.
 
 `probe_video` / `probe_audio` run in the web process before anything is stored: they open
-the upload by path (file protocol only), check it against allow-lists and limits, and
-demux it whole so that corrupt or truncated files are caught up front. Decoding lives in
-the lipsync worker (`lipsync_worker.video_io`).
+the upload by path (file protocol only) with the one demuxer its extension allows (FFmpeg
+never guesses), check it against allow-lists and limits, and demux it whole so that
+corrupt or truncated files are caught up front. Limits apply to what the file really holds
+(packets read, samples decoded), never only to what its header declares: reading stops as
+soon as a limit is passed. Decoding lives in the workers (`lipsync_worker.video_io`,
+`tts_worker.audio`), which apply the same limits to what they decode.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from .errors import InvalidMedia
 
 TARGET_FPS = 25
 
-# Extension -> PyAV demuxer name that must match what the bytes really are.
+# Accepted extensions and FFmpeg's name of their container (as `MediaInfo.container`).
 VIDEO_CONTAINERS = {
     ".mp4": "mov,mp4,m4a,3gp,3g2,mj2",
     ".m4v": "mov,mp4,m4a,3gp,3g2,mj2",
@@ -36,6 +39,14 @@ AUDIO_CONTAINERS = {
     ".m4a": "mov,mp4,m4a,3gp,3g2,mj2",
     ".webm": "matroska,webm",
 }
+# Extension -> the only demuxer FFmpeg may use for it. Never FFmpeg's own guess: a file
+# named .mp4 that holds ffconcat text must not reach the concat demuxer.
+DEMUXERS = {
+    ".mp4": "mov", ".m4v": "mov", ".mov": "mov", ".m4a": "mov", ".webm": "matroska", ".mkv": "matroska",
+    ".avi": "avi", ".wav": "wav", ".mp3": "mp3", ".ogg": "ogg", ".opus": "ogg", ".flac": "flac",
+}
+# A header may understate the length a little (rounding, padding); more than this is a lie.
+DECLARED_SLACK_SECONDS = 1.0
 AUDIO_CODECS = {"aac", "mp3", "mp3float", "opus", "vorbis", "flac", "pcm_s16le", "pcm_s24le", "pcm_f32le", "pcm_u8"}
 
 
@@ -52,12 +63,19 @@ class MediaInfo:
     rotation: int = 0
 
 
-def open_media(path: str, label: str):
+def open_media(path: str, label: str, ext: str | None = None):
+    """Open with the demuxer of `ext` (default: the path's own extension), local files only."""
+    ext = (ext or os.path.splitext(path)[1]).lower()
+    demuxer = DEMUXERS.get(ext)
+    if demuxer is None:
+        raise InvalidMedia(f"The {label} file's type '{ext or 'no extension'}' is not accepted.")
     try:
-        # Local files only: a playlist or concat file must not make FFmpeg fetch anything.
-        return av.open(path, mode="r", options={"protocol_whitelist": "file"})
+        return av.open(path, mode="r", format=demuxer, options={"protocol_whitelist": "file"})
     except (av.FFmpegError, OSError, UnicodeDecodeError):
-        raise InvalidMedia(f"The {label} file could not be read: it is corrupt or not a media file.") from None
+        raise InvalidMedia(
+            f"The {label} file could not be read as '{ext}': it is corrupt, or its content is another format "
+            "(upload it with its real extension)."
+        ) from None
 
 
 def _check_size(path: str, max_mb: int, label: str) -> None:
@@ -85,8 +103,9 @@ def _duration(container, stream) -> float | None:
     return None
 
 
-def _demux_all(container, stream, label: str) -> tuple[int, float]:
-    """Read every packet of `stream`; returns (packets, last end time). Catches truncation."""
+def _demux_all(container, stream, label: str, *, max_seconds: float, max_packets: int) -> tuple[int, float]:
+    """Read every packet of `stream`; returns (packets, last end time). Catches truncation,
+    and stops as soon as the file holds more than the limits, whatever its header says."""
     packets = 0
     end = 0.0
     try:
@@ -96,13 +115,41 @@ def _demux_all(container, stream, label: str) -> tuple[int, float]:
             packets += 1
             if packet.pts is not None and packet.time_base:
                 end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+            if end > max_seconds + DECLARED_SLACK_SECONDS:
+                raise InvalidMedia(f"The {label} lasts more than {max_seconds:g} s, the limit.")
+            if packets > max_packets:
+                raise InvalidMedia(
+                    f"The {label} holds more than {max_packets} frames: more than {max_seconds:g} s allows."
+                )
     except av.FFmpegError:
         raise InvalidMedia(f"The {label} file is damaged: it cannot be read to the end.") from None
     return packets, end
 
 
-def _decode_first(path: str, stream_kind: str, label: str) -> None:
-    with open_media(path, label) as container:
+def _check_declared(label: str, declared: float | None, real: float) -> None:
+    if declared and real > declared + max(DECLARED_SLACK_SECONDS, 0.1 * declared):
+        raise InvalidMedia(
+            f"The {label} really lasts {real:.1f} s but its header declares {declared:.1f} s: the file is malformed."
+        )
+
+
+def _decoded_seconds(container, stream, label: str, max_seconds: float) -> float:
+    """Decode the audio and count its samples, stopping past the limit (audio is cheap to
+    decode, and its packets can hide any number of samples)."""
+    samples, rate = 0, stream.codec_context.sample_rate or 1
+    try:
+        for frame in container.decode(stream):
+            samples += frame.samples
+            rate = frame.sample_rate or rate
+            if samples / rate > max_seconds + DECLARED_SLACK_SECONDS:
+                raise InvalidMedia(f"The {label} decodes to more than {max_seconds:g} s, the limit.")
+    except av.FFmpegError:
+        raise InvalidMedia(f"The {label} file's audio cannot be decoded: it is corrupt.") from None
+    return samples / rate
+
+
+def _decode_first(path: str, ext: str, stream_kind: str, label: str) -> None:
+    with open_media(path, label, ext) as container:
         streams = container.streams.video if stream_kind == "video" else container.streams.audio
         try:
             for _frame in container.decode(streams[0]):
@@ -112,20 +159,12 @@ def _decode_first(path: str, stream_kind: str, label: str) -> None:
     raise InvalidMedia(f"The {label} file's {stream_kind} cannot be decoded: it is corrupt.")
 
 
-def _check_container(container, expected: str, ext: str) -> None:
-    if container.format.name != expected:
-        raise InvalidMedia(
-            f"The file is named '{ext}' but its content is '{container.format.name}': upload it with its real extension."
-        )
-
-
 def probe_video(path: str, filename: str, *, limits) -> MediaInfo:
     """Validate an uploaded avatar video. `limits` carries the AVATAR_* settings."""
     label = "video"
     ext = _extension(filename, VIDEO_CONTAINERS, label)
     _check_size(path, limits.AVATAR_MAX_UPLOAD_MB, label)
-    with open_media(path, label) as container:
-        _check_container(container, VIDEO_CONTAINERS[ext], ext)
+    with open_media(path, label, ext) as container:
         streams = list(container.streams)
         if len(streams) > limits.AVATAR_MAX_STREAMS:
             raise InvalidMedia(f"The video has {len(streams)} streams; at most {limits.AVATAR_MAX_STREAMS} are allowed.")
@@ -157,21 +196,24 @@ def probe_video(path: str, filename: str, *, limits) -> MediaInfo:
             raise InvalidMedia(f"Audio codec '{audio.codec_context.name}' in the video is not supported.")
         declared = _duration(container, stream)
         frames_declared = stream.frames
-        packets, end = _demux_all(container, stream, label)
+        max_packets = int(limits.AVATAR_MAX_SECONDS * limits.AVATAR_MAX_FPS * 1.05) + 10
+        packets, end = _demux_all(container, stream, label, max_seconds=limits.AVATAR_MAX_SECONDS,
+                                  max_packets=max_packets)
     if packets == 0:
         raise InvalidMedia("The video stream holds no frames.")
+    _check_declared(label, declared, end)
     if frames_declared and packets < 0.9 * frames_declared:
         raise InvalidMedia(
             f"The video is truncated: it declares {frames_declared} frames but only {packets} can be read."
         )
-    duration = declared if declared else end
+    duration = max(declared or 0.0, end)
     if not fps and duration:
         fps = packets / duration
     if duration is None or duration < limits.AVATAR_MIN_SECONDS:
         raise InvalidMedia(f"The video is {duration or 0:.2f} s long; it must last at least {limits.AVATAR_MIN_SECONDS:g} s.")
     if duration > limits.AVATAR_MAX_SECONDS:
         raise InvalidMedia(f"The video is {duration:.1f} s long; the limit is {limits.AVATAR_MAX_SECONDS:g} s.")
-    _decode_first(path, "video", label)
+    _decode_first(path, ext, "video", label)
     return MediaInfo(
         container=VIDEO_CONTAINERS[ext],
         duration=duration,
@@ -188,8 +230,7 @@ def probe_audio(path: str, filename: str, *, limits) -> MediaInfo:
     label = "voice"
     ext = _extension(filename, AUDIO_CONTAINERS, label)
     _check_size(path, limits.VOICE_MAX_UPLOAD_MB, label)
-    with open_media(path, label) as container:
-        _check_container(container, AUDIO_CONTAINERS[ext], ext)
+    with open_media(path, label, ext) as container:
         if not container.streams.audio:
             raise InvalidMedia("The voice file has no audio stream.")
         if len(container.streams.audio) > 1:
@@ -203,13 +244,17 @@ def probe_audio(path: str, filename: str, *, limits) -> MediaInfo:
             raise InvalidMedia(f"Audio codec '{codec}' is not supported; use WAV, MP3, AAC, Opus, Vorbis or FLAC.")
         declared = _duration(container, stream)
         sample_rate = stream.codec_context.sample_rate
-        packets, end = _demux_all(container, stream, label)
+        packets, end = _demux_all(container, stream, label, max_seconds=limits.VOICE_MAX_SECONDS,
+                                  max_packets=int(limits.VOICE_MAX_SECONDS * 1000) + 100)
     if packets == 0:
         raise InvalidMedia("The voice file holds no audio.")
-    duration = declared if declared else end
+    with open_media(path, label, ext) as container:
+        decoded = _decoded_seconds(container, container.streams.audio[0], label, limits.VOICE_MAX_SECONDS)
+    _check_declared(label, declared, max(end, decoded))
+    duration = max(declared or 0.0, decoded)
     if duration is None or duration < 1.0:
         raise InvalidMedia(f"The voice recording is {duration or 0:.2f} s long; it must last at least 1 s.")
     if duration > limits.VOICE_MAX_SECONDS:
         raise InvalidMedia(f"The voice recording is {duration:.1f} s long; the limit is {limits.VOICE_MAX_SECONDS:g} s.")
-    _decode_first(path, "audio", label)
+    _decode_first(path, ext, "audio", label)
     return MediaInfo(container=AUDIO_CONTAINERS[ext], duration=duration, audio_codec=codec, sample_rate=sample_rate)

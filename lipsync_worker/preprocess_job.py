@@ -95,11 +95,12 @@ def preprocess_avatar(avatar_id: int, task_id: str) -> str:
     except avatar_services.StaleJob:
         storage_delete_prefix(assets_prefix)
         return "stale"
-    except (PreprocessError, SoftTimeLimitExceeded) as exc:
+    except (PreprocessError, InvalidMedia, SoftTimeLimitExceeded) as exc:
         storage_delete_prefix(assets_prefix)
-        reason = str(exc) if isinstance(exc, PreprocessError) else (
-            "Processing took too long and was stopped; upload a shorter video."
-        )
+        if isinstance(exc, SoftTimeLimitExceeded):
+            reason = "Processing took too long and was stopped; upload a shorter video."
+        else:
+            reason = exc.detail if isinstance(exc, InvalidMedia) else str(exc)
         avatar_services.avatar_preprocess_failed(avatar_id, task_id, reason)
         return "error"
     except Exception as exc:

@@ -44,7 +44,8 @@ def segment_join(segments: Iterable[AudioSegment]) -> AudioSegment:
 
 
 def segment_from_file(path: str) -> AudioSegment:
+    from django.conf import settings
     from tts_worker.audio import decode_audio
 
-    pcm, rate = decode_audio(path, SAMPLE_RATE)
+    pcm, rate = decode_audio(path, SAMPLE_RATE, max_seconds=settings.RENDER_MAX_SECONDS)
     return AudioSegment(samples=_to_16k(pcm, rate))

@@ -5,6 +5,7 @@ to TARGET_FPS and encodes H.264 for clips.
 """
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from contracts.media_probe import TARGET_FPS, VIDEO_CONTAINERS, open_media
+from contracts.errors import InvalidMedia
+from contracts.media_probe import TARGET_FPS, open_media
 
 def _rotate(image: np.ndarray, rotation: int) -> np.ndarray:
     # PyAV reports the display-matrix rotation counter-clockwise in degrees.
@@ -37,7 +39,7 @@ def is_normalised_candidate(path: str, fps: int = TARGET_FPS) -> bool:
     """An H.264/yuv420p MP4 at exactly `fps` with even sides may be used as the normalised
     video unchanged, if decoding then confirms one frame per tick (see DecodeStats)."""
     with open_media(path, "video") as container:
-        if container.format.name != VIDEO_CONTAINERS[".mp4"] or not container.streams.video:
+        if os.path.splitext(path)[1].lower() != ".mp4" or not container.streams.video:
             return False
         stream = container.streams.video[0]
         ctx = stream.codec_context
@@ -47,9 +49,29 @@ def is_normalised_candidate(path: str, fps: int = TARGET_FPS) -> bool:
         )
 
 
-def iter_frames_at_fps(path: str, fps: int = TARGET_FPS, stats: DecodeStats | None = None) -> Iterator[np.ndarray]:
-    """Decode a video to BGR frames resampled to a constant `fps` (nearest earlier frame)."""
+def _frame_limits(max_seconds: float | None) -> tuple[int, int]:
+    """(frames decoded, frames emitted) a video of at most `max_seconds` can give."""
+    from django.conf import settings
+
+    seconds = settings.AVATAR_MAX_SECONDS if max_seconds is None else max_seconds
+    return int(seconds * settings.AVATAR_MAX_FPS * 1.05) + 10, int((seconds + 1) * TARGET_FPS)
+
+
+def iter_frames_at_fps(
+    path: str, fps: int = TARGET_FPS, stats: DecodeStats | None = None, *, max_seconds: float | None = None
+) -> Iterator[np.ndarray]:
+    """Decode a video to BGR frames resampled to a constant `fps` (nearest earlier frame).
+
+    Decoding stops with InvalidMedia past `max_seconds` (AVATAR_MAX_SECONDS by default) of
+    frames decoded or emitted, whatever the file's header or timestamps claim."""
     stats = stats if stats is not None else DecodeStats()
+    max_decoded, max_emitted = _frame_limits(max_seconds)
+
+    def over_limit() -> InvalidMedia:
+        return InvalidMedia(
+            f"The video decodes to more frames than {max_emitted // TARGET_FPS - 1} s allows: the file is malformed."
+        )
+
     with open_media(path, "video") as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -60,6 +82,8 @@ def iter_frames_at_fps(path: str, fps: int = TARGET_FPS, stats: DecodeStats | No
         for frame in container.decode(stream):
             t = frame.time if frame.time is not None else (previous_time or 0.0) + step
             stats.decoded += 1
+            if stats.decoded > max_decoded:
+                raise over_limit()
             stats.rotated = stats.rotated or bool(frame.rotation)
             image = _rotate(frame.to_ndarray(format="bgr24"), frame.rotation or 0)
             if previous is None:
@@ -67,6 +91,8 @@ def iter_frames_at_fps(path: str, fps: int = TARGET_FPS, stats: DecodeStats | No
                 continue
             # The previous frame is shown on [previous_time, t): emit it for every target tick there.
             while next_index * step < t - 1e-6:
+                if stats.emitted >= max_emitted:
+                    raise over_limit()
                 stats.emitted += 1
                 yield previous
                 next_index += 1
@@ -76,6 +102,8 @@ def iter_frames_at_fps(path: str, fps: int = TARGET_FPS, stats: DecodeStats | No
             rate = float(stream.average_rate or 0) or fps
             end = previous_time + 1.0 / rate
             while next_index * step < end - 1e-6:
+                if stats.emitted >= max_emitted:
+                    raise over_limit()
                 stats.emitted += 1
                 yield previous
                 next_index += 1

@@ -9,6 +9,7 @@ import av
 import numpy as np
 
 from contracts.errors import InvalidMedia
+from contracts.media_probe import DECLARED_SLACK_SECONDS, open_media
 
 REFERENCE_SAMPLE_RATE = 16000  # what CosyVoice and GPT-SoVITS expect of a prompt
 REFERENCE_MAX_SECONDS = 30.0
@@ -42,20 +43,29 @@ def read_wav_bytes(data: bytes) -> tuple[np.ndarray, int]:
     return decode_audio(io.BytesIO(data))
 
 
-def decode_audio(source, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+def decode_audio(source, sample_rate: int | None = None, *, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     """Any audio PyAV can read (a path or a file object) as mono int16 at `sample_rate`
-    (or the stream's own rate)."""
+    (or the stream's own rate). A path is opened with its extension's demuxer only. Past
+    `max_seconds` of decoded sound it stops with InvalidMedia, whatever the header says."""
     try:
-        with av.open(source) as container:
+        if isinstance(source, str | Path):
+            container = open_media(str(source), "audio")
+        else:
+            container = av.open(source)
+        with container:
             if not container.streams.audio:
                 raise InvalidMedia("The file has no audio stream.")
             stream = container.streams.audio[0]
             rate = sample_rate or stream.rate or stream.codec_context.sample_rate
             resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
-            parts = []
+            limit = None if max_seconds is None else int((max_seconds + DECLARED_SLACK_SECONDS) * rate)
+            parts, samples = [], 0
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
                     parts.append(out.to_ndarray().reshape(-1))
+                    samples += len(parts[-1])
+                if limit is not None and samples > limit:
+                    raise InvalidMedia(f"The audio decodes to more than {max_seconds:g} s, the limit.")
             for out in resampler.resample(None):
                 parts.append(out.to_ndarray().reshape(-1))
     except av.FFmpegError as exc:
@@ -88,7 +98,9 @@ def voice_reference_prepare(src_path: str | Path, out_path: str | Path) -> dict:
     """
     import pyloudnorm
 
-    pcm, rate = decode_audio(str(src_path), REFERENCE_SAMPLE_RATE)
+    from django.conf import settings
+
+    pcm, rate = decode_audio(str(src_path), REFERENCE_SAMPLE_RATE, max_seconds=settings.VOICE_MAX_SECONDS)
     audio = pcm.astype(np.float64) / 32768.0
     audio = _trim_silence(audio, rate)[: int(REFERENCE_MAX_SECONDS * rate)]
     if len(audio) < REFERENCE_MIN_SECONDS * rate:
