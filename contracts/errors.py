@@ -50,12 +50,22 @@ class NotReady(ServiceError):
     status_code = 409
 
 
+class TooManyRequests(ServiceError):
+    """A limit or a lockout: try again after `retry_after` seconds (sent as Retry-After)."""
+
+    status_code = 429
+
+    def __init__(self, detail: str, *, retry_after: int, field: str | None = None, extra: dict | None = None):
+        super().__init__(detail, field=field, extra={**(extra or {}), "retry_after": int(retry_after)})
+        self.retry_after = int(retry_after)
+
+
 class EngineUnavailable(ServiceError):
     status_code = 503
 
 
 _TYPES = {cls.__name__: cls for cls in (ServiceError, InvalidInput, InvalidMedia, NameTaken, ObjectNotFound,
-                                          NotReady, EngineUnavailable)}
+                                          NotReady, EngineUnavailable, TooManyRequests)}
 
 
 def error_payload(exc: ServiceError) -> dict:
@@ -69,6 +79,9 @@ def error_from_payload(payload: dict) -> ServiceError:
     kind = _TYPES.get(data.pop("type", ""), ServiceError)
     status = data.pop("status", kind.status_code)
     detail, field = data.pop("detail", ""), data.pop("field", None)
-    exc = kind(detail, field=field, extra=data)
+    if kind is TooManyRequests:
+        exc = kind(detail, retry_after=data.pop("retry_after", 60), field=field, extra=data)
+    else:
+        exc = kind(detail, field=field, extra=data)
     exc.status_code = status
     return exc

@@ -49,6 +49,15 @@ def clean_redis():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _signin_failures_forgotten():
+    """Each test starts with no failed sign-ins counted (lockouts are per email and address)."""
+    yield
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for key in client.scan_iter(f"*{settings.REDIS_KEY_PREFIX}*signin-failures*", count=1000):
+        client.delete(key)
+
+
 @pytest.fixture
 def published_catalogues():
     """Publish the engine catalogues from this process, as a lipsync and a tts worker do when

@@ -1,4 +1,5 @@
-"""Login, refresh and logout with JWT (refresh tokens rotate and are blacklisted)."""
+"""Login, refresh and logout with JWT: thin views over `tutors.auth_services` (throttling,
+lockout, one-use refresh tokens with an absolute lifetime, revoked by a password change)."""
 from django.conf import settings
 from django.contrib.auth import authenticate
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -9,7 +10,10 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from tutors import auth_services
+
 from .exceptions import InvalidInput
+from .request_info import client_address
 
 TokenPairSerializer = inline_serializer(
     "TokenPair",
@@ -50,10 +54,14 @@ class LoginView(APIView):
     def post(self, request):
         username = str(request.data.get("username") or request.data.get("email") or "").strip().lower()
         password = str(request.data.get("password") or "")
+        ip = client_address(request)
+        auth_services.signin_check_allowed(email=username, ip=ip)
         user = authenticate(request, username=username, password=password) if username and password else None
         if user is None or not user.is_active or not user.is_staff:
+            auth_services.signin_failed(email=username, ip=ip)
             return Response({"detail": "Incorrect email or password."}, status=status.HTTP_401_UNAUTHORIZED)
-        return Response(_token_response(RefreshToken.for_user(user)))
+        auth_services.signin_succeeded(email=username)
+        return Response(_token_response(auth_services.token_pair_for(user)))
 
 
 class RefreshView(APIView):
@@ -66,19 +74,15 @@ class RefreshView(APIView):
         auth=[],
     )
     def post(self, request):
+        raw = _refresh_from(request)
+        ip = client_address(request)
+        auth_services.signin_check_allowed(email="", ip=ip)
         try:
-            old = RefreshToken(_refresh_from(request))
-            old.check_blacklist()
-            old.blacklist()
-            user_id = old[settings.SIMPLE_JWT.get("USER_ID_CLAIM", "user_id")]
-        except TokenError:
-            return Response({"detail": "The refresh token is invalid, expired or already used."}, status=401)
-        from tutors.models import User
-
-        user = User.objects.filter(pk=user_id, is_active=True, is_staff=True).first()
-        if user is None:
-            return Response({"detail": "The account of this token is disabled."}, status=401)
-        return Response(_token_response(RefreshToken.for_user(user)))
+            refresh = auth_services.refresh_rotate(raw)
+        except auth_services.SignInRefused as exc:
+            auth_services.signin_failed(email="", ip=ip)
+            return Response({"detail": str(exc)}, status=401)
+        return Response(_token_response(refresh))
 
 
 class LogoutView(APIView):

@@ -17,11 +17,12 @@ from contracts.errors import (  # the types live in the shared layer; re-exporte
     NotReady,
     ObjectNotFound,
     ServiceError,
+    TooManyRequests,
 )
 
 __all__ = [
     "EngineUnavailable", "InvalidInput", "InvalidMedia", "NameTaken", "NotReady", "ObjectNotFound",
-    "ServiceError", "api_exception_handler",
+    "ServiceError", "TooManyRequests", "api_exception_handler",
 ]
 
 
@@ -39,7 +40,10 @@ def _flatten_validation(detail) -> str:
 
 def api_exception_handler(exc, context):
     if isinstance(exc, ServiceError):
-        return Response(exc.as_dict(), status=exc.status_code)
+        response = Response(exc.as_dict(), status=exc.status_code)
+        if isinstance(exc, TooManyRequests):
+            response["Retry-After"] = str(exc.retry_after)
+        return response
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound("Not found.")
     elif isinstance(exc, DjangoPermissionDenied):

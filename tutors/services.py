@@ -1,6 +1,8 @@
 import secrets
 
 from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from tutor_site.exceptions import InvalidInput
@@ -35,9 +37,11 @@ def admin_create(*, email: str, password: str | None = None, superuser: bool = F
         raise InvalidInput("Give a valid email address.", field="email")
     if User.objects.filter(email=email).exists():
         raise InvalidInput(f"An account with the email {email} already exists.", field="email")
-    password = password or secrets.token_urlsafe(12)
-    if len(password) < 8:
-        raise InvalidInput("The password must have at least 8 characters.", field="password")
+    password = password or secrets.token_urlsafe(15)
+    try:
+        validate_password(password, User(email=email))
+    except ValidationError as exc:
+        raise InvalidInput(" ".join(exc.messages), field="password") from None
     if superuser:
         user = User.objects.create_superuser(email, password)
     else:

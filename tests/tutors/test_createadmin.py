@@ -83,7 +83,7 @@ def test_duplicate_email_is_refused_clearly(db):
 
 
 def test_short_password_is_refused(db):
-    with pytest.raises(CommandError, match="at least 8 characters"):
+    with pytest.raises(CommandError, match="at least 10 characters"):
         createadmin("short@school.test", "--password", "2short")
     assert not User.objects.filter(email="short@school.test").exists()
 
