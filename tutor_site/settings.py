@@ -55,9 +55,9 @@ class _Env(environ.Env):
     it must be."""
 
     def malformed(self, var: str, expected: str, detail=None) -> ImproperlyConfigured:
-        raw = self.ENVIRON.get(var, "")
+        raw = self.ENVIRON.get(var)
         secret = any(word in var for word in ("URL", "SECRET", "PASSWORD", "KEY", "TOKEN", "CREDENTIAL"))
-        got = "" if secret else f"; got {raw[:80]!r}"
+        got = "" if secret or raw is None else f"; got {raw[:80]!r}"
         exc = ImproperlyConfigured(f"{var} must be {expected}{got}" + (f" ({detail})" if detail else ""))
         exc.malformed_setting = True
         if not getattr(sys.excepthook, "malformed_setting", False):
@@ -196,6 +196,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "tutor_site.middleware.AdminLoginLockoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -433,9 +434,23 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# Every path that sets a password (API, admin, commands) runs all of Django's validators.
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+     "OPTIONS": {"min_length": env.int("PASSWORD_MIN_LENGTH", default=10)}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Sign-in lockout (API login, token refresh, admin login): failures per email and per
+# client address within the lockout window; then 429 until the window ends.
+LOGIN_MAX_FAILURES = env.int("LOGIN_MAX_FAILURES", default=5)
+LOGIN_MAX_FAILURES_PER_IP = env.int("LOGIN_MAX_FAILURES_PER_IP", default=50)
+LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)
+# A refresh token chain ends this long after the sign-in it came from.
+JWT_SESSION_MAX_DAYS = env.int("JWT_SESSION_MAX_DAYS", default=30)
+# Only behind a proxy that sets it: otherwise any client could pick its own address.
+TRUST_X_FORWARDED_FOR = env.bool("TRUST_X_FORWARDED_FOR", default=False)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
