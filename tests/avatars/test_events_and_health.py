@@ -56,10 +56,17 @@ def test_events_socket_refuses_strangers(transactional_db, daphne_server, api, o
             ws.recv(timeout=10)
 
 
-def test_health_reports_database_redis_and_workers(transactional_db, daphne_server, celery_worker_process):
+def test_health_reports_database_redis_and_workers(transactional_db, daphne_server, celery_worker_process,
+                                                  operator):
     import urllib.request
 
+    # Anyone gets the status only.
     with urllib.request.urlopen(f"{daphne_server.url}/api/health", timeout=20) as response:
+        assert json.loads(response.read()) == {"status": "ok"}
+    # An operator gets the details.
+    request = urllib.request.Request(f"{daphne_server.url}/api/health",
+                                     headers={"Authorization": f"Bearer {_token(operator)}"})
+    with urllib.request.urlopen(request, timeout=20) as response:
         body = json.loads(response.read())
     assert body["status"] == "ok"
     assert body["database"] == "ok" and body["redis"] == "ok"

@@ -36,7 +36,7 @@ def test_start_needs_a_ready_avatar_and_is_scoped(transactional_db, celery_worke
     response = api.post(f"/api/avatars/{avatar.pk}/start", {"ref_file": "../../etc/passwd"}, format="json")
     assert response.status_code == 400 and response.json()["field"] == "ref_file"
 
-    response = api.post(f"/api/avatars/{avatar.pk}/start", {}, format="json")
+    response = api.post(f"/api/avatars/{avatar.pk}/start?wait=1", {}, format="json")
     assert response.status_code == 200, (response.content, celery_worker_process.log())
     body = response.json()
     assert body["status"] == "success" and body["message"] == "Avatar 'live_ada' started successfully"
@@ -46,7 +46,7 @@ def test_start_needs_a_ready_avatar_and_is_scoped(transactional_db, celery_worke
     avatar.refresh_from_db()
     assert avatar.serving_worker and avatar.serving_channel
     # Idempotent.
-    assert api.post(f"/api/avatars/{avatar.pk}/start", {}, format="json").status_code == 200
+    assert api.post(f"/api/avatars/{avatar.pk}/start?wait=1", {}, format="json").status_code == 200
 
     assert other_api.post(f"/api/avatars/{avatar.pk}/stop").status_code == 404
     response = api.post(f"/api/avatars/{avatar.pk}/stop")
@@ -212,7 +212,14 @@ def test_limits_and_a_dead_worker(transactional_db, celery_worker_process, start
     assert "stopped responding" in body["error_message"]
     import urllib.request
 
-    with urllib.request.urlopen(f"{daphne_server.url}/api/health", timeout=20) as response:
+    from tutors.services import admin_create
+
+    operator, _ = admin_create(email="ops@school.test", password="operator-secret-42", superuser=True)
+    request = urllib.request.Request(
+        f"{daphne_server.url}/api/health",
+        headers={"Authorization": f"Bearer {RefreshToken.for_user(operator).access_token}"},
+    )
+    with urllib.request.urlopen(request, timeout=20) as response:
         health = json.loads(response.read())
     assert mine.pk not in health["live"]["avatars_on_dead_workers"]
     # A session on it is refused clearly, and start works again (on the main worker).
@@ -220,6 +227,6 @@ def test_limits_and_a_dead_worker(transactional_db, celery_worker_process, start
     with connect(url, subprotocols=[f"bearer.{token}"], open_timeout=10) as ws:
         event = json.loads(ws.recv(timeout=10))
         assert event["type"] == "error" and "not started" in event["detail"]
-    response = api.post(f"/api/avatars/{mine.pk}/start", {}, format="json")
+    response = api.post(f"/api/avatars/{mine.pk}/start?wait=1", {}, format="json")
     assert response.status_code == 200, response.content
     api.post(f"/api/avatars/{mine.pk}/stop")
