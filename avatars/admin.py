@@ -12,6 +12,12 @@ from .models import Avatar, AvatarStatus
 from .selectors import avatar_get, avatar_queryset_for
 
 
+def _start_pending(avatar) -> str:
+    """The avatar's start job under way, as read with the page's rows (else read now)."""
+    pending = getattr(avatar, "start_pending", None)
+    return live_services.avatar_start_pending(avatar.pk) if pending is None else pending
+
+
 class OwnTutorFilter(admin.RelatedOnlyFieldListFilter):
     """Tutor filter listing only tutors that appear in the admin's own avatar list."""
 
@@ -40,7 +46,21 @@ class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
         return avatar_queryset_for(request.user)
 
     def selector_get(self, request, object_id):
-        return avatar_get(request.user, object_id)
+        pending = live_services.avatar_start_pending(object_id)  # before the row: see live_services
+        avatar = avatar_get(request.user, object_id)
+        avatar.start_pending = pending
+        return avatar
+
+    def get_changelist_instance(self, request):
+        # The page's start markers are read before its rows (the order live_services documents),
+        # so a row shows either "Starting…" (and is followed live) or the start's outcome.
+        changelist = super().get_changelist_instance(request)
+        pending = live_services.avatar_start_pending_many(changelist.result_list.values_list("pk", flat=True))
+        rows = list(changelist.result_list)
+        for avatar in rows:
+            avatar.start_pending = pending.get(avatar.pk, "")
+        changelist.result_list = rows
+        return changelist
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "tutor":
@@ -112,7 +132,7 @@ class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
     @admin.display(description="Status", ordering="status")
     def status_badge(self, obj):
         # A start under way shows as "Starting…" until the worker reports (events channel).
-        if obj.status == AvatarStatus.INACTIVE and live_services.avatar_start_pending(obj.pk):
+        if obj.status == AvatarStatus.INACTIVE and _start_pending(obj):
             return format_html('<span class="avatar-status avatar-status-starting" data-avatar-status="{}" '
                                'data-starting="1">Starting…</span>', obj.pk)
         return format_html(
@@ -182,7 +202,7 @@ class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
                 '<a class="avatar-talk-link" href="{}">Talk</a><br>'
                 '<button type="button" class="avatar-live-button" data-avatar-live="stop" data-avatar-id="{}" '
                 'data-url="{}">Stop</button>', talk, obj.pk, reverse("avatar-stop", args=[obj.pk]))
-        starting = bool(live_services.avatar_start_pending(obj.pk))
+        starting = bool(_start_pending(obj))
         return format_html(
             '<a class="avatar-talk-link" href="{1}">Talk</a><br>'
             '<button type="button" class="avatar-live-button" data-avatar-live="start" data-avatar-id="{2}" '

@@ -20,6 +20,19 @@ def _avatar_for(user, avatar_id):
         return None
 
 
+@database_sync_to_async
+def _state_for(user, avatar_id):
+    """The avatar's state read now, off the event loop: the start marker first, then the row
+    (the order `avatars.live_services` documents)."""
+    from .live_services import avatar_start_pending
+
+    starting = bool(avatar_start_pending(avatar_id))
+    try:
+        return avatar_state(avatar_get(user, avatar_id), starting=starting)
+    except ObjectNotFound:
+        return None
+
+
 class AvatarEventsConsumer(AsyncJsonWebsocketConsumer):
     """WS /ws/avatars/{id}/events/: the avatar's state now, then every change."""
 
@@ -37,7 +50,13 @@ class AvatarEventsConsumer(AsyncJsonWebsocketConsumer):
         self.group = avatar_group_name(avatar.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept(subprotocol=accept_protocol)
-        await self.send_json({"event": "avatar.state", "avatar": avatar_state(avatar)})
+        # Read after joining the group: a change made before that is in this state, one made
+        # after it comes as an event (read before, a start or a job ending meanwhile was lost).
+        state = await _state_for(user, avatar.pk)
+        if state is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        await self.send_json({"event": "avatar.state", "avatar": state})
 
     async def disconnect(self, code):
         if getattr(self, "group", None):
@@ -109,7 +128,8 @@ class SignalingConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "error", "detail": reason})
             await self.close(code=CLOSE_NOT_STARTED)
             return
-        await self.send_json({"type": "state", "state": "ready", "avatar": avatar_state(avatar)})
+        state = await database_sync_to_async(avatar_state)(avatar)  # reads the start marker (Redis)
+        await self.send_json({"type": "state", "state": "ready", "avatar": state})
 
     async def disconnect(self, code):
         if getattr(self, "session_id", None) and self.worker_channel:

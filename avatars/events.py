@@ -18,16 +18,19 @@ def avatar_group_name(avatar_id: int) -> str:
     return f"avatar-{avatar_id}"
 
 
-def avatar_state(avatar) -> dict:
+def avatar_state(avatar, starting: bool | None = None) -> dict:
     """What clients see of an avatar on its events channel. `starting`: a start job is
     under way (it ends with the event `avatar.started` or `avatar.start_failed`, whose
-    reason is then in `error_message`)."""
-    from .live_services import avatar_start_pending
+    reason is then in `error_message`); pass it when it was read before the row (see
+    avatars.live_services on the order of the two reads)."""
+    if starting is None:
+        from .live_services import avatar_start_pending
 
+        starting = bool(avatar_start_pending(avatar.pk))
     return {
         "id": avatar.pk,
         "status": avatar.status,
-        "starting": bool(avatar_start_pending(avatar.pk)) and avatar.status != "active",
+        "starting": bool(starting) and avatar.status != "active",
         "progress": {
             "stage": avatar.progress_stage,
             "percent": avatar.progress_percent,

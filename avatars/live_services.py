@@ -74,6 +74,11 @@ def avatar_reference_for_start(avatar: Avatar, ref_file: str | None) -> tuple[st
 # A start is a job on the lipsync queue. Its id names the avatar (so a job id asked about
 # through one avatar cannot be another's), and the avatar's pending job is kept in the
 # cache (Redis, shared with the workers) until the worker reports how it went.
+#
+# Two stores, one order: the worker commits the row, then clears the marker, then publishes;
+# a reader reads the marker, then the row (`avatar_start_pending_many` before the query). A
+# reader that sees no marker any more therefore sees the outcome in the row, and one that
+# still sees it follows the events channel, where the outcome comes after.
 
 _JOB_PREFIX = "live-start"
 
@@ -96,13 +101,26 @@ def avatar_start_pending(avatar_id: int) -> str:
         return ""
 
 
+def avatar_start_pending_many(avatar_ids) -> dict[int, str]:
+    """{avatar id: start job id} of those with a start under way (one cache round trip)."""
+    from django.core.cache import cache
+
+    ids = list(avatar_ids)
+    try:
+        found = cache.get_many([_start_pending_key(pk) for pk in ids])
+    except Exception:  # noqa: BLE001 - as avatar_start_pending
+        return {}
+    return {pk: found[_start_pending_key(pk)] for pk in ids if found.get(_start_pending_key(pk))}
+
+
 def _start_pending_set(avatar_id: int, job_id: str) -> None:
     from django.core.cache import cache
 
     cache.set(_start_pending_key(avatar_id), job_id, timeout=max(30, int(settings.AVATAR_START_TIMEOUT)))
 
 
-def _start_pending_clear(avatar_id: int) -> None:
+def avatar_start_pending_clear(avatar_id: int) -> None:
+    """Forget the avatar's start job (the worker reported it, or the avatar is gone)."""
     from django.core.cache import cache
 
     cache.delete(_start_pending_key(avatar_id))
@@ -187,7 +205,7 @@ def avatar_start(*, avatar: Avatar, ref_file: str | None = None, engine_url: str
             result = task_send(tasks.LIVE_START, avatar.pk, ref_file, engine_url, task_id=job_id,
                                expires=max(60, 3 * timeout))
         except Exception:
-            _start_pending_clear(avatar.pk)
+            avatar_start_pending_clear(avatar.pk)
             raise
         avatar_event_publish(avatar, "avatar.starting", job={"kind": "start", "job_id": job_id, "status": "starting"})
     if not wait:
@@ -212,19 +230,21 @@ def avatar_live_started(avatar_id: int, *, serving_worker: str, serving_channel:
     When another live worker already serves the avatar, it stays with that one (returned,
     so the caller can tell)."""
     job_id = avatar_start_pending(avatar_id)
-    _start_pending_clear(avatar_id)
-    with transaction.atomic():
-        avatar = Avatar.objects.select_for_update().filter(pk=avatar_id).first()
-        if avatar is None or not avatar.is_ready:
-            return None
-        if (avatar.status == AvatarStatus.ACTIVE and avatar.serving_channel
-                and avatar.serving_channel != serving_channel and registry.worker_alive(avatar.serving_channel)):
-            return avatar
-        avatar.status = AvatarStatus.ACTIVE
-        avatar.serving_worker, avatar.serving_channel = serving_worker[:255], serving_channel[:255]
-        avatar.engine_url = engine_url[:255]
-        avatar.error_message = ""
-        avatar.save()
+    try:
+        with transaction.atomic():
+            avatar = Avatar.objects.select_for_update().filter(pk=avatar_id).first()
+            if avatar is None or not avatar.is_ready:
+                return None
+            if not (avatar.status == AvatarStatus.ACTIVE and avatar.serving_channel
+                    and avatar.serving_channel != serving_channel and registry.worker_alive(avatar.serving_channel)):
+                avatar.status = AvatarStatus.ACTIVE
+                avatar.serving_worker, avatar.serving_channel = serving_worker[:255], serving_channel[:255]
+                avatar.engine_url = engine_url[:255]
+                avatar.error_message = ""
+                avatar.save()
+    finally:
+        # After the row is committed: whoever no longer sees the start under way sees its outcome.
+        avatar_start_pending_clear(avatar_id)
     avatar_event_publish(avatar, "avatar.started", job={"kind": "start", "job_id": job_id, "status": "active"})
     return avatar
 
@@ -233,14 +253,16 @@ def avatar_live_start_failed(avatar_id: int, reason: str) -> Avatar | None:
     """Worker side: a start failed. The reason goes to the avatar's `error_message` (while
     it is ready and not served) and out as the event `avatar.start_failed`."""
     job_id = avatar_start_pending(avatar_id)
-    _start_pending_clear(avatar_id)
-    with transaction.atomic():
-        avatar = Avatar.objects.select_for_update().filter(pk=avatar_id).first()
-        if avatar is None:
-            return None
-        if avatar.status == AvatarStatus.INACTIVE:
-            avatar.error_message = f"Start failed: {reason}"
-            avatar.save(update_fields=["error_message", "updated_at"])
+    try:
+        with transaction.atomic():
+            avatar = Avatar.objects.select_for_update().filter(pk=avatar_id).first()
+            if avatar is None:
+                return None
+            if avatar.status == AvatarStatus.INACTIVE:
+                avatar.error_message = f"Start failed: {reason}"
+                avatar.save(update_fields=["error_message", "updated_at"])
+    finally:
+        avatar_start_pending_clear(avatar_id)  # after the commit, as in avatar_live_started
     avatar_event_publish(avatar, "avatar.start_failed",
                          job={"kind": "start", "job_id": job_id, "status": "failed", "detail": reason})
     return avatar

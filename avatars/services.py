@@ -186,12 +186,13 @@ def avatar_delete(avatar: Avatar) -> None:
     """Stop the avatar's live sessions and free its worker (when one serves it), delete the
     row and, once that is committed, every file it has. An avatar no worker serves is
     deleted without waiting on anything."""
-    from .live_services import avatar_is_served, avatar_stop
+    from .live_services import avatar_is_served, avatar_start_pending_clear, avatar_stop
 
     if avatar_is_served(avatar.pk):
         avatar_stop(avatar=avatar)
-    prefix = avatar.storage_prefix
+    prefix, avatar_id = avatar.storage_prefix, avatar.pk
     avatar.delete()
+    avatar_start_pending_clear(avatar_id)
     transaction.on_commit(lambda: storage_delete_prefix(prefix))
 
 

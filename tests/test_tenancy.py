@@ -14,7 +14,7 @@ NON_OBJECT_PARAMS = {"path": "offer"}
 
 
 @pytest.fixture
-def owned(api, tutor, face_video):
+def owned(api, tutor, face_video, published_catalogues, monkeypatch):
     response = api.post(
         "/api/avatars/create",
         {"tutor_id": tutor.pk, "name": "secret_avatar", "display_name": "Secret",
@@ -25,7 +25,12 @@ def owned(api, tutor, face_video):
     from avatars.models import AvatarRender
 
     render = AvatarRender.objects.create(avatar_id=response.json()["id"], text="Secret words")
-    return {"tutor_id": tutor.pk, "avatar_id": response.json()["id"], "render_id": render.pk}
+    # A voice preview job of the owner's (no worker needed: nobody takes it).
+    from avatars import speech_services
+
+    monkeypatch.setattr(speech_services, "task_send", lambda *a, **k: None)
+    job = api.post("/api/tts/preview", {"text": "Secret words.", "tts_model": "piper"}, format="json").json()
+    return {"tutor_id": tutor.pk, "avatar_id": response.json()["id"], "render_id": render.pk, "job_id": job["job_id"]}
 
 
 def _schema(api):

@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.conf import settings
 
-from contracts.errors import ServiceError
-
 from contracts import live_registry as registry
+from contracts.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 

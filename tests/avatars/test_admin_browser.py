@@ -209,3 +209,55 @@ def test_admin_creates_tutor_and_avatar_and_watches_it_become_ready(
     assert not failed, failed
     errors = [m for m in page.console_messages if m.startswith("pageerror")]
     assert not errors, errors
+
+
+def test_admin_start_is_queued_and_the_page_follows_it_live(
+    transactional_db, daphne_server, celery_worker_process, browser_page, artifacts, admin_user, make_avatar
+):
+    """Start from the list (action) and from the change page (button): the admin answers at
+    once and the status follows the worker over the events socket: Starting… then Active,
+    or back to Ready with the reason when the worker cannot load the avatar."""
+    from avatars.models import Avatar
+
+    page = browser_page
+    good = make_avatar("live_list_ada")
+    broken = make_avatar("live_broken_ada", assets_path="live-test/nothing-here")
+    button = make_avatar("live_button_ada")
+    _login(page, admin_user.email)
+
+    page.goto("/admin/avatars/avatar/")
+    page.evaluate("window.__sameDocument = 'start'")
+    page.check(f"input[name=_selected_action][value='{good.pk}']")
+    page.check(f"input[name=_selected_action][value='{broken.pk}']")
+    page.select_option("select[name=action]", "start_live")
+    with page.expect_navigation():
+        page.click("button[name=index]")
+    assert "Starting 2 avatar(s)" in page.locator(".messagelist").inner_text()
+    page.evaluate("window.__sameDocument = 'started'")
+    page.wait_for_function(
+        "id => document.querySelector('[data-avatar-status=\"' + id + '\"]').textContent.trim() === 'Active'",
+        arg=good.pk, timeout=60_000,
+    )
+    page.wait_for_function(
+        """id => { const note = document.querySelector('[data-avatar-note="' + id + '"]');
+                   return note && note.textContent.startsWith('Start failed:'); }""",
+        arg=broken.pk, timeout=60_000,
+    )
+    assert page.evaluate("window.__sameDocument") == "started", "the list reloaded instead of updating live"
+    assert page.locator(f"[data-avatar-status='{broken.pk}']").inner_text().strip() == "Ready"
+    assert Avatar.objects.get(pk=good.pk).status == "active"
+    _shot(page, artifacts, "13-start-action-followed-live")
+
+    # The change page's Start button: queued, followed, then the page offers Stop.
+    page.goto(f"/admin/avatars/avatar/{button.pk}/change/")
+    page.click("button[data-avatar-live=start]")
+    page.wait_for_selector("button[data-avatar-live=stop]", timeout=60_000)
+    assert page.locator(f"[data-avatar-status='{button.pk}']").inner_text().strip() == "Active"
+    _shot(page, artifacts, "14-start-button-active")
+    with page.expect_navigation():
+        page.click("button[data-avatar-live=stop]")
+    page.wait_for_selector("button[data-avatar-live=start]")
+    assert Avatar.objects.get(pk=button.pk).status == "inactive"
+
+    errors = [m for m in page.console_messages if m.startswith("pageerror")]
+    assert not errors, errors

@@ -234,3 +234,183 @@ def test_tutor_edit_and_delete_go_through_the_services(client, admin_user, world
     assert not Tutor.objects.filter(pk=mine.pk).exists()
     assert not Avatar.objects.filter(name="ada_v1").exists()
     assert Avatar.objects.filter(name="bob_secret_avatar").exists()
+
+
+# --- reads through the selectors, writes through the services at save time ----------------
+
+
+def test_admin_pages_read_through_the_selectors(client, admin_user, world, monkeypatch):
+    from avatars import admin as avatars_admin
+    from tutors import admin as tutors_admin
+
+    assert not hasattr(tutors_admin, "OwnedByAdminMixin")  # tenancy is the selectors' alone
+    client.force_login(admin_user)
+    # What the selectors answer is what the admin shows: here, nothing.
+    monkeypatch.setattr(avatars_admin, "avatar_queryset_for", lambda user: Avatar.objects.none())
+    monkeypatch.setattr(avatars_admin, "avatar_get", lambda user, pk: (_ for _ in ()).throw(
+        avatars_admin.ServiceError("not found")))
+    monkeypatch.setattr(tutors_admin, "tutor_queryset_for", lambda user: Tutor.objects.none())
+    monkeypatch.setattr(avatars_admin, "tutor_queryset_for", lambda user: Tutor.objects.none())
+    assert list(client.get(AVATARS).context["cl"].result_list) == []
+    assert list(client.get(TUTORS).context["cl"].result_list) == []
+    assert _not_found(client.get(reverse("admin:avatars_avatar_change", args=[world["my_avatar"].pk])), client)
+    page = client.get(reverse("admin:avatars_avatar_add"))
+    assert list(page.context["adminform"].form.fields["tutor"].queryset) == []
+
+
+def _add(client, world, video, **fields):
+    with open(video, "rb") as fh:
+        return client.post(reverse("admin:avatars_avatar_add"),
+                           {"tutor": world["mine"].pk, "name": "ada_new", "prompt_face": fh, **fields})
+
+
+def test_add_form_validates_like_the_api_and_saves_through_the_service(client, admin_user, world, face_video,
+                                                                        monkeypatch):
+    from avatars import services
+
+    calls = []
+    real_create = services.avatar_create
+    monkeypatch.setattr(services, "_enqueue_preprocess", lambda avatar: None)
+    monkeypatch.setattr(services, "avatar_create", lambda **kw: calls.append(kw) or real_create(**kw))
+    client.force_login(admin_user)
+
+    # The API's messages, on the fields; validating writes nothing.
+    response = _add(client, world, face_video, name="bad name!", display_name="x" * 121, avatar_model="sora")
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert errors["name"] == ["Use only letters, digits, '_' and '-' in an avatar name."]
+    assert errors["display_name"] == ["display_name has at most 120 characters."]
+    assert "Unknown avatar_model 'sora'" in errors["avatar_model"][0]
+    response = _add(client, world, face_video, name="")
+    assert response.context["adminform"].form.errors["name"] == [
+        "An avatar needs a name (letters, digits, '_' and '-')."]
+    response = _add(client, world, face_video, support_clone="on")
+    assert "Voice cloning needs a prompt_voice recording." in response.context["adminform"].form.errors["prompt_voice"]
+    response = client.post(reverse("admin:avatars_avatar_add"), {"tutor": world["mine"].pk, "name": "no_video"})
+    assert response.context["adminform"].form.errors["prompt_face"] == ["prompt_face (the tutor's video) is required."]
+    assert calls == [] and not Avatar.objects.filter(name__in=["ada_new", "no_video"]).exists()
+
+    # A good form: the service runs once, at save time, with typed values.
+    response = _add(client, world, face_video, display_name="Ada (new)", avatar_blur="on")
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    [kwargs] = calls
+    assert kwargs["tutor_id"] == world["mine"].pk and kwargs["name"] == "ada_new"
+    assert kwargs["avatar_blur"] is True and kwargs["support_clone"] is False
+    assert kwargs["prompt_face"].filename == face_video.name
+    created = Avatar.objects.get(name="ada_new")
+    assert created.display_name == "Ada (new)" and created.avatar_blur and created.status == "processing"
+    from django.contrib.admin.models import LogEntry
+
+    assert LogEntry.objects.get(object_id=str(created.pk)).object_repr == "Ada (new)"
+
+
+def test_a_service_error_at_save_time_shows_on_the_form(client, admin_user, world, face_video, monkeypatch):
+    from avatars import services
+    from tutor_site.exceptions import NameTaken
+
+    def taken_meanwhile(**kwargs):
+        raise NameTaken("An avatar named 'ada_new' already exists; choose another name.", field="name")
+
+    monkeypatch.setattr(services, "avatar_create", taken_meanwhile)
+    client.force_login(admin_user)
+    response = _add(client, world, face_video)
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["name"] == [
+        "An avatar named 'ada_new' already exists; choose another name."]
+    assert not Avatar.objects.filter(name="ada_new").exists()
+
+
+def test_change_form_validates_then_updates_through_the_service(client, admin_user, world, monkeypatch):
+    from avatars import services
+
+    calls = []
+    real_update = services.avatar_update
+    monkeypatch.setattr(services, "avatar_update", lambda avatar, **kw: calls.append(kw) or real_update(avatar, **kw))
+    client.force_login(admin_user)
+    mine = world["my_avatar"]
+    url = reverse("admin:avatars_avatar_change", args=[mine.pk])
+
+    response = client.post(url, {"display_name": "y" * 121, "description": "", "timbre": ""})
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["display_name"] == ["display_name has at most 120 characters."]
+    assert calls == []
+    mine.refresh_from_db()
+    assert mine.display_name == "Ada_V1"
+
+    response = client.post(url, {"display_name": "Ada, first take", "description": "Maths", "timbre": "",
+                                 "avatar_blur": "on"})
+    assert response.status_code == 302
+    assert calls == [{"display_name": "Ada, first take", "description": "Maths", "avatar_blur": True}]
+    mine.refresh_from_db()
+    assert (mine.display_name, mine.description, mine.avatar_blur) == ("Ada, first take", "Maths", True)
+
+
+def test_tutor_form_validates_and_shows_save_time_errors(client, admin_user, world, monkeypatch):
+    from tutor_site.exceptions import InvalidInput
+    from tutors import admin as tutors_admin
+
+    client.force_login(admin_user)
+    response = client.post(reverse("admin:tutors_tutor_add"), {"name": "   ", "description": ""})
+    assert response.status_code == 200 and "name" in response.context["adminform"].form.errors
+    response = client.post(reverse("admin:tutors_tutor_add"), {"name": "x" * 121, "description": ""})
+    assert response.status_code == 200 and "name" in response.context["adminform"].form.errors
+
+    def refuse(**kwargs):
+        raise InvalidInput("A tutor called that is not allowed here.", field="name")
+
+    monkeypatch.setattr(tutors_admin, "tutor_create", refuse)
+    response = client.post(reverse("admin:tutors_tutor_add"), {"name": "Mx Later", "description": ""})
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["name"] == ["A tutor called that is not allowed here."]
+    assert not Tutor.objects.filter(name="Mx Later").exists()
+
+
+# --- live start / stop from the admin: queued, answered at once --------------------------------
+
+
+def test_start_action_queues_and_the_list_follows_the_start(client, admin_user, world, monkeypatch):
+    from avatars import live_services
+    from tests.avatars.live_fakes import fake_queue_install
+
+    queue = fake_queue_install(monkeypatch)
+    ready = _avatar(world["mine"], "ada_ready", assets_path="avatars/x/assets/1")
+    busy = _avatar(world["mine"], "ada_busy", status=AvatarStatus.PROCESSING)
+    client.force_login(admin_user)
+
+    response = client.post(AVATARS, {"action": "start_live", "_selected_action": [ready.pk, busy.pk]}, follow=True)
+    texts = [str(m) for m in response.context["messages"]]
+    assert any(t.startswith("Starting 1 avatar(s) (ada_ready)") for t in texts), texts
+    assert any("still being processed" in t for t in texts), texts
+    assert [s["args"][0] for s in queue.sent] == [ready.pk]  # queued, not waited for
+
+    # The list shows it starting (admin_progress.js follows such rows on the events socket) ...
+    html = response.content.decode()
+    assert f'data-avatar-status="{ready.pk}" data-starting="1">Starting…' in html
+    change = client.get(reverse("admin:avatars_avatar_change", args=[ready.pk])).content.decode()
+    assert 'data-avatar-live="start"' in change and "disabled>Starting…" in change
+    # ... until the worker reports: here, a failure with its reason.
+    live_services.avatar_live_start_failed(ready.pk, "No lip-sync engine could load it.")
+    html = client.get(AVATARS).content.decode()
+    assert f'data-avatar-status="{ready.pk}" data-starting="0">Ready' in html
+    assert "Start failed: No lip-sync engine could load it." in html
+
+
+def test_stop_action_tells_the_worker_without_waiting(client, admin_user, world, monkeypatch):
+    from avatars import live_services
+
+    serving = _avatar(world["mine"], "ada_live", status=AvatarStatus.ACTIVE, assets_path="a/b",
+                      serving_worker="w1", serving_channel="chan-1")
+    monkeypatch.setattr(live_services.registry, "worker_alive", lambda channel: channel == "chan-1")
+
+    def no_waiting(*args, **kwargs):
+        raise AssertionError("the admin's stop must not wait for the worker")
+
+    told = []
+    monkeypatch.setattr(live_services, "live_request", no_waiting)
+    monkeypatch.setattr(live_services, "live_send", lambda channel, message: told.append((channel, message)))
+    client.force_login(admin_user)
+    response = client.post(AVATARS, {"action": "stop_live", "_selected_action": [serving.pk]}, follow=True)
+    assert "Stopped 1 avatar(s)." in [str(m) for m in response.context["messages"]]
+    assert told == [("chan-1", {"type": "live.stop_avatar", "avatar_id": serving.pk})]
+    serving.refresh_from_db()
+    assert serving.status == AvatarStatus.INACTIVE and not serving.serving_channel

@@ -104,7 +104,7 @@ def ready_avatar(tutor):
         ({"text": "hi", "tts_model": "edge-tts"}, 503, ["edge-tts"]),
     ],
 )
-def test_bad_render_requests_are_refused(api, ready_avatar, payload, status, words):
+def test_bad_render_requests_are_refused(api, ready_avatar, published_catalogues, payload, status, words):
     response = api.post(f"/api/avatars/{ready_avatar.pk}/render", payload, format="json")
     assert response.status_code == status, response.content
     for word in words:

@@ -53,7 +53,7 @@ def token(admin_user) -> str:
 @pytest.fixture
 def started_avatar(transactional_db, celery_worker_process, api, make_avatar):
     avatar = make_avatar()
-    response = api.post(f"/api/avatars/{avatar.pk}/start", {}, format="json")
+    response = api.post(f"/api/avatars/{avatar.pk}/start?wait=1", {}, format="json")
     assert response.status_code == 200, (response.content, celery_worker_process.log())
     yield avatar
     api.post(f"/api/avatars/{avatar.pk}/stop")

@@ -12,12 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from contracts.speech import AudioChunk, Timing
 from lipsync_worker.engines.base import SAMPLE_RATE, RenderedFrame
 from lipsync_worker.live.frames import MAX_AHEAD, PUT_TIMEOUT, FrameQueue, SpeechEnd, Utterance
 from lipsync_worker.live.peer import Peer
 from lipsync_worker.live.runtime import LiveAvatar
 from lipsync_worker.live.session import LiveSession
-from contracts.speech import AudioChunk, Timing
 
 W, H = 64, 48
 IDLE, SPEECH = 0, 200  # pixel values of the fake idle and speech frames
