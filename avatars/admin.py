@@ -24,8 +24,7 @@ class OwnTutorFilter(admin.RelatedOnlyFieldListFilter):
 
 @admin.register(Avatar)
 class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
-    list_display = ["thumbnail", "name_column", "tutor", "engines", "status_badge", "progress_bar",
-                    "created_at"]
+    list_display = ["thumbnail", "name_column", "tutor", "engines", "status_badge", "progress_bar", "created_at"]
     list_display_links = ["thumbnail", "name_column"]
     list_filter = ["status", "avatar_model", "tts_model", ("tutor", OwnTutorFilter)]
     search_fields = ["name", "display_name", "description", "tutor__name"]
@@ -75,27 +74,79 @@ class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
         if obj is None:
             return [
                 (None, {"fields": ["tutor", "name", "display_name", "description", "prompt_face"]}),
-                ("Engines and voice", {"fields": ["avatar_model", "tts_model", "timbre", "prompt_voice",
-                                                  "support_clone", "avatar_blur"]}),
+                (
+                    "Engines and voice",
+                    {"fields": ["avatar_model", "tts_model", "timbre", "prompt_voice", "support_clone", "avatar_blur"]},
+                ),
             ]
         return [
             # The progress row also shows the error reason, live.
-            (None, {"fields": ["preview", "status_badge", "progress_bar", "live_column", "tutor", "name", "display_name",
-                               "description"]}),
+            (
+                None,
+                {
+                    "fields": [
+                        "preview",
+                        "status_badge",
+                        "progress_bar",
+                        "live_column",
+                        "tutor",
+                        "name",
+                        "display_name",
+                        "description",
+                    ]
+                },
+            ),
             ("Engines and voice", {"fields": ["avatar_model", "tts_model", "timbre", "support_clone", "avatar_blur"]}),
-            ("Files and video", {"classes": ["collapse"],
-                                 "fields": ["video_path", "audio_path", "voice_reference_path", "assets_path", "preview_image_path",
-                                            "frame_count", "width", "height", "duration_seconds", "engine_url",
-                                            "task_id", "created_at", "updated_at"]}),
+            (
+                "Files and video",
+                {
+                    "classes": ["collapse"],
+                    "fields": [
+                        "video_path",
+                        "audio_path",
+                        "voice_reference_path",
+                        "assets_path",
+                        "preview_image_path",
+                        "frame_count",
+                        "width",
+                        "height",
+                        "duration_seconds",
+                        "engine_url",
+                        "task_id",
+                        "created_at",
+                        "updated_at",
+                    ],
+                },
+            ),
         ]
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return []
-        return ["preview", "status_badge", "progress_bar", "live_column", "tutor", "name", "avatar_model",
-                "tts_model", "support_clone", "video_path", "audio_path", "voice_reference_path", "assets_path", "preview_image_path",
-                "frame_count", "width", "height", "duration_seconds", "engine_url", "task_id", "created_at",
-                "updated_at"]
+        return [
+            "preview",
+            "status_badge",
+            "progress_bar",
+            "live_column",
+            "tutor",
+            "name",
+            "avatar_model",
+            "tts_model",
+            "support_clone",
+            "video_path",
+            "audio_path",
+            "voice_reference_path",
+            "assets_path",
+            "preview_image_path",
+            "frame_count",
+            "width",
+            "height",
+            "duration_seconds",
+            "engine_url",
+            "task_id",
+            "created_at",
+            "updated_at",
+        ]
 
     # --- columns -------------------------------------------------------------------
     # The data-avatar-* attributes are what static/avatars/admin_progress.js updates live.
@@ -106,18 +157,29 @@ class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
     @admin.display(description="Preview")
     def thumbnail(self, obj):
         if not obj.preview_image_path:
-            return format_html('<span class="avatar-thumb avatar-thumb-empty" data-avatar-thumb="{}"'
-                               ' title="No preview yet"></span>', obj.pk)
-        return format_html('<img class="avatar-thumb" data-avatar-thumb="{}" src="{}" alt="{}">',
-                           obj.pk, self._preview_url(obj), obj.name)
+            return format_html(
+                '<span class="avatar-thumb avatar-thumb-empty" data-avatar-thumb="{}" title="No preview yet"></span>',
+                obj.pk,
+            )
+        return format_html(
+            '<img class="avatar-thumb" data-avatar-thumb="{}" src="{}" alt="{}">',
+            obj.pk,
+            self._preview_url(obj),
+            obj.name,
+        )
 
     @admin.display(description="Preview image")
     def preview(self, obj):
         if not obj.preview_image_path:
-            return format_html('<span class="avatar-preview-empty" data-avatar-preview="{}">No preview yet.</span>',
-                               obj.pk)
-        return format_html('<img class="avatar-preview" data-avatar-preview="{}" src="{}" alt="{}">',
-                           obj.pk, self._preview_url(obj), obj.name)
+            return format_html(
+                '<span class="avatar-preview-empty" data-avatar-preview="{}">No preview yet.</span>', obj.pk
+            )
+        return format_html(
+            '<img class="avatar-preview" data-avatar-preview="{}" src="{}" alt="{}">',
+            obj.pk,
+            self._preview_url(obj),
+            obj.name,
+        )
 
     @admin.display(description="Name", ordering="name")
     def name_column(self, obj):
@@ -133,11 +195,16 @@ class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def status_badge(self, obj):
         # A start under way shows as "Starting…" until the worker reports (events channel).
         if obj.status == AvatarStatus.INACTIVE and _start_pending(obj):
-            return format_html('<span class="avatar-status avatar-status-starting" data-avatar-status="{}" '
-                               'data-starting="1">Starting…</span>', obj.pk)
+            return format_html(
+                '<span class="avatar-status avatar-status-starting" data-avatar-status="{}" '
+                'data-starting="1">Starting…</span>',
+                obj.pk,
+            )
         return format_html(
             '<span class="avatar-status avatar-status-{}" data-avatar-status="{}" data-starting="0">{}</span>',
-            obj.status, obj.pk, obj.get_status_display(),
+            obj.status,
+            obj.pk,
+            obj.get_status_display(),
         )
 
     @admin.display(description="Progress")
@@ -159,8 +226,15 @@ class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
             '<div class="avatar-progress-fill" style="width:{}%"></div>'
             '<span class="avatar-progress-text">{}</span></div>'
             '<div class="avatar-progress-note{}" data-avatar-note="{}">{}</div></div>',
-            obj.status, obj.pk, "1" if processing else "0", obj.error_message or obj.progress_message,
-            percent, text, " avatar-progress-note-error" if obj.error_message else "", obj.pk, note,
+            obj.status,
+            obj.pk,
+            "1" if processing else "0",
+            obj.error_message or obj.progress_message,
+            percent,
+            text,
+            " avatar-progress-note-error" if obj.error_message else "",
+            obj.pk,
+            note,
         )
 
     # --- writes go through the services (forms validate in clean(), see avatars/forms.py) ---
@@ -201,14 +275,22 @@ class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
             return format_html(
                 '<a class="avatar-talk-link" href="{}">Talk</a><br>'
                 '<button type="button" class="avatar-live-button" data-avatar-live="stop" data-avatar-id="{}" '
-                'data-url="{}">Stop</button>', talk, obj.pk, reverse("avatar-stop", args=[obj.pk]))
+                'data-url="{}">Stop</button>',
+                talk,
+                obj.pk,
+                reverse("avatar-stop", args=[obj.pk]),
+            )
         starting = bool(_start_pending(obj))
         return format_html(
             '<a class="avatar-talk-link" href="{1}">Talk</a><br>'
             '<button type="button" class="avatar-live-button" data-avatar-live="start" data-avatar-id="{2}" '
             'data-url="{0}"{3}>{4}</button>',
-            reverse("avatar-start", args=[obj.pk]), talk, obj.pk, " disabled" if starting else "",
-            "Starting…" if starting else "Start")
+            reverse("avatar-start", args=[obj.pk]),
+            talk,
+            obj.pk,
+            " disabled" if starting else "",
+            "Starting…" if starting else "Start",
+        )
 
     @admin.action(description="Start selected avatars (live sessions)", permissions=["change"])
     def start_live(self, request, queryset):
@@ -224,8 +306,11 @@ class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
                 continue
             (running if result.started else queued).append(avatar.name)
         if queued:
-            self.message_user(request, f"Starting {len(queued)} avatar(s) ({', '.join(queued)}) on a lip-sync worker; "
-                                       "each turns Active here when it is warm, or shows why it could not start.")
+            self.message_user(
+                request,
+                f"Starting {len(queued)} avatar(s) ({', '.join(queued)}) on a lip-sync worker; "
+                "each turns Active here when it is warm, or shows why it could not start.",
+            )
         if running:
             self.message_user(request, f"Already active: {', '.join(running)}.")
 

@@ -1,4 +1,5 @@
 """WebSocket consumers of the avatars app."""
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -160,7 +161,9 @@ class SignalingConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_FLOOD)
             return
         if flood == 1:
-            await self._error(f"Too many messages (more than {settings.LIVE_MESSAGES_PER_SECOND:g} a second); slow down.")
+            await self._error(
+                f"Too many messages (more than {settings.LIVE_MESSAGES_PER_SECOND:g} a second); slow down."
+            )
             return
         if text_data is None:
             await self._error("Send JSON text messages.")
@@ -178,7 +181,8 @@ class SignalingConsumer(AsyncJsonWebsocketConsumer):
             await self._error("Messages must be JSON objects with a 'type'.")
             return
         handler = {"offer": self._offer, "say": self._say, "interrupt": self._interrupt, "bye": self._bye}.get(
-            content["type"])
+            content["type"]
+        )
         if handler is None:
             await self._error(f"Unknown message type '{content['type'][:40]}'; use offer, say, interrupt or bye.")
             return
@@ -204,16 +208,25 @@ class SignalingConsumer(AsyncJsonWebsocketConsumer):
         if not self.session_id:
             await self._error("No session yet: send an offer first.")
             return False
-        await self.channel_layer.send(self.worker_channel, {
-            **message, "session_id": self.session_id, "reply_to": self.channel_name, "request_id": "ack"})
+        await self.channel_layer.send(
+            self.worker_channel,
+            {**message, "session_id": self.session_id, "reply_to": self.channel_name, "request_id": "ack"},
+        )
         return True
 
     async def _say(self, content):
         from .live_services import live_text_validate
 
         text = live_text_validate(content.get("text"), content.get("tts_model"), content.get("voice"))
-        await self._relay({"type": "live.say", "text": text, "interrupt": bool(content.get("interrupt")),
-                           "tts_model": content.get("tts_model") or "", "voice": content.get("voice") or ""})
+        await self._relay(
+            {
+                "type": "live.say",
+                "text": text,
+                "interrupt": bool(content.get("interrupt")),
+                "tts_model": content.get("tts_model") or "",
+                "voice": content.get("voice") or "",
+            }
+        )
 
     async def _interrupt(self, content):
         await self._relay({"type": "live.interrupt"})

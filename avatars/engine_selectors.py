@@ -45,12 +45,14 @@ def lipsync_engine_resolve(requested: str | None) -> str:
         return lipsync_engine_default()
     names = lipsync_engine_names()
     if requested not in names:
-        raise InvalidInput(f"Unknown avatar_model '{requested}'; choose one of: {', '.join(names)}.",
-                           field="avatar_model")
+        raise InvalidInput(
+            f"Unknown avatar_model '{requested}'; choose one of: {', '.join(names)}.", field="avatar_model"
+        )
     row = _row(lipsync_engine_list(), requested)
     if not row["available"] and requested != DEFAULT_LIPSYNC_ENGINE:
-        raise InvalidInput(f"The lip-sync engine '{requested}' cannot be used here: {row['reason']}",
-                           field="avatar_model")
+        raise InvalidInput(
+            f"The lip-sync engine '{requested}' cannot be used here: {row['reason']}", field="avatar_model"
+        )
     return requested
 
 
@@ -59,8 +61,7 @@ def tts_engine_resolve(requested: str | None, *, support_clone: bool = False) ->
     names = tts_engine_names()
     tts_model = requested or settings.DEFAULT_TTS_MODEL
     if tts_model not in names:
-        raise InvalidInput(f"Unknown TTS model '{tts_model}'.", field="tts_model",
-                           extra={"valid_tts_models": names})
+        raise InvalidInput(f"Unknown TTS model '{tts_model}'.", field="tts_model", extra={"valid_tts_models": names})
     if support_clone and tts_model not in clone_engine_names():
         cloners = clone_engine_names()
         raise InvalidInput(
@@ -77,23 +78,27 @@ def tts_text_check(text, *, max_chars: int | None = None) -> str:
     if not text or not any(ch.isalnum() for ch in text):
         raise InvalidInput("The text to speak is empty.", field="text")
     if len(text) > limit:
-        raise InvalidInput(f"The text is too long: {len(text)} characters, at most {limit}.", field="text",
-                           extra={"max_chars": limit})
+        raise InvalidInput(
+            f"The text is too long: {len(text)} characters, at most {limit}.", field="text", extra={"max_chars": limit}
+        )
     return text
 
 
-def tts_request_check(text, tts_model: str | None, voice: str | None = None, *,
-                      max_chars: int | None = None) -> tuple[str, str, str]:
+def tts_request_check(
+    text, tts_model: str | None, voice: str | None = None, *, max_chars: int | None = None
+) -> tuple[str, str, str]:
     """(engine, voice, text) of a speech request, checked against what the tts workers
     reported: a known engine that one of them can run, and one of its voices."""
     text = tts_text_check(text, max_chars=max_chars)
     tts_model = tts_engine_resolve(tts_model)
     row = _row(tts_engine_list(), tts_model)
     if not row["available"]:
-        raise EngineUnavailable(f"{row['display_name']} is not available: {row['reason']}",
-                                extra={"tts_model": tts_model})
+        raise EngineUnavailable(
+            f"{row['display_name']} is not available: {row['reason']}", extra={"tts_model": tts_model}
+        )
     voices = [v["id"] for v in row.get("voices", [])]
     if voice and voices and voice not in voices:
-        raise InvalidInput(f"Unknown voice '{voice}' for {row['display_name']}.", field="voice",
-                           extra={"valid_voices": voices})
+        raise InvalidInput(
+            f"Unknown voice '{voice}' for {row['display_name']}.", field="voice", extra={"valid_voices": voices}
+        )
     return tts_model, voice or (voices[0] if voices else ""), text

@@ -4,6 +4,7 @@ Events: `avatar.state` (on connect, and any change), `avatar.progress`, `avatar.
 `avatar.error` (preprocessing), `avatar.starting`, `avatar.started`, `avatar.start_failed`
 (live start: with the start `job`, whose `detail` is the reason of a failure, also kept in
 `avatar.error_message`), `render.*` (talking clips)."""
+
 from __future__ import annotations
 
 import logging
@@ -53,7 +54,7 @@ def avatar_event_publish(avatar, event: str = "avatar.state", job: dict | None =
         message["job"] = job
     try:
         async_to_sync(layer.group_send)(avatar_group_name(avatar.pk), message)
-    except Exception:  # noqa: BLE001 - a lost push must never fail the job that made it
+    except Exception:  # a lost push must never fail the job that made it
         logger.warning("Could not publish %s for avatar %s", event, avatar.pk, exc_info=True)
 
 

@@ -1,6 +1,7 @@
 """Admin forms of avatars. clean() runs the API's input serializer (and, for an add, the
 service's checks that write nothing); `AvatarAdmin.save_model` then calls the service.
 Errors show on the form fields, with the API's messages."""
+
 from django import forms
 
 from contracts.engines import lipsync_engine_choices, tts_engine_choices
@@ -14,19 +15,33 @@ from .serializers import AvatarCreateSerializer, AvatarUpdateSerializer
 class AvatarAddForm(ServiceForm):
     field_map = {"tutor_id": "tutor"}
 
-    prompt_face = forms.FileField(label="Tutor video", help_text="MP4, MOV, WebM, MKV or AVI; the tutor facing the camera.")
-    prompt_voice = forms.FileField(label="Reference voice", required=False, help_text="Optional, for voice cloning (≤ 60 s).")
+    prompt_face = forms.FileField(
+        label="Tutor video", help_text="MP4, MOV, WebM, MKV or AVI; the tutor facing the camera."
+    )
+    prompt_voice = forms.FileField(
+        label="Reference voice", required=False, help_text="Optional, for voice cloning (≤ 60 s)."
+    )
     # Plain text behind a select: which engine names exist is the serializer's call.
     avatar_model = forms.CharField(
         required=False, widget=forms.Select(choices=[("", "Default (first usable engine)")] + lipsync_engine_choices())
     )
-    tts_model = forms.CharField(label="TTS model", required=False,
-                                widget=forms.Select(choices=[("", "Default")] + tts_engine_choices()))
+    tts_model = forms.CharField(
+        label="TTS model", required=False, widget=forms.Select(choices=[("", "Default")] + tts_engine_choices())
+    )
 
     class Meta:
         model = Avatar
-        fields = ["tutor", "name", "display_name", "description", "avatar_model", "tts_model", "timbre",
-                  "avatar_blur", "support_clone"]
+        fields = [
+            "tutor",
+            "name",
+            "display_name",
+            "description",
+            "avatar_model",
+            "tts_model",
+            "timbre",
+            "avatar_blur",
+            "support_clone",
+        ]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

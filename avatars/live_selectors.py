@@ -11,5 +11,7 @@ def avatars_on_dead_workers() -> list[int]:
     """Ids of avatars marked active on a worker whose heartbeat expired (the worker-side
     reconciler resets them within a heartbeat; until then they show here)."""
     rows = Avatar.objects.filter(status=AvatarStatus.ACTIVE).exclude(serving_channel="")
-    dead = {channel for channel in set(rows.values_list("serving_channel", flat=True)) if not registry.worker_alive(channel)}
+    dead = {
+        channel for channel in set(rows.values_list("serving_channel", flat=True)) if not registry.worker_alive(channel)
+    }
     return sorted(pk for pk, channel in rows.values_list("pk", "serving_channel") if channel in dead)

@@ -3,6 +3,7 @@ signaling to it over the channel layer, and notice workers that died.
 
 The worker side records itself through `avatar_live_started` and `avatar_live_worker_gone`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,11 +37,14 @@ class StartResult:
 
 def _not_startable(avatar: Avatar) -> NotReady | None:
     if avatar.status == AvatarStatus.PROCESSING:
-        return NotReady(f"Avatar '{avatar.name}' is still being processed ({avatar.progress_percent}%); "
-                        "start it when it is ready.")
+        return NotReady(
+            f"Avatar '{avatar.name}' is still being processed ({avatar.progress_percent}%); start it when it is ready."
+        )
     if avatar.status == AvatarStatus.ERROR:
-        return NotReady(f"Avatar '{avatar.name}' failed processing and cannot be started: "
-                        f"{avatar.error_message or 'unknown reason'}. Reprocess it or upload another video.")
+        return NotReady(
+            f"Avatar '{avatar.name}' failed processing and cannot be started: "
+            f"{avatar.error_message or 'unknown reason'}. Reprocess it or upload another video."
+        )
     if not avatar.assets_path:
         return NotReady(f"Avatar '{avatar.name}' has no processed assets; reprocess it first.")
     return None
@@ -177,8 +181,14 @@ def avatar_start_job(avatar: Avatar, job_id: str | None = None) -> StartJob:
     return StartJob(job_id, "starting")
 
 
-def avatar_start(*, avatar: Avatar, ref_file: str | None = None, engine_url: str = "", wait: bool = False,
-                 timeout: float | None = None) -> StartResult:
+def avatar_start(
+    *,
+    avatar: Avatar,
+    ref_file: str | None = None,
+    engine_url: str = "",
+    wait: bool = False,
+    timeout: float | None = None,
+) -> StartResult:
     """Warm the avatar on a lip-sync worker. Returns at once with the job (`started`
     False, `job_id`): the worker reports the outcome on the avatar's events channel
     (`avatar.started` or `avatar.start_failed` with the reason). With `wait`, waits up to
@@ -202,8 +212,9 @@ def avatar_start(*, avatar: Avatar, ref_file: str | None = None, engine_url: str
         job_id = _start_job_new_id(avatar.pk)
         _start_pending_set(avatar.pk, job_id)
         try:
-            result = task_send(tasks.LIVE_START, avatar.pk, ref_file, engine_url, task_id=job_id,
-                               expires=max(60, 3 * timeout))
+            result = task_send(
+                tasks.LIVE_START, avatar.pk, ref_file, engine_url, task_id=job_id, expires=max(60, 3 * timeout)
+            )
         except Exception:
             avatar_start_pending_clear(avatar.pk)
             raise
@@ -235,8 +246,12 @@ def avatar_live_started(avatar_id: int, *, serving_worker: str, serving_channel:
             avatar = Avatar.objects.select_for_update().filter(pk=avatar_id).first()
             if avatar is None or not avatar.is_ready:
                 return None
-            if not (avatar.status == AvatarStatus.ACTIVE and avatar.serving_channel
-                    and avatar.serving_channel != serving_channel and registry.worker_alive(avatar.serving_channel)):
+            if not (
+                avatar.status == AvatarStatus.ACTIVE
+                and avatar.serving_channel
+                and avatar.serving_channel != serving_channel
+                and registry.worker_alive(avatar.serving_channel)
+            ):
                 avatar.status = AvatarStatus.ACTIVE
                 avatar.serving_worker, avatar.serving_channel = serving_worker[:255], serving_channel[:255]
                 avatar.engine_url = engine_url[:255]
@@ -263,8 +278,9 @@ def avatar_live_start_failed(avatar_id: int, reason: str) -> Avatar | None:
                 avatar.save(update_fields=["error_message", "updated_at"])
     finally:
         avatar_start_pending_clear(avatar_id)  # after the commit, as in avatar_live_started
-    avatar_event_publish(avatar, "avatar.start_failed",
-                         job={"kind": "start", "job_id": job_id, "status": "failed", "detail": reason})
+    avatar_event_publish(
+        avatar, "avatar.start_failed", job={"kind": "start", "job_id": job_id, "status": "failed", "detail": reason}
+    )
     return avatar
 
 
@@ -272,8 +288,7 @@ def avatar_is_served(avatar_id: int) -> bool:
     """Whether a worker may hold the avatar (active, or a serving worker recorded)."""
     from django.db.models import Q
 
-    return Avatar.objects.filter(pk=avatar_id).filter(
-        Q(status=AvatarStatus.ACTIVE) | ~Q(serving_channel="")).exists()
+    return Avatar.objects.filter(pk=avatar_id).filter(Q(status=AvatarStatus.ACTIVE) | ~Q(serving_channel="")).exists()
 
 
 def avatar_stop(*, avatar: Avatar, wait: bool = True) -> Avatar:
@@ -329,7 +344,8 @@ def avatar_live_reconcile(avatar_id: int | None = None) -> list[int]:
     for channel, worker in set(qs.values_list("serving_channel", "serving_worker")):
         if not registry.worker_alive(channel):
             reset += avatar_live_worker_gone(
-                channel, f"The lip-sync worker '{worker}' serving it stopped responding (no heartbeat).")
+                channel, f"The lip-sync worker '{worker}' serving it stopped responding (no heartbeat)."
+            )
     return reset
 
 
@@ -353,7 +369,7 @@ async def live_request_async(channel: str, message: dict, timeout: float | None 
             raise EngineUnavailable("The lip-sync worker serving this avatar did not answer in time.")
         try:
             reply = await asyncio.wait_for(layer.receive(reply_to), remaining)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             continue
         if reply.get("request_id") == request_id:
             return reply["event"]
@@ -411,8 +427,14 @@ def live_offer_message(user, avatar: Avatar, sdp, sdp_type="offer", events_to: s
     if sdp_type not in (None, "", "offer"):
         raise InvalidInput("type must be 'offer'.", field="type")
     channel = live_serving_channel(avatar)
-    return channel, {"type": "live.offer", "avatar_id": avatar.pk, "user_id": user.pk, "sdp": sdp,
-                     "sdp_type": "offer", "events_to": events_to}
+    return channel, {
+        "type": "live.offer",
+        "avatar_id": avatar.pk,
+        "user_id": user.pk,
+        "sdp": sdp,
+        "sdp_type": "offer",
+        "events_to": events_to,
+    }
 
 
 def live_answer_check(event: dict) -> dict:

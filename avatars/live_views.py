@@ -1,5 +1,6 @@
 """Start / stop, the LiveTalking-style WebRTC proxy and the talk page: thin views over
 `live_services`."""
+
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404
@@ -37,8 +38,14 @@ class AvatarStartView(APIView):
 
     @extend_schema(
         request=AvatarStartSerializer,
-        parameters=[OpenApiParameter("wait", bool, description="Wait (up to AVATAR_START_TIMEOUT) for the worker "
-                                                                "and answer 200 when the avatar is active.")],
+        parameters=[
+            OpenApiParameter(
+                "wait",
+                bool,
+                description="Wait (up to AVATAR_START_TIMEOUT) for the worker "
+                "and answer 200 when the avatar is active.",
+            )
+        ],
         responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT},
     )
     def post(self, request, avatar_id: int):
@@ -49,28 +56,48 @@ class AvatarStartView(APIView):
         avatar = avatar_get(request.user, avatar_id)
         data = input_validate(AvatarStartSerializer, request.data)
         wait = input_validate(AvatarStartQuerySerializer, request.query_params)["wait"]
-        result = live_services.avatar_start(avatar=avatar, ref_file=data.get("ref_file") or None,
-                                            engine_url=_proxy_base(request), wait=wait)
+        result = live_services.avatar_start(
+            avatar=avatar, ref_file=data.get("ref_file") or None, engine_url=_proxy_base(request), wait=wait
+        )
         if wait:
             if not result.started:
-                return Response({
-                    "status": "starting", "job_id": result.job_id,
-                    "message": f"Avatar '{avatar.name}' is still warming up; poll GET /api/avatars/{avatar.pk} "
-                               "until its status is 'active'.",
-                }, status=status.HTTP_202_ACCEPTED)
-            return Response({"status": "success", "message": f"Avatar '{avatar.name}' started successfully",
-                             "engine_url": result.avatar.engine_url or _proxy_base(request)})
+                return Response(
+                    {
+                        "status": "starting",
+                        "job_id": result.job_id,
+                        "message": f"Avatar '{avatar.name}' is still warming up; poll GET /api/avatars/{avatar.pk} "
+                        "until its status is 'active'.",
+                    },
+                    status=status.HTTP_202_ACCEPTED,
+                )
+            return Response(
+                {
+                    "status": "success",
+                    "message": f"Avatar '{avatar.name}' started successfully",
+                    "engine_url": result.avatar.engine_url or _proxy_base(request),
+                }
+            )
         if result.started:
-            return Response({"status": "success", "message": f"Avatar '{avatar.name}' started successfully",
-                             "engine_url": result.avatar.engine_url or _proxy_base(request),
-                             "avatar": AvatarSerializer(result.avatar).data})
-        return Response({
-            "status": "starting", "job_id": result.job_id,
-            "message": f"Avatar '{avatar.name}' is starting on a lip-sync worker; WS /ws/avatars/{avatar.pk}/events/ "
-                       f"reports avatar.started or avatar.start_failed, and GET /api/avatars/{avatar.pk}/start"
-                       f"?job_id={result.job_id} tells how the job stands.",
-            "avatar": AvatarSerializer(result.avatar).data,
-        }, status=status.HTTP_202_ACCEPTED)
+            return Response(
+                {
+                    "status": "success",
+                    "message": f"Avatar '{avatar.name}' started successfully",
+                    "engine_url": result.avatar.engine_url or _proxy_base(request),
+                    "avatar": AvatarSerializer(result.avatar).data,
+                }
+            )
+        return Response(
+            {
+                "status": "starting",
+                "job_id": result.job_id,
+                "message": f"Avatar '{avatar.name}' is starting on a lip-sync worker; "
+                f"WS /ws/avatars/{avatar.pk}/events/ "
+                f"reports avatar.started or avatar.start_failed, and GET /api/avatars/{avatar.pk}/start"
+                f"?job_id={result.job_id} tells how the job stands.",
+                "avatar": AvatarSerializer(result.avatar).data,
+            },
+            status=status.HTTP_202_ACCEPTED,
+        )
 
     @extend_schema(
         parameters=[OpenApiParameter("job_id", str, description="A start job (default: the one under way).")],
@@ -132,8 +159,9 @@ class WebRTCProxyView(APIView):
                 raise InvalidInput("Only type 'echo' (speak the text as given) is supported.", field="type")
             interrupt = data.get("interrupt") in (True, "true", "True", "1", 1)
             text = live_services.live_text_validate(data.get("text"))
-            live_services.live_session_request(request.user, session_id,
-                                               {"type": "live.say", "text": text, "interrupt": interrupt})
+            live_services.live_session_request(
+                request.user, session_id, {"type": "live.say", "text": text, "interrupt": interrupt}
+            )
             return Response({"code": 0, "msg": "ok"})
         if action == "interrupt_talk":
             live_services.live_session_request(request.user, session_id, {"type": "live.interrupt"})

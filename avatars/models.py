@@ -3,9 +3,7 @@ from django.db import models
 
 from contracts.engines import DEFAULT_LIPSYNC_ENGINE, lipsync_engine_choices, tts_engine_choices
 
-AVATAR_NAME_VALIDATOR = RegexValidator(
-    r"^[A-Za-z0-9_-]+$", "Use only letters, digits, '_' and '-' in an avatar name."
-)
+AVATAR_NAME_VALIDATOR = RegexValidator(r"^[A-Za-z0-9_-]+$", "Use only letters, digits, '_' and '-' in an avatar name.")
 
 
 class AvatarStatus(models.TextChoices):

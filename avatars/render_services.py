@@ -1,4 +1,5 @@
 """Offline talking clips of an avatar: request, job state, delete."""
+
 from __future__ import annotations
 
 import os
@@ -25,7 +26,7 @@ class _RenderLimits:
     VOICE_MAX_UPLOAD_MB = settings.VOICE_MAX_UPLOAD_MB
 
     @property
-    def VOICE_MAX_SECONDS(self):  # noqa: N802 - mirrors the settings name probe_audio reads
+    def VOICE_MAX_SECONDS(self):  # mirrors the settings name probe_audio reads
         return settings.RENDER_MAX_SECONDS
 
 
@@ -56,8 +57,12 @@ def render_create(
         tts_model, voice, text = tts_request_check(text, tts_model, voice or None)
     with transaction.atomic():
         render = AvatarRender.objects.create(
-            avatar=avatar, text=text, tts_model="" if audio else tts_model, voice="" if audio else voice,
-            task_id=str(uuid.uuid4()), progress_message="Waiting for a lip-sync worker",
+            avatar=avatar,
+            text=text,
+            tts_model="" if audio else tts_model,
+            voice="" if audio else voice,
+            task_id=str(uuid.uuid4()),
+            progress_message="Waiting for a lip-sync worker",
         )
         if audio is not None:
             ext = os.path.splitext(audio.filename)[1].lower()
@@ -100,8 +105,13 @@ def render_progress_set(render_id: int, task_id: str, percent: int, message: str
 
 def render_succeeded(render_id: int, task_id: str, *, video_path: str, frame_count: int, duration: float) -> bool:
     updated = _live(render_id, task_id).update(
-        status=RenderStatus.DONE, video_path=video_path, frame_count=frame_count, duration_seconds=round(duration, 3),
-        progress_percent=100, progress_message="Done", error_message="",
+        status=RenderStatus.DONE,
+        video_path=video_path,
+        frame_count=frame_count,
+        duration_seconds=round(duration, 3),
+        progress_percent=100,
+        progress_message="Done",
+        error_message="",
     )
     if updated:
         _publish(render_id, "render.done")
@@ -109,8 +119,9 @@ def render_succeeded(render_id: int, task_id: str, *, video_path: str, frame_cou
 
 
 def render_failed(render_id: int, task_id: str, reason: str) -> bool:
-    updated = _live(render_id, task_id).update(status=RenderStatus.ERROR, error_message=reason,
-                                               progress_message="Failed")
+    updated = _live(render_id, task_id).update(
+        status=RenderStatus.ERROR, error_message=reason, progress_message="Failed"
+    )
     if updated:
         _publish(render_id, "render.error")
     return bool(updated)

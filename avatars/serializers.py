@@ -1,6 +1,7 @@
 """Output serializers (what the API answers) and input serializers (the one place every
 write's fields are validated: the API views, the admin forms and the batch command all
 run the same input serializer, then call the service with `validated_data`)."""
+
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -53,8 +54,12 @@ class TextInput(serializers.CharField):
 
     def __init__(self, name: str, max_length: int, **kwargs):
         kwargs.setdefault("required", False)
-        super().__init__(allow_blank=True, max_length=max_length,
-                         error_messages={"max_length": f"{name} has at most {max_length} characters."}, **kwargs)
+        super().__init__(
+            allow_blank=True,
+            max_length=max_length,
+            error_messages={"max_length": f"{name} has at most {max_length} characters."},
+            **kwargs,
+        )
 
     def validate_empty_values(self, data):
         return super().validate_empty_values("" if data is None else data)
@@ -66,8 +71,14 @@ class ChoiceInput(serializers.ChoiceField):
     def __init__(self, name: str, choices, **kwargs):
         choices = choices() if callable(choices) else choices
         valid = ", ".join(str(value) for value, _label in choices)
-        super().__init__(choices, required=False, allow_blank=True, allow_null=True, error_messages={
-            "invalid_choice": f"Unknown {name} '{{input}}'; choose one of: {valid}."}, **kwargs)
+        super().__init__(
+            choices,
+            required=False,
+            allow_blank=True,
+            allow_null=True,
+            error_messages={"invalid_choice": f"Unknown {name} '{{input}}'; choose one of: {valid}."},
+            **kwargs,
+        )
 
 
 @extend_schema_field(OpenApiTypes.BINARY)
@@ -130,8 +141,9 @@ def input_validate(serializer_class, data, *, partial: bool = False) -> dict:
         return dict(serializer.validated_data)
     errors = input_errors(serializer.errors)
     field, messages = next(iter(errors.items()))
-    raise InvalidInput(messages[0], field=field,
-                       extra={"errors": {key or "non_field_errors": value for key, value in errors.items()}})
+    raise InvalidInput(
+        messages[0], field=field, extra={"errors": {key or "non_field_errors": value for key, value in errors.items()}}
+    )
 
 
 # --- output ----------------------------------------------------------------------------------
@@ -189,12 +201,18 @@ class AvatarCreateSerializer(InputSerializer):
     Validates every field on its own; `avatar_create` then does the checks that need the
     database or the media (tutor visible, name free, engines usable, uploads probed)."""
 
-    tutor_id = IntegerInput(error_messages={"required": "tutor_id is required.",
-                                            "invalid": "tutor_id must be a whole number."})
+    tutor_id = IntegerInput(
+        error_messages={"required": "tutor_id is required.", "invalid": "tutor_id must be a whole number."}
+    )
     name = serializers.CharField(
-        max_length=64, validators=[AVATAR_NAME_VALIDATOR],
-        error_messages={"required": NAME_REQUIRED, "blank": NAME_REQUIRED, "null": NAME_REQUIRED,
-                        "max_length": "An avatar name has at most 64 characters."},
+        max_length=64,
+        validators=[AVATAR_NAME_VALIDATOR],
+        error_messages={
+            "required": NAME_REQUIRED,
+            "blank": NAME_REQUIRED,
+            "null": NAME_REQUIRED,
+            "max_length": "An avatar name has at most 64 characters.",
+        },
     )
     display_name = TextInput("display_name", 120, help_text="Default: the name.")
     description = TextInput("description", 5000)
@@ -203,8 +221,9 @@ class AvatarCreateSerializer(InputSerializer):
     timbre = TextInput("timbre", 120, help_text="Voice id of the TTS engine.")
     avatar_blur = BooleanInput(required=False, default=False)
     support_clone = BooleanInput(required=False, default=False)
-    prompt_face = UploadInput(error_messages={"required": "prompt_face (the tutor's video) is required."},
-                              help_text="The tutor's video.")
+    prompt_face = UploadInput(
+        error_messages={"required": "prompt_face (the tutor's video) is required."}, help_text="The tutor's video."
+    )
     prompt_voice = UploadInput(required=False, help_text="A voice recording, for cloning.")
 
     def validate(self, attrs):
@@ -221,9 +240,12 @@ class AvatarUpdateSerializer(InputSerializer):
     timbre = TextInput("timbre", 120)
     avatar_blur = BooleanInput(required=False)
     status = serializers.ChoiceField(
-        ["active", "inactive"], required=False,
-        error_messages={"invalid_choice": "status can only be set to 'active' or 'inactive'.",
-                        "null": "status can only be set to 'active' or 'inactive'."},
+        ["active", "inactive"],
+        required=False,
+        error_messages={
+            "invalid_choice": "status can only be set to 'active' or 'inactive'.",
+            "null": "status can only be set to 'active' or 'inactive'.",
+        },
     )
 
     def unknown_fields_message(self, unknown: list[str]) -> str:

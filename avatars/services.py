@@ -2,6 +2,7 @@
 
 The API, the admin and the batch command all call these, so they cannot disagree.
 """
+
 from __future__ import annotations
 
 import logging
@@ -109,9 +110,16 @@ def avatar_create(
 ) -> Avatar:
     """Check (`avatar_create_check`), store the uploads under generated names, enqueue
     preprocessing. The arguments are `AvatarCreateSerializer`'s validated data."""
-    checked = avatar_create_check(user=user, tutor_id=tutor_id, name=name, prompt_face=prompt_face,
-                                  prompt_voice=prompt_voice, avatar_model=avatar_model, tts_model=tts_model,
-                                  support_clone=support_clone)
+    checked = avatar_create_check(
+        user=user,
+        tutor_id=tutor_id,
+        name=name,
+        prompt_face=prompt_face,
+        prompt_voice=prompt_voice,
+        avatar_model=avatar_model,
+        tts_model=tts_model,
+        support_clone=support_clone,
+    )
     video_info = checked.video_info
     fields = {
         "display_name": display_name or name,
@@ -165,8 +173,16 @@ def avatar_update(
 ) -> Avatar:
     """Change what PATCH may change (None: leave as is); `AvatarUpdateSerializer` validated
     the values. A blank display name falls back to the name; only a ready avatar changes status."""
-    changes = {key: value for key, value in (("description", description), ("timbre", timbre),
-                                             ("avatar_blur", avatar_blur), ("status", status)) if value is not None}
+    changes = {
+        key: value
+        for key, value in (
+            ("description", description),
+            ("timbre", timbre),
+            ("avatar_blur", avatar_blur),
+            ("status", status),
+        )
+        if value is not None
+    }
     with transaction.atomic():
         locked = Avatar.objects.select_for_update().filter(pk=avatar.pk).first()
         if locked is None:
@@ -240,8 +256,15 @@ def avatar_progress_set(avatar_id: int, task_id: str, stage: str, percent: int, 
 
 
 def avatar_preprocess_succeeded(
-    avatar_id: int, task_id: str, *, assets_path: str, preview_image_path: str, frame_count: int, width: int,
-    height: int, voice_reference_path: str = "",
+    avatar_id: int,
+    task_id: str,
+    *,
+    assets_path: str,
+    preview_image_path: str,
+    frame_count: int,
+    width: int,
+    height: int,
+    voice_reference_path: str = "",
 ) -> str | None:
     """Point the avatar at its new assets. Returns the old assets prefix to delete, or
     raises `StaleJob` when the avatar was deleted or reprocessed meanwhile."""

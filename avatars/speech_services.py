@@ -38,7 +38,9 @@ def _owner_key(job_id: str) -> str:
     return redis_key("tts-preview", job_id)
 
 
-def speech_preview_request(user, *, text, tts_model: str = "", voice: str = "", avatar_id: int | None = None) -> PreviewJob:
+def speech_preview_request(
+    user, *, text, tts_model: str = "", voice: str = "", avatar_id: int | None = None
+) -> PreviewJob:
     """Check the request against what the tts workers reported and queue it."""
     reference_path = reference_text = ""
     if avatar_id is not None:
@@ -53,8 +55,17 @@ def speech_preview_request(user, *, text, tts_model: str = "", voice: str = "", 
     job_id = str(uuid.uuid4())
     try:
         client().set(_owner_key(job_id), str(user.pk), ex=PREVIEW_RESULT_SECONDS)
-        task_send(tasks.TTS_PREVIEW, text, tts_model, voice, reference_path, reference_text, avatar_id,
-                  task_id=job_id, expires=PREVIEW_RESULT_SECONDS)
+        task_send(
+            tasks.TTS_PREVIEW,
+            text,
+            tts_model,
+            voice,
+            reference_path,
+            reference_text,
+            avatar_id,
+            task_id=job_id,
+            expires=PREVIEW_RESULT_SECONDS,
+        )
     except OperationalError as exc:
         raise EngineUnavailable(f"The task queue cannot be reached: {exc}") from None
     return PreviewJob(job_id, avatar_id)

@@ -62,8 +62,7 @@ class TTSPreviewView(APIView):
         if _wants_wait(request):
             return _wav_response(speech_services.speech_preview_wait(request.user, job.job_id))
         return Response(
-            {"job_id": job.job_id, "status": "queued",
-             "result_url": reverse("tts-preview-result", args=[job.job_id])},
+            {"job_id": job.job_id, "status": "queued", "result_url": reverse("tts-preview-result", args=[job.job_id])},
             status=202,
         )
 

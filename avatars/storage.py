@@ -1,4 +1,5 @@
 """Avatar files through the Django storage API (filesystem by default, S3 when configured)."""
+
 from __future__ import annotations
 
 import contextlib

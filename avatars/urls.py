@@ -12,8 +12,9 @@ urlpatterns = [
     path("<int:avatar_id>/reprocess", views.AvatarReprocessView.as_view(), name="avatar-reprocess"),
     path("<int:avatar_id>/render", views.AvatarRenderCreateView.as_view(), name="avatar-render-create"),
     path("<int:avatar_id>/renders", views.AvatarRenderListView.as_view(), name="avatar-render-list"),
-    path("<int:avatar_id>/renders/<int:render_id>", views.AvatarRenderDetailView.as_view(),
-         name="avatar-render-detail"),
+    path(
+        "<int:avatar_id>/renders/<int:render_id>", views.AvatarRenderDetailView.as_view(), name="avatar-render-detail"
+    ),
     path("", include("avatars.live_urls")),
 ]
 

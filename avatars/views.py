@@ -1,4 +1,5 @@
 """/api/avatars/...: thin DRF views; the services and selectors do the work."""
+
 from django.core.files.storage import default_storage
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
@@ -145,8 +146,11 @@ class AvatarRenderDetailView(APIView):
         """The MP4 once it is done; until then (or on failure) the job's state as JSON."""
         render = render_get(request.user, avatar_id, render_id)
         if render.status == RenderStatus.DONE and render.video_path and default_storage.exists(render.video_path):
-            response = FileResponse(default_storage.open(render.video_path, "rb"), content_type="video/mp4",
-                                    filename=f"{render.avatar.name}-{render.pk}.mp4")
+            response = FileResponse(
+                default_storage.open(render.video_path, "rb"),
+                content_type="video/mp4",
+                filename=f"{render.avatar.name}-{render.pk}.mp4",
+            )
             return response
         body = RenderSerializer(render).data
         if render.status == RenderStatus.ERROR:

@@ -12,6 +12,7 @@ The issue asks for the A/V offset after 10 minutes and memory after 200 cycles: 
 Goals: say -> first lip-synced frame <= 400 ms (piper + viseme); >= 3 concurrent sessions
 at 25 fps; interrupt <= 200 ms; A/V offset <= 40 ms; memory flat over the cycles.
 """
+
 import argparse
 import asyncio
 import os
@@ -37,10 +38,12 @@ django.setup()
 
 import numpy as np  # noqa: E402
 
-from tests.live.client import LiveClient, fps_between, loud, loopback_only_ice  # noqa: E402
+from tests.live.client import LiveClient, fps_between, loopback_only_ice, loud  # noqa: E402
 
-TEXT = ("Good morning, everyone. Today we are going to talk about the water cycle, and how rain "
-        "falls from the clouds, flows into rivers, and returns to the sea.")
+TEXT = (
+    "Good morning, everyone. Today we are going to talk about the water cycle, and how rain "
+    "falls from the clouds, flows into rivers, and returns to the sea."
+)
 
 
 def setup_world():
@@ -62,9 +65,17 @@ def setup_world():
         storage_save(f"bench/assets/{name}", path)
     user, _ = admin_create(email="bench@bench.test", password="bench-password")
     tutor = tutor_create(owner=user, name="Bench")
-    avatar = Avatar.objects.create(tutor=tutor, name="bench_live", status="inactive", assets_path="bench/assets",
-                                   avatar_model="viseme", tts_model="piper", frame_count=result.frame_count,
-                                   width=result.width, height=result.height)
+    avatar = Avatar.objects.create(
+        tutor=tutor,
+        name="bench_live",
+        status="inactive",
+        assets_path="bench/assets",
+        avatar_model="viseme",
+        tts_model="piper",
+        frame_count=result.frame_count,
+        width=result.width,
+        height=result.height,
+    )
     print(f"avatar      video={video.name} {result.width}x{result.height} frames={result.frame_count}")
     return avatar, str(RefreshToken.for_user(user).access_token)
 
@@ -81,8 +92,7 @@ def mouth_openings(frames):
     the stream's compression, unlike pixel differences)."""
     import cv2
 
-    from lipsync_worker.face_tracking import (
-        LIP_INNER_BOTTOM, LIP_INNER_TOP, MOUTH_LEFT, MOUTH_RIGHT, FaceTracker)
+    from lipsync_worker.face_tracking import LIP_INNER_BOTTOM, LIP_INNER_TOP, MOUTH_LEFT, MOUTH_RIGHT, FaceTracker
 
     out = []
     with FaceTracker() as tracker:
@@ -91,8 +101,12 @@ def mouth_openings(frames):
             if lm is None:
                 out.append(np.nan)
             else:
-                out.append(float(np.linalg.norm(lm[LIP_INNER_BOTTOM] - lm[LIP_INNER_TOP])
-                                 / np.linalg.norm(lm[MOUTH_RIGHT] - lm[MOUTH_LEFT])))
+                out.append(
+                    float(
+                        np.linalg.norm(lm[LIP_INNER_BOTTOM] - lm[LIP_INNER_TOP])
+                        / np.linalg.norm(lm[MOUTH_RIGHT] - lm[MOUTH_LEFT])
+                    )
+                )
     return np.array(out)
 
 
@@ -109,7 +123,7 @@ def av_offset_ms(video_times, openings, audio, start, end, step=0.02):
     a = ar[aidx] - ar[aidx].mean()
     lags = list(range(-15, 16))
     n = len(grid)
-    scores = [float(np.dot(o[lag:], a[:n - lag])) if lag >= 0 else float(np.dot(o[:lag], a[-lag:])) for lag in lags]
+    scores = [float(np.dot(o[lag:], a[: n - lag])) if lag >= 0 else float(np.dot(o[:lag], a[-lag:])) for lag in lags]
     i = int(np.argmax(scores))
     frac = 0.0
     if 0 < i < len(scores) - 1:
@@ -129,28 +143,33 @@ async def one_say(client, idle, text=TEXT, listen=2.5):
     started = await client.wait_event(lambda e: e.get("type") == "speaking_started", 20)
     SERVER_LATENCIES.append(started.get("latency_ms"))
     await asyncio.sleep(listen)
-    frames = rec.frames[max(0, f0 - 25):]
+    frames = rec.frames[max(0, f0 - 25) :]
     # Kept frames were recorded with the latest arrivals (frames may have been cleared before).
-    times = [t for t, _ in rec.video[-len(frames):]]
+    times = [t for t, _ in rec.video[-len(frames) :]]
     # Heavy work: off the loop, or the viewer's own aiortc stalls meanwhile.
     loop = asyncio.get_running_loop()
     openings = await loop.run_in_executor(None, mouth_openings, frames)
     before = min(25, f0)
     rest = float(np.nanmedian(openings[:before])) if before else float(np.nanmin(openings))
-    speaking = np.nonzero((openings[before:-1] > rest + 0.08) & (openings[before + 1:] > rest + 0.08))[0]
+    speaking = np.nonzero((openings[before:-1] > rest + 0.08) & (openings[before + 1 :] > rest + 0.08))[0]
     first_frame = times[before + speaking[0]] if len(speaking) else None
     first_sound = next((t for t, _p, r in rec.audio[a0:] if loud(r)), None)
     offset = None
     if first_sound is not None:
-        offset = await loop.run_in_executor(None, av_offset_ms, times, openings, rec.audio, first_sound - 0.3,
-                                            times[-1])
+        offset = await loop.run_in_executor(
+            None, av_offset_ms, times, openings, rec.audio, first_sound - 0.3, times[-1]
+        )
     t_int = await client.send({"type": "interrupt"})
     await client.wait_event(lambda e: e.get("type") == "speaking_ended", 5)
     await asyncio.sleep(0.8)
     loud_after = [t for t, _p, r in rec.audio if t > t_int and loud(r)]
     ms = lambda a, b: None if a is None or b is None else (a - b) * 1000  # noqa: E731
-    return (ms(first_frame, said), ms(first_sound, said), (max(loud_after) - t_int) * 1000 if loud_after else 0.0,
-            offset)
+    return (
+        ms(first_frame, said),
+        ms(first_sound, said),
+        (max(loud_after) - t_int) * 1000 if loud_after else 0.0,
+        offset,
+    )
 
 
 def fmt(values):
@@ -168,16 +187,23 @@ async def run(args, avatar, token, daphne, worker_pid, idle):
     await asyncio.sleep(2)
     results = [await one_say(client, idle) for _ in range(args.says)]
     frame_ms = [r[0] for r in results]
-    print(f"say->lip-synced frame  {fmt(frame_ms)}  goal<=400  ratio={statistics.median([v for v in frame_ms if v] or [0]) / 400:.2f}")
+    print(
+        f"say->lip-synced frame  {fmt(frame_ms)}  goal<=400  "
+        f"ratio={statistics.median([v for v in frame_ms if v] or [0]) / 400:.2f}"
+    )
     print(f"say->first sound       {fmt([r[1] for r in results])}")
     print(f"  of which in the worker (say received -> first speech frame on its clock) {fmt(SERVER_LATENCIES)}")
     inter = [r[2] for r in results]
-    print(f"interrupt->silence     {fmt(inter)}  goal<=200  ratio={statistics.median(inter) / 200:.2f}  "
-          "(client side: includes network and the receiver's jitter buffer)")
+    print(
+        f"interrupt->silence     {fmt(inter)}  goal<=200  ratio={statistics.median(inter) / 200:.2f}  "
+        "(client side: includes network and the receiver's jitter buffer)"
+    )
     av0 = [r[3] for r in results if r[3] is not None]
-    print(f"A/V offset at start    {fmt([abs(v) for v in av0])}  goal<=40  "
-          f"ratio={(statistics.median([abs(v) for v in av0]) if av0 else 0) / 40:.2f}  "
-          "(cross-correlation of mouth opening and loudness at the viewer)")
+    print(
+        f"A/V offset at start    {fmt([abs(v) for v in av0])}  goal<=40  "
+        f"ratio={(statistics.median([abs(v) for v in av0]) if av0 else 0) / 40:.2f}  "
+        "(cross-correlation of mouth opening and loudness at the viewer)"
+    )
 
     t0 = time.monotonic()
     await client.send({"type": "say", "text": TEXT + " " + TEXT})
@@ -199,8 +225,10 @@ async def run(args, avatar, token, daphne, worker_pid, idle):
     await asyncio.sleep(1.5)
     later = [await one_say(client, idle) for _ in range(3)]
     av1 = [abs(r[3]) for r in later if r[3] is not None]
-    print(f"A/V offset after {args.av_seconds} s  {fmt(av1)}  goal<=40  "
-          f"ratio={(statistics.median(av1) if av1 else 0) / 40:.2f}")
+    print(
+        f"A/V offset after {args.av_seconds} s  {fmt(av1)}  goal<=40  "
+        f"ratio={(statistics.median(av1) if av1 else 0) / 40:.2f}"
+    )
     await client.close()
 
     # 3: concurrent sessions at full frame rate, all speaking.
@@ -219,8 +247,11 @@ async def run(args, avatar, token, daphne, worker_pid, idle):
         await asyncio.sleep(5)
         rates = [fps_between(c.recorder.video, t0, time.monotonic()) for c in clients]
         ok = min(rates) >= 24.0
-        print(f"concurrent {n}: fps min={min(rates):.1f} mean={statistics.mean(rates):.1f}  "
-              f"{'full rate' if ok else 'below 24 fps'}", flush=True)
+        print(
+            f"concurrent {n}: fps min={min(rates):.1f} mean={statistics.mean(rates):.1f}  "
+            f"{'full rate' if ok else 'below 24 fps'}",
+            flush=True,
+        )
         await asyncio.gather(*(c.close() for c in clients))
         if not ok:
             break
@@ -240,8 +271,10 @@ async def run(args, avatar, token, daphne, worker_pid, idle):
             samples.append(round(rss_mb(worker_pid)))
     await asyncio.sleep(2)
     after = rss_mb(worker_pid)
-    print(f"worker RSS over {args.cycles} connect/disconnect cycles: before={before:.0f} MB  "
-          f"during={samples}  after={after:.0f} MB  growth={after - before:+.0f} MB")
+    print(
+        f"worker RSS over {args.cycles} connect/disconnect cycles: before={before:.0f} MB  "
+        f"during={samples}  after={after:.0f} MB  growth={after - before:+.0f} MB"
+    )
 
 
 def main():
@@ -268,16 +301,20 @@ def main():
     try:
         import urllib.request
 
-        request = urllib.request.Request(f"{daphne.url}/api/avatars/{avatar.pk}/start?wait=1", data=b"{}", method="POST",
-                                         headers={"Authorization": f"Bearer {token}",
-                                                  "Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{daphne.url}/api/avatars/{avatar.pk}/start?wait=1",
+            data=b"{}",
+            method="POST",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
         started = time.perf_counter()
         with urllib.request.urlopen(request, timeout=180) as response:
             assert response.status == 200, response.read()
         print(f"start (warm-up) {time.perf_counter() - started:.2f} s")
         assets = AvatarAssets.from_dir(BENCH_DATA / "assets")
-        idle = np.stack([cv2.cvtColor(assets.frame(i), cv2.COLOR_BGR2GRAY)[::4, ::4]
-                         for i in range(assets.frame_count)]).astype(np.float32)
+        idle = np.stack(
+            [cv2.cvtColor(assets.frame(i), cv2.COLOR_BGR2GRAY)[::4, ::4] for i in range(assets.frame_count)]
+        ).astype(np.float32)
         asyncio.run(run(args, avatar, token, daphne, worker.proc.pid, idle))
     finally:
         daphne.stop()

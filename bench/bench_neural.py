@@ -15,6 +15,7 @@ Wav2Lip >= 500, Ultralight >= 500 frames per second.
 Runs without Django (the engines' registry is bypassed), so it also runs on a bare GPU
 machine that has torch, transformers, diffusers, opencv and scipy.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -164,7 +165,9 @@ def setup_ultralight(folder: Path, args):
     hub = folder / "hubert"
     hub.mkdir()
     (hub / "config.json").write_text(json.dumps(HUBERT_LARGE))
-    torch.save({"hubert." + k: v for k, v in random_like(build_hubert(), torch.float16).items()}, hub / "pytorch_model.bin")
+    torch.save(
+        {"hubert." + k: v for k, v in random_like(build_hubert(), torch.float16).items()}, hub / "pytorch_model.bin"
+    )
     engine = UltralightEngine(hubert_dir=hub, checkpoint=folder / "ultralight.pth", batch_size=args.render_batch)
     holder = {}
 
@@ -174,7 +177,8 @@ def setup_ultralight(folder: Path, args):
             from lipsync_worker.engines.ultralight.network import build_ultralight
 
             model = holder["model"] = build_ultralight(folder / "ultralight.pth").to(
-                DEVICE, DTYPE, memory_format=torch.channels_last)
+                DEVICE, DTYPE, memory_format=torch.channels_last
+            )
         face = torch.rand(batch, 6, 160, 160, device=DEVICE, dtype=DTYPE).contiguous(memory_format=torch.channels_last)
         audio = torch.randn(batch, 16, 32, 32, device=DEVICE, dtype=DTYPE)
         return torch.inference_mode()(lambda: model(face, audio))
@@ -194,8 +198,10 @@ def setup_musetalk(folder: Path, args):
     torch.save(random_like(unet.to_empty(device="cpu"), torch.float16), folder / "unet.pth")
     del unet
     torch.save(random_like(mt.build_vae()), folder / "sd-vae" / "diffusion_pytorch_model.bin")
-    torch.save({"model.encoder." + k: v for k, v in random_like(mt.build_whisper_encoder()).items()},
-               folder / "whisper" / "pytorch_model.bin")
+    torch.save(
+        {"model.encoder." + k: v for k, v in random_like(mt.build_whisper_encoder()).items()},
+        folder / "whisper" / "pytorch_model.bin",
+    )
     engine = MuseTalkEngine(weights_root=folder, batch_size=args.render_batch)
 
     def network(batch: int):
@@ -272,8 +278,9 @@ def bench_engine(name: str, args, assets: SyntheticAssets) -> dict:
     result["audio_features_ms_per_s"] = round(1000 * (time.perf_counter() - start) / args.seconds, 1)
     start = time.perf_counter()
     for k in range(count):
-        engine.compose(handle, k % assets.frame_count, assets.frame(k % assets.frame_count),
-                       np.zeros((256, 256, 3), np.uint8))
+        engine.compose(
+            handle, k % assets.frame_count, assets.frame(k % assets.frame_count), np.zeros((256, 256, 3), np.uint8)
+        )
     result["decode_paste_ms_per_frame"] = round(1000 * (time.perf_counter() - start) / count, 2)
     del features
     engine.release(handle)
@@ -292,8 +299,11 @@ def main() -> int:
     parser.add_argument("--json", default="", help="also write the results here")
     args = parser.parse_args()
     args.batches = [int(b) for b in args.batches.split(",")]
-    print(f"torch {torch.__version__}, device {torch.cuda.get_device_name() if CUDA else 'cpu'}, "
-          f"threads {torch.get_num_threads()}", flush=True)
+    print(
+        f"torch {torch.__version__}, device {torch.cuda.get_device_name() if CUDA else 'cpu'}, "
+        f"threads {torch.get_num_threads()}",
+        flush=True,
+    )
     assets = SyntheticAssets(args.frames)
     results = []
     for name in args.engines.split(","):
@@ -308,14 +318,18 @@ def main() -> int:
             torch.cuda.empty_cache()
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
-    print("\nengine      load s  prepare ms/frame  best network fps (batch)  render fps  first frame ms  "
-          "model MB  session MB  peak MB")
+    print(
+        "\nengine      load s  prepare ms/frame  best network fps (batch)  render fps  first frame ms  "
+        "model MB  session MB  peak MB"
+    )
     for r in results:
         numeric = {b: f for b, f in r["network_fps"].items() if isinstance(f, float)}
         best = max(numeric, key=numeric.get) if numeric else None
-        print(f"{r['engine']:<11} {r['load_s']:>6}  {r['prepare_per_frame_ms']:>16}  "
-              f"{(str(numeric[best]) + ' (' + str(best) + ')') if best else '-':>24}  {r['render_fps']:>10}  "
-              f"{r['first_frame_ms']:>14}  {r['model_mb']:>8}  {r['session_mb']:>10}  {r['render_peak_mb']:>7}")
+        print(
+            f"{r['engine']:<11} {r['load_s']:>6}  {r['prepare_per_frame_ms']:>16}  "
+            f"{(str(numeric[best]) + ' (' + str(best) + ')') if best else '-':>24}  {r['render_fps']:>10}  "
+            f"{r['first_frame_ms']:>14}  {r['model_mb']:>8}  {r['session_mb']:>10}  {r['render_peak_mb']:>7}"
+        )
     return 0
 
 

@@ -5,6 +5,7 @@
 VIDEO defaults to ../shared/fixtures/sun.mp4 when present, else a clip made from
 skimage's astronaut. Goal: <= 0.5 s of processing per second of 25 fps video (2 cores).
 """
+
 import os
 import resource
 import sys
@@ -35,11 +36,15 @@ def bench_preprocess(video: Path) -> None:
     seconds_of_video = result.frame_count / 25
     ratio = elapsed / seconds_of_video
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"preprocess  video={video.name} {result.width}x{result.height} frames={result.frame_count} "
-          f"({seconds_of_video:.1f} s)")
-    print(f"preprocess  wall={elapsed:.2f} s  seconds_per_video_second={ratio:.3f}  "
-          f"goal<={GOAL_SECONDS_PER_SECOND}  ratio_to_goal={ratio / GOAL_SECONDS_PER_SECOND:.2f}  "
-          f"{'OK' if ratio <= GOAL_SECONDS_PER_SECOND else 'MISSED'}")
+    print(
+        f"preprocess  video={video.name} {result.width}x{result.height} frames={result.frame_count} "
+        f"({seconds_of_video:.1f} s)"
+    )
+    print(
+        f"preprocess  wall={elapsed:.2f} s  seconds_per_video_second={ratio:.3f}  "
+        f"goal<={GOAL_SECONDS_PER_SECOND}  ratio_to_goal={ratio / GOAL_SECONDS_PER_SECOND:.2f}  "
+        f"{'OK' if ratio <= GOAL_SECONDS_PER_SECOND else 'MISSED'}"
+    )
     print(f"preprocess  peak_rss={peak_mb:.0f} MB  face_ratio={result.face_ratio:.2f}")
 
 
@@ -68,8 +73,10 @@ def bench_list_latency(avatars: int = 300, requests: int = 100) -> None:
         times.append((time.perf_counter() - t) * 1000)
         assert response.status_code == 200 and response.json()["total"] == avatars // 2
     times.sort()
-    print(f"list        avatars_visible={avatars // 2} (of {avatars})  p50={times[len(times) // 2]:.1f} ms  "
-          f"p95={times[int(len(times) * 0.95)]:.1f} ms  (in-process, SQLite, 100 per page)")
+    print(
+        f"list        avatars_visible={avatars // 2} (of {avatars})  p50={times[len(times) // 2]:.1f} ms  "
+        f"p95={times[int(len(times) * 0.95)]:.1f} ms  (in-process, SQLite, 100 per page)"
+    )
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ measures the time until the first sentence's audio is ready and the real-time fa
 (synthesis time / audio duration) of the whole paragraph. Medians over the runs are printed.
 Goals on the 2-core reference machine: piper first audio <= 150 ms, RTF <= 0.1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tutor_site.worker_settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -64,8 +65,10 @@ def main() -> int:
     parser.add_argument("--engine", action="append", help="only these engines (default: all available)")
     args = parser.parse_args()
 
-    print(f"TTS benchmark: 3-sentence paragraph ({len(PARAGRAPH)} characters), {args.runs} runs, "
-          f"{os.cpu_count()} CPU cores")
+    print(
+        f"TTS benchmark: 3-sentence paragraph ({len(PARAGRAPH)} characters), {args.runs} runs, "
+        f"{os.cpu_count()} CPU cores"
+    )
     print(f"{'engine':<11} {'load s':>7} {'first audio ms':>15} {'(max)':>7} {'RTF':>7} {'audio s':>8}  goal")
     failed = False
     for engine in engine_list():
@@ -82,8 +85,10 @@ def main() -> int:
             ok = r["first_ms"] <= max_first and r["rtf"] <= max_rtf
             failed |= not ok
             goal = f"{'met' if ok else 'MISSED'} (first <= {max_first:g} ms, RTF <= {max_rtf:g})"
-        print(f"{engine.name:<11} {r['load_s']:>7.2f} {r['first_ms']:>15.1f} {r['first_ms_max']:>7.1f} "
-              f"{r['rtf']:>7.3f} {r['audio_s']:>8.2f}  {goal}")
+        print(
+            f"{engine.name:<11} {r['load_s']:>7.2f} {r['first_ms']:>15.1f} {r['first_ms_max']:>7.1f} "
+            f"{r['rtf']:>7.3f} {r['audio_s']:>8.2f}  {goal}"
+        )
     return 1 if failed else 0
 
 

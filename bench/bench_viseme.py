@@ -12,6 +12,7 @@ face clip), then runs the face-landmark model over the MP4 and prints:
   - render frames per second on one core, before encoding          (goal >= 100)
   - wall time to render and encode the clip                         (goal <= 5 s for 20 s)
 """
+
 import argparse
 import os
 import sys
@@ -35,6 +36,7 @@ import av  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from lipsync_worker.asset_pipeline import preprocess_video  # noqa: E402
 from lipsync_worker.assets import AvatarAssets  # noqa: E402
 from lipsync_worker.engines.base import SAMPLES_PER_FRAME, AudioSegment  # noqa: E402
 from lipsync_worker.engines.viseme import VisemeEngine  # noqa: E402
@@ -45,7 +47,6 @@ from lipsync_worker.face_tracking import (  # noqa: E402
     MOUTH_RIGHT,
     FaceTracker,
 )
-from lipsync_worker.asset_pipeline import preprocess_video  # noqa: E402
 from lipsync_worker.render_encoder import render_clip  # noqa: E402
 from lipsync_worker.speech import segment_from_file, segment_from_tts_chunk, segment_join  # noqa: E402
 
@@ -157,7 +158,9 @@ def _report(name, engine, prepared, assets, audio: AudioSegment, out_dir: Path, 
         else:
             k += 1
     pause_err = float(np.nanmax(pause_errors)) if pause_errors else float("nan")
-    offset = _offset_ms(opening, np.pad(audio.samples, (0, max(0, len(indices) * SAMPLES_PER_FRAME - len(audio.samples)))))
+    offset = _offset_ms(
+        opening, np.pad(audio.samples, (0, max(0, len(indices) * SAMPLES_PER_FRAME - len(audio.samples))))
+    )
     seconds = len(indices) / 25
 
     def goal(value, limit, higher=False):
@@ -167,16 +170,22 @@ def _report(name, engine, prepared, assets, audio: AudioSegment, out_dir: Path, 
     print(f"[{name}] {seconds:.1f} s of speech, {len(indices)} frames at {assets.size[0]}x{assets.size[1]}")
     print(f"  mouth opening Pearson r     = {r:.3f}   {goal(r, 0.8, higher=True)}")
     if pause_errors:
-        print(f"  pauses >= 300 ms: max |open - rest|/width = {pause_err:.3f}   {goal(pause_err, 0.10)}"
-              f"   ({len(pause_errors)} paused frames)")
+        print(
+            f"  pauses >= 300 ms: max |open - rest|/width = {pause_err:.3f}   {goal(pause_err, 0.10)}"
+            f"   ({len(pause_errors)} paused frames)"
+        )
     else:
         print("  pauses >= 300 ms: none in this speech")
     print(f"  outside lower face MAD      = {outside:.2f}/255   {goal(outside, 2.0)}")
     print(f"  A/V offset                  = {offset:+.0f} ms   {goal(abs(offset), 40.0)}")
-    print(f"  render fps per core         = {fps_per_core:.0f}   {goal(fps_per_core, 100, higher=True)}"
-          f"   (wall {len(indices) / render_only_wall:.0f} fps)")
-    print(f"  render + encode wall        = {wall:.2f} s for {seconds:.1f} s   "
-          f"{goal(wall * 20 / seconds, 5.0)} (scaled to 20 s)")
+    print(
+        f"  render fps per core         = {fps_per_core:.0f}   {goal(fps_per_core, 100, higher=True)}"
+        f"   (wall {len(indices) / render_only_wall:.0f} fps)"
+    )
+    print(
+        f"  render + encode wall        = {wall:.2f} s for {seconds:.1f} s   "
+        f"{goal(wall * 20 / seconds, 5.0)} (scaled to 20 s)"
+    )
     print(f"  output: {out}")
 
 

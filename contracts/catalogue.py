@@ -35,13 +35,24 @@ TTL_SECONDS = int(3 * REFRESH_SECONDS + 10)
 def _static_rows(kind: Kind) -> list[dict]:
     if kind == "lipsync":
         return [
-            {"id": e.name, "display_name": e.display_name, "needs_weights": e.needs_weights, "licence": e.licence,
-             "device": ""}
+            {
+                "id": e.name,
+                "display_name": e.display_name,
+                "needs_weights": e.needs_weights,
+                "licence": e.licence,
+                "device": "",
+            }
             for e in LIPSYNC_ENGINES
         ]
     return [
-        {"id": e.name, "display_name": e.display_name, "supports_clone": e.supports_clone, "voices": [],
-         "streaming": True, "timings": None}
+        {
+            "id": e.name,
+            "display_name": e.display_name,
+            "supports_clone": e.supports_clone,
+            "voices": [],
+            "streaming": True,
+            "timings": None,
+        }
         for e in TTS_ENGINES
     ]
 
@@ -83,7 +94,8 @@ def catalogue_read(kind: Kind) -> list[dict]:
         else:
             reason = (
                 f"No worker of the '{queue}' queue has reported this engine"
-                if records else f"No worker of the '{queue}' queue is running (none has reported its engines)"
+                if records
+                else f"No worker of the '{queue}' queue is running (none has reported its engines)"
             )
             rows.append({**static, "available": False, "reason": reason + "."})
     return rows

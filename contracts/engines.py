@@ -37,16 +37,28 @@ class TTSEngineEntry:
 # Order matters: the default lip-sync engine is the first one a worker can run.
 LIPSYNC_ENGINES: tuple[LipsyncEngineEntry, ...] = (
     LipsyncEngineEntry(
-        "MuseTalk", "MuseTalk 1.5", "MIT code; weights under their own licences (sd-vae: CreativeML OpenRAIL-M)",
-        needs_weights=True, weights=("unet.pth", "pytorch_model.bin"), runtime="torch",
+        "MuseTalk",
+        "MuseTalk 1.5",
+        "MIT code; weights under their own licences (sd-vae: CreativeML OpenRAIL-M)",
+        needs_weights=True,
+        weights=("unet.pth", "pytorch_model.bin"),
+        runtime="torch",
     ),
     LipsyncEngineEntry(
-        "wav2lip", "Wav2Lip", "Released weights: non-commercial research use only",
-        needs_weights=True, weights=("wav2lip.pth", "wav2lip_gan.pth"), runtime="torch",
+        "wav2lip",
+        "Wav2Lip",
+        "Released weights: non-commercial research use only",
+        needs_weights=True,
+        weights=("wav2lip.pth", "wav2lip_gan.pth"),
+        runtime="torch",
     ),
     LipsyncEngineEntry(
-        "ultralight", "Ultralight Digital Human", "Apache-2.0 code; per-avatar weights trained by the operator",
-        needs_weights=True, runtime="torch", per_avatar_weights=True,
+        "ultralight",
+        "Ultralight Digital Human",
+        "Apache-2.0 code; per-avatar weights trained by the operator",
+        needs_weights=True,
+        runtime="torch",
+        per_avatar_weights=True,
     ),
     LipsyncEngineEntry("viseme", "Viseme (CPU, no weights)", "Ours (same as this project)", needs_weights=False),
 )

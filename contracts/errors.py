@@ -64,8 +64,19 @@ class EngineUnavailable(ServiceError):
     status_code = 503
 
 
-_TYPES = {cls.__name__: cls for cls in (ServiceError, InvalidInput, InvalidMedia, NameTaken, ObjectNotFound,
-                                          NotReady, EngineUnavailable, TooManyRequests)}
+_TYPES = {
+    cls.__name__: cls
+    for cls in (
+        ServiceError,
+        InvalidInput,
+        InvalidMedia,
+        NameTaken,
+        ObjectNotFound,
+        NotReady,
+        EngineUnavailable,
+        TooManyRequests,
+    )
+}
 
 
 def error_payload(exc: ServiceError) -> dict:

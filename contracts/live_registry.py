@@ -7,6 +7,7 @@
 - `live:user:<id>`: a sorted set of the admin's open session ids (score = expiry time), for
   the per-admin limit across workers.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,15 +48,18 @@ def workers() -> dict[str, dict]:
         name = raw.decode()
         value = client().get(name)
         if value:
-            found[name[len(prefix):]] = json.loads(value)
+            found[name[len(prefix) :]] = json.loads(value)
     return found
 
 
 def session_add(session_id: str, *, avatar_id: int, user_id: int, channel: str) -> None:
     ttl = _session_ttl()
     with client().pipeline() as pipe:
-        pipe.set(_key("session", session_id), json.dumps(
-            {"avatar_id": avatar_id, "user_id": user_id, "channel": channel}), ex=ttl)
+        pipe.set(
+            _key("session", session_id),
+            json.dumps({"avatar_id": avatar_id, "user_id": user_id, "channel": channel}),
+            ex=ttl,
+        )
         pipe.zadd(_key("user", user_id), {session_id: time.time() + ttl})
         pipe.expire(_key("user", user_id), ttl)
         pipe.execute()

@@ -8,6 +8,7 @@ corrupt or truncated files are caught up front. Limits apply to what the file re
 soon as a limit is passed. Decoding lives in the workers (`lipsync_worker.video_io`,
 `tts_worker.audio`), which apply the same limits to what they decode.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,8 +43,18 @@ AUDIO_CONTAINERS = {
 # Extension -> the only demuxer FFmpeg may use for it. Never FFmpeg's own guess: a file
 # named .mp4 that holds ffconcat text must not reach the concat demuxer.
 DEMUXERS = {
-    ".mp4": "mov", ".m4v": "mov", ".mov": "mov", ".m4a": "mov", ".webm": "matroska", ".mkv": "matroska",
-    ".avi": "avi", ".wav": "wav", ".mp3": "mp3", ".ogg": "ogg", ".opus": "ogg", ".flac": "flac",
+    ".mp4": "mov",
+    ".m4v": "mov",
+    ".mov": "mov",
+    ".m4a": "mov",
+    ".webm": "matroska",
+    ".mkv": "matroska",
+    ".avi": "avi",
+    ".wav": "wav",
+    ".mp3": "mp3",
+    ".ogg": "ogg",
+    ".opus": "ogg",
+    ".flac": "flac",
 }
 # A header may understate the length a little (rounding, padding); more than this is a lie.
 DECLARED_SLACK_SECONDS = 1.0
@@ -89,9 +100,7 @@ def _check_size(path: str, max_mb: int, label: str) -> None:
 def _extension(filename: str, allowed: dict, label: str) -> str:
     ext = os.path.splitext(filename or "")[1].lower()
     if ext not in allowed:
-        raise InvalidMedia(
-            f"The {label} must be one of {', '.join(sorted(allowed))} (got '{ext or 'no extension'}')."
-        )
+        raise InvalidMedia(f"The {label} must be one of {', '.join(sorted(allowed))} (got '{ext or 'no extension'}').")
     return ext
 
 
@@ -167,7 +176,9 @@ def probe_video(path: str, filename: str, *, limits) -> MediaInfo:
     with open_media(path, label, ext) as container:
         streams = list(container.streams)
         if len(streams) > limits.AVATAR_MAX_STREAMS:
-            raise InvalidMedia(f"The video has {len(streams)} streams; at most {limits.AVATAR_MAX_STREAMS} are allowed.")
+            raise InvalidMedia(
+                f"The video has {len(streams)} streams; at most {limits.AVATAR_MAX_STREAMS} are allowed."
+            )
         videos = [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]
         if not videos:
             raise InvalidMedia("The file has no video stream.")
@@ -180,9 +191,9 @@ def probe_video(path: str, filename: str, *, limits) -> MediaInfo:
         width, height = stream.codec_context.width, stream.codec_context.height
         if not width or not height:
             raise InvalidMedia("The video has no picture size: it is corrupt.")
-        if max(width, height) > max(limits.AVATAR_MAX_WIDTH, limits.AVATAR_MAX_HEIGHT) or min(
-            width, height
-        ) > min(limits.AVATAR_MAX_WIDTH, limits.AVATAR_MAX_HEIGHT):
+        if max(width, height) > max(limits.AVATAR_MAX_WIDTH, limits.AVATAR_MAX_HEIGHT) or min(width, height) > min(
+            limits.AVATAR_MAX_WIDTH, limits.AVATAR_MAX_HEIGHT
+        ):
             raise InvalidMedia(
                 f"The video is {width}x{height}; the largest accepted is "
                 f"{limits.AVATAR_MAX_WIDTH}x{limits.AVATAR_MAX_HEIGHT}."
@@ -197,8 +208,9 @@ def probe_video(path: str, filename: str, *, limits) -> MediaInfo:
         declared = _duration(container, stream)
         frames_declared = stream.frames
         max_packets = int(limits.AVATAR_MAX_SECONDS * limits.AVATAR_MAX_FPS * 1.05) + 10
-        packets, end = _demux_all(container, stream, label, max_seconds=limits.AVATAR_MAX_SECONDS,
-                                  max_packets=max_packets)
+        packets, end = _demux_all(
+            container, stream, label, max_seconds=limits.AVATAR_MAX_SECONDS, max_packets=max_packets
+        )
     if packets == 0:
         raise InvalidMedia("The video stream holds no frames.")
     _check_declared(label, declared, end)
@@ -210,7 +222,9 @@ def probe_video(path: str, filename: str, *, limits) -> MediaInfo:
     if not fps and duration:
         fps = packets / duration
     if duration is None or duration < limits.AVATAR_MIN_SECONDS:
-        raise InvalidMedia(f"The video is {duration or 0:.2f} s long; it must last at least {limits.AVATAR_MIN_SECONDS:g} s.")
+        raise InvalidMedia(
+            f"The video is {duration or 0:.2f} s long; it must last at least {limits.AVATAR_MIN_SECONDS:g} s."
+        )
     if duration > limits.AVATAR_MAX_SECONDS:
         raise InvalidMedia(f"The video is {duration:.1f} s long; the limit is {limits.AVATAR_MAX_SECONDS:g} s.")
     _decode_first(path, ext, "video", label)
@@ -244,8 +258,13 @@ def probe_audio(path: str, filename: str, *, limits) -> MediaInfo:
             raise InvalidMedia(f"Audio codec '{codec}' is not supported; use WAV, MP3, AAC, Opus, Vorbis or FLAC.")
         declared = _duration(container, stream)
         sample_rate = stream.codec_context.sample_rate
-        packets, end = _demux_all(container, stream, label, max_seconds=limits.VOICE_MAX_SECONDS,
-                                  max_packets=int(limits.VOICE_MAX_SECONDS * 1000) + 100)
+        packets, end = _demux_all(
+            container,
+            stream,
+            label,
+            max_seconds=limits.VOICE_MAX_SECONDS,
+            max_packets=int(limits.VOICE_MAX_SECONDS * 1000) + 100,
+        )
     if packets == 0:
         raise InvalidMedia("The voice file holds no audio.")
     with open_media(path, label, ext) as container:
@@ -255,6 +274,8 @@ def probe_audio(path: str, filename: str, *, limits) -> MediaInfo:
     if duration is None or duration < 1.0:
         raise InvalidMedia(f"The voice recording is {duration or 0:.2f} s long; it must last at least 1 s.")
     if duration > limits.VOICE_MAX_SECONDS:
-        raise InvalidMedia(f"The voice recording is {duration:.1f} s long; the limit is {limits.VOICE_MAX_SECONDS:g} s.")
+        raise InvalidMedia(
+            f"The voice recording is {duration:.1f} s long; the limit is {limits.VOICE_MAX_SECONDS:g} s."
+        )
     _decode_first(path, ext, "audio", label)
     return MediaInfo(container=AUDIO_CONTAINERS[ext], duration=duration, audio_codec=codec, sample_rate=sample_rate)

@@ -17,7 +17,9 @@ PREPROCESS_AVATAR = "lipsync_worker.preprocess_avatar"  # (avatar_id, task_id) -
 RENDER_AVATAR = "lipsync_worker.render_avatar"  # (render_id, task_id) -> status string
 LIVE_START = "lipsync_worker.live_start"  # (avatar_id, ref_file, engine_url) -> LiveStartResult
 # tts queue
-TTS_PREVIEW = "tts_worker.tasks.tts_preview"  # (text, tts_model, voice, reference_path, reference_text) -> TTSPreviewResult
+TTS_PREVIEW = (
+    "tts_worker.tasks.tts_preview"  # (text, tts_model, voice, reference_path, reference_text) -> TTSPreviewResult
+)
 TTS_STREAM = "tts_worker.tasks.tts_stream"  # (request_id, text, tts_model, voice, reference_path, reference_text)
 
 

@@ -18,6 +18,7 @@ and "error" (status, error, detail, plus the error's extra fields).
 The request travels as a Celery task on the `tts` queue; chunks come back through the
 Redis list above.
 """
+
 from __future__ import annotations
 
 import json
@@ -107,7 +108,6 @@ def discard(request_id: str) -> None:
 # --- the reading side ---------------------------------------------------------------------
 
 
-
 class TTSStream:
     def __init__(self, request_id: str | None = None):
         self.request_id = request_id or uuid.uuid4().hex
@@ -117,11 +117,12 @@ class TTSStream:
 
     def start(
         self, text: str, engine: str, voice: str = "", *, reference_path: str = "", reference_text: str = ""
-    ) -> "TTSStream":
+    ) -> TTSStream:
         """Enqueue the request for a tts worker. The worker checks it: a bad request comes back
         as the error of the first `chunks()` step (the web checked it before it got here)."""
-        result = task_send(TTS_STREAM, self.request_id, text, engine, voice, reference_path, reference_text,
-                           expires=ttl())
+        result = task_send(
+            TTS_STREAM, self.request_id, text, engine, voice, reference_path, reference_text, expires=ttl()
+        )
         self.task_id = result.id
         return self
 
@@ -135,7 +136,8 @@ class TTSStream:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise EngineUnavailable(
-                        f"No speech from the TTS worker within {timeout:g} s: is a worker serving the 'tts' queue running?"
+                        f"No speech from the TTS worker within {timeout:g} s: "
+                        "is a worker serving the 'tts' queue running?"
                     )
                 # Short waits so that a cancel() from another thread ends iteration promptly.
                 message = pop(self.request_id, timeout=min(remaining, 1.0))

@@ -4,6 +4,7 @@ Pass 1 decodes at 25 fps, tracks the face on every frame and writes the normalis
 pass 2 re-reads that video to cut the smoothed face crops and pick the preview frame.
 The caller (`preprocess_job.preprocess_avatar`) moves the files into storage.
 """
+
 from __future__ import annotations
 
 import json

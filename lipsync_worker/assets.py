@@ -3,6 +3,7 @@
 Frames are held in memory JPEG-compressed (a 300 s avatar at full size would need
 gigabytes raw) and decoded on use; the face track is held as arrays.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .video_io import iter_frames_at_fps, prefetched
 from .asset_pipeline import FRAMES_FILE, META_FILE, TRACK_FILE
+from .video_io import iter_frames_at_fps, prefetched
 
 JPEG_QUALITY = 97
 
@@ -48,7 +49,7 @@ class AvatarAssets:
         return idle_index(k, self.frame_count)
 
     @classmethod
-    def from_dir(cls, folder: str | Path) -> "AvatarAssets":
+    def from_dir(cls, folder: str | Path) -> AvatarAssets:
         folder = Path(folder)
         meta = json.loads((folder / META_FILE).read_text())
         with np.load(folder / TRACK_FILE) as data:
@@ -65,7 +66,7 @@ class AvatarAssets:
         return cls(meta=meta, track=track, jpeg_frames=jpegs)
 
     @classmethod
-    def from_storage(cls, assets_path: str) -> "AvatarAssets":
+    def from_storage(cls, assets_path: str) -> AvatarAssets:
         """Load from the Django storage (copies to a temporary folder when not on disk)."""
         import tempfile
 

@@ -5,6 +5,7 @@ reuse the previous face region) and returns landmarks in full-frame pixels. `Fac
 turns the per-frame results into what the engines need: gap-filled landmarks, smoothed
 face boxes, square crop boxes and mouth geometry.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,8 +55,10 @@ class FaceTracker:
     def process(self, frame_bgr: np.ndarray) -> tuple[np.ndarray | None, int]:
         h, w = frame_bgr.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
-        small = frame_bgr if scale == 1.0 else cv2.resize(
-            frame_bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA
+        small = (
+            frame_bgr
+            if scale == 1.0
+            else cv2.resize(frame_bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
         )
         result = self._mesh.process(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
         faces = result.multi_face_landmarks or []
@@ -112,8 +115,9 @@ class FaceTrack:
     jaw_length: np.ndarray  # (N,) nose tip to chin
 
     @classmethod
-    def build(cls, per_frame: list[np.ndarray | None], counts: list[int], width: int, height: int,
-              smooth_window: int = 5) -> "FaceTrack":
+    def build(
+        cls, per_frame: list[np.ndarray | None], counts: list[int], width: int, height: int, smooth_window: int = 5
+    ) -> FaceTrack:
         n = len(per_frame)
         found = np.array([p is not None for p in per_frame], dtype=bool)
         raw = np.zeros((n, N_LANDMARKS, 2), dtype=np.float32)
@@ -167,7 +171,7 @@ class FaceTrack:
 
 def sharpness(image_bgr: np.ndarray, box) -> float:
     x1, y1, x2, y2 = (int(v) for v in box)
-    patch = image_bgr[max(0, y1):max(0, y2), max(0, x1):max(0, x2)]
+    patch = image_bgr[max(0, y1) : max(0, y2), max(0, x1) : max(0, x2)]
     if patch.size == 0:
         return 0.0
     gray = cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY)

@@ -1,4 +1,5 @@
 """The preprocess job: storage in, assets out, job state reported through avatar services."""
+
 from __future__ import annotations
 
 import logging
@@ -12,7 +13,6 @@ from django.conf import settings
 from avatars import services as avatar_services
 from avatars.models import Avatar
 from avatars.storage import storage_delete_prefix, storage_local_path, storage_save
-
 from contracts.errors import InvalidMedia
 
 from .asset_pipeline import PREVIEW_FILE, PreprocessError, preprocess_video

@@ -1,4 +1,5 @@
 """Talking clips: an engine's frames and the speech, encoded into one MP4 (H.264 + AAC)."""
+
 from __future__ import annotations
 
 import queue

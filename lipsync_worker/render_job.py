@@ -1,4 +1,5 @@
 """The render job: speech (TTS or upload) + the warmed avatar -> MP4 in storage."""
+
 from __future__ import annotations
 
 import logging
@@ -27,12 +28,13 @@ def _speech(render: AvatarRender, report):
     if render.audio_source_path:
         with storage_local_path(render.audio_source_path) as path:
             return segment_from_file(path)
-    from contracts.tts_stream import TTSStream
     from avatars.selectors import avatar_voice_reference
+    from contracts.tts_stream import TTSStream
 
     reference_path, reference_text = avatar_voice_reference(render.avatar)
-    stream = TTSStream().start(render.text, render.tts_model, render.voice,
-                               reference_path=reference_path, reference_text=reference_text)
+    stream = TTSStream().start(
+        render.text, render.tts_model, render.voice, reference_path=reference_path, reference_text=reference_text
+    )
     segments = []
     for chunk in stream.chunks(timeout=settings.TTS_PREVIEW_TIMEOUT):
         segments.append(segment_from_tts_chunk(chunk))
@@ -61,17 +63,24 @@ def render_avatar_clip(render_id: int, task_id: str) -> str:
         warm = warm_avatar_get(render.avatar)
         audio = _speech(render, report)
         if audio.duration > settings.RENDER_MAX_SECONDS:
-            raise ServiceError(f"The speech lasts {audio.duration:.0f} s; the limit is {settings.RENDER_MAX_SECONDS:g} s.")
+            raise ServiceError(
+                f"The speech lasts {audio.duration:.0f} s; the limit is {settings.RENDER_MAX_SECONDS:g} s."
+            )
         if audio.duration < 0.04:
             raise ServiceError("The speech is empty.")
         out = os.path.join(workdir, OUTPUT_NAME)
         result = render_clip(
-            warm.engine, warm.handle, warm.assets.size, audio, out,
+            warm.engine,
+            warm.handle,
+            warm.assets.size,
+            audio,
+            out,
             progress=lambda done, total: report(30 + int(68 * done / total), f"Rendering frame {done} of {total}"),
         )
         storage_save(output_name, out)
-        if not render_services.render_succeeded(render_id, task_id, video_path=output_name,
-                                                frame_count=result.frame_count, duration=result.duration):
+        if not render_services.render_succeeded(
+            render_id, task_id, video_path=output_name, frame_count=result.frame_count, duration=result.duration
+        ):
             storage_delete(output_name)
             return "stale"
         return "done"
@@ -86,7 +95,9 @@ def render_avatar_clip(render_id: int, task_id: str) -> str:
     except Exception as exc:
         storage_delete(output_name)
         logger.exception("Render %s failed", render_id)
-        render_services.render_failed(render_id, task_id, f"Rendering failed unexpectedly ({type(exc).__name__}: {exc}).")
+        render_services.render_failed(
+            render_id, task_id, f"Rendering failed unexpectedly ({type(exc).__name__}: {exc})."
+        )
         return "error"
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

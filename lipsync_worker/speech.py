@@ -1,4 +1,5 @@
 """Speech for lip-sync: TTS chunks or an audio file turned into one 16 kHz AudioSegment."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -45,6 +46,7 @@ def segment_join(segments: Iterable[AudioSegment]) -> AudioSegment:
 
 def segment_from_file(path: str) -> AudioSegment:
     from django.conf import settings
+
     from tts_worker.audio import decode_audio
 
     pcm, rate = decode_audio(path, SAMPLE_RATE, max_seconds=settings.RENDER_MAX_SECONDS)

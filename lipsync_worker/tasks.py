@@ -1,4 +1,5 @@
 """Celery tasks of the `lipsync` queue. Thin: they take ids and call the services."""
+
 from celery import shared_task
 
 from contracts import tasks as contract
@@ -22,8 +23,6 @@ def render_avatar_task(render_id: int, task_id: str) -> str:
     from .render_job import render_avatar_clip
 
     return render_avatar_clip(render_id, task_id)
-
-
 
 
 # No late ack: a start redelivered minutes after its worker died helps nobody; the web

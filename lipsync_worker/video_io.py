@@ -3,6 +3,7 @@
 Uploads were probed by `contracts.media_probe` before they were stored; decoding resamples
 to TARGET_FPS and encodes H.264 for clips.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,6 +17,7 @@ import numpy as np
 
 from contracts.errors import InvalidMedia
 from contracts.media_probe import TARGET_FPS, open_media
+
 
 def _rotate(image: np.ndarray, rotation: int) -> np.ndarray:
     # PyAV reports the display-matrix rotation counter-clockwise in degrees.
@@ -44,8 +46,11 @@ def is_normalised_candidate(path: str, fps: int = TARGET_FPS) -> bool:
         stream = container.streams.video[0]
         ctx = stream.codec_context
         return (
-            ctx.name == "h264" and ctx.pix_fmt == "yuv420p" and stream.average_rate == fps
-            and ctx.width % 2 == 0 and ctx.height % 2 == 0
+            ctx.name == "h264"
+            and ctx.pix_fmt == "yuv420p"
+            and stream.average_rate == fps
+            and ctx.width % 2 == 0
+            and ctx.height % 2 == 0
         )
 
 
@@ -201,7 +206,9 @@ class BackgroundVideoWriter:
 class VideoWriter:
     """H.264 MP4 writer for BGR frames at a constant frame rate."""
 
-    def __init__(self, path: str, width: int, height: int, fps: int = TARGET_FPS, crf: int = 18, preset: str = "veryfast"):
+    def __init__(
+        self, path: str, width: int, height: int, fps: int = TARGET_FPS, crf: int = 18, preset: str = "veryfast"
+    ):
         self._container = av.open(path, mode="w")
         self._stream = self._container.add_stream("libx264", rate=fps)
         self._stream.width = width - width % 2

@@ -1,5 +1,6 @@
 """Avatars prepared in this worker process: engine + assets in memory, shared by every
 render job and live session of the avatar, so they are loaded once."""
+
 from __future__ import annotations
 
 import threading

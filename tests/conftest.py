@@ -4,6 +4,7 @@ Integration fixtures start real processes (a Celery worker, daphne) against the 
 database and Redis that pytest-django and the launcher set up, so they see the rows the
 tests commit (use `transactional_db` in those tests).
 """
+
 from __future__ import annotations
 
 import os
@@ -114,17 +115,38 @@ def _free_port() -> int:
 class WorkerProcess:
     """A real `celery worker` subprocess serving the lipsync and tts queues."""
 
-    def __init__(self, env: dict, log_path: Path, name: str, extra_env: dict | None = None,
-                 queues: str = "lipsync,tts"):
+    def __init__(
+        self, env: dict, log_path: Path, name: str, extra_env: dict | None = None, queues: str = "lipsync,tts"
+    ):
         self.log_path = log_path
         self.name = name
         env = dict(env, **(extra_env or {}))
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tutor_site.worker_app", "worker", "-Q", queues,
-             "--pool", "threads", "--concurrency", "2", "-n", f"{name}@%h", "--loglevel", "INFO",
-             "--without-gossip", "--without-mingle"],
-            cwd=BASE_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tutor_site.worker_app",
+                "worker",
+                "-Q",
+                queues,
+                "--pool",
+                "threads",
+                "--concurrency",
+                "2",
+                "-n",
+                f"{name}@%h",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self._wait_ready()
@@ -164,8 +186,13 @@ def start_worker(process_env, tmp_path_factory):
     logs = tmp_path_factory.mktemp("worker-logs")
 
     def start(name: str = "w", queues: str = "lipsync,tts", **extra_env) -> WorkerProcess:
-        worker = WorkerProcess(process_env, logs / f"{name}-{len(started)}.log", f"{name}{len(started)}",
-                               {k: str(v) for k, v in extra_env.items()}, queues=queues)
+        worker = WorkerProcess(
+            process_env,
+            logs / f"{name}-{len(started)}.log",
+            f"{name}{len(started)}",
+            {k: str(v) for k, v in extra_env.items()},
+            queues=queues,
+        )
         started.append(worker)
         return worker
 
@@ -190,8 +217,11 @@ class DaphneServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "tutor_site.asgi:application"],
             # The web process runs with the web settings: no worker app is installed there.
-            cwd=BASE_DIR, env={**env, "DJANGO_SETTINGS_MODULE": "tutor_site.settings"}, stdout=self._log,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=BASE_DIR,
+            env={**env, "DJANGO_SETTINGS_MODULE": "tutor_site.settings"},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -312,8 +342,9 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2, message: s
 def avatar_create_and_wait(api, tutor, video: Path, name: str, timeout: float = 120, **fields) -> dict:
     """Create an avatar through the API and wait for the real worker to finish it."""
     with open(video, "rb") as fh:
-        response = api.post("/api/avatars/create", {"tutor_id": tutor.pk, "name": name, "prompt_face": fh, **fields},
-                            format="multipart")
+        response = api.post(
+            "/api/avatars/create", {"tutor_id": tutor.pk, "name": name, "prompt_face": fh, **fields}, format="multipart"
+        )
     assert response.status_code == 201, response.content
 
     def done():

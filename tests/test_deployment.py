@@ -13,13 +13,25 @@ from django.conf import settings
 def _manage(args, **env):
     full = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "HTTPS")}
     full.update(env)
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=settings.BASE_DIR, env=full,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=settings.BASE_DIR,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_production_settings_pass_the_deploy_checks(tmp_path):
-    result = _manage(["check", "--deploy", "--fail-level", "WARNING"], DATA_DIR=str(tmp_path / "data"), HTTPS="1",
-                     SECRET_KEY="x7Gk2" * 12, ALLOWED_HOSTS="tutor.example.org", DEBUG="0")
+    result = _manage(
+        ["check", "--deploy", "--fail-level", "WARNING"],
+        DATA_DIR=str(tmp_path / "data"),
+        HTTPS="1",
+        SECRET_KEY="x7Gk2" * 12,
+        ALLOWED_HOSTS="tutor.example.org",
+        DEBUG="0",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 

@@ -1,5 +1,6 @@
 """Walk every endpoint of the OpenAPI schema as a second admin: another admin's objects
 are a 404 everywhere and never appear in a list."""
+
 import json
 import re
 
@@ -17,8 +18,12 @@ NON_OBJECT_PARAMS = {"path": "offer"}
 def owned(api, tutor, face_video, published_catalogues, monkeypatch):
     response = api.post(
         "/api/avatars/create",
-        {"tutor_id": tutor.pk, "name": "secret_avatar", "display_name": "Secret",
-         "prompt_face": SimpleUploadedFile("v.mp4", face_video.read_bytes())},
+        {
+            "tutor_id": tutor.pk,
+            "name": "secret_avatar",
+            "display_name": "Secret",
+            "prompt_face": SimpleUploadedFile("v.mp4", face_video.read_bytes()),
+        },
         format="multipart",
     )
     assert response.status_code == 201

@@ -15,8 +15,17 @@ from django.conf import settings
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-FORBIDDEN_MODULES = ("lipsync_worker", "tts_worker", "piper", "onnxruntime", "espeakng_loader", "torch",
-                     "mediapipe", "transformers", "diffusers")
+FORBIDDEN_MODULES = (
+    "lipsync_worker",
+    "tts_worker",
+    "piper",
+    "onnxruntime",
+    "espeakng_loader",
+    "torch",
+    "mediapipe",
+    "transformers",
+    "diffusers",
+)
 FORBIDDEN_LIBRARIES = ("libespeak-ng", "libonnxruntime", "libtorch")
 
 SCRIPT = r"""
@@ -42,8 +51,14 @@ print(json.dumps({"statuses": statuses, "modules": sorted(sys.modules), "librari
 
 def test_the_web_process_loads_no_worker_code_and_no_engine(admin_user, process_env, published_catalogues):
     env = {**process_env, "DJANGO_SETTINGS_MODULE": "tutor_site.settings", "BOUNDARY_EMAIL": admin_user.email}
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=Path(settings.BASE_DIR), capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        env=env,
+        cwd=Path(settings.BASE_DIR),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["statuses"]["/api/avatars/tts-models"] == 200
@@ -51,5 +66,7 @@ def test_the_web_process_loads_no_worker_code_and_no_engine(admin_user, process_
     assert report["statuses"]["preview"] == 202, report["statuses"]
     loaded = [m for m in report["modules"] if m.split(".")[0] in FORBIDDEN_MODULES]
     assert loaded == []
-    libraries = [lib for lib in report["libraries"] if any(name in os.path.basename(lib) for name in FORBIDDEN_LIBRARIES)]
+    libraries = [
+        lib for lib in report["libraries"] if any(name in os.path.basename(lib) for name in FORBIDDEN_LIBRARIES)
+    ]
     assert libraries == []

@@ -1,4 +1,5 @@
 """Audio helpers: WAV in and out, decoding any format with PyAV, cloning references."""
+
 from __future__ import annotations
 
 import io
@@ -97,7 +98,6 @@ def voice_reference_prepare(src_path: str | Path, out_path: str | Path) -> dict:
     Raises InvalidMedia when the audio is unreadable, silent or shorter than 1 s.
     """
     import pyloudnorm
-
     from django.conf import settings
 
     pcm, rate = decode_audio(str(src_path), REFERENCE_SAMPLE_RATE, max_seconds=settings.VOICE_MAX_SECONDS)

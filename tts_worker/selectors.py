@@ -1,4 +1,5 @@
 """Reads about TTS engines: what the model list shows."""
+
 from __future__ import annotations
 
 from .engines import engine_list

@@ -2,6 +2,7 @@
 
 Views, tasks and `TTSStream` call these; none of them talks to an engine directly.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -148,7 +149,12 @@ def tts_stream_publish(
         return {"request_id": request_id, "chunks": sent, "error": exc.detail}
     except Exception as exc:
         logger.exception("TTS stream %s failed", request_id)
-        error = {"type": "error", "status": 500, "error": type(exc).__name__, "detail": f"Speech synthesis failed: {exc}"}
+        error = {
+            "type": "error",
+            "status": 500,
+            "error": type(exc).__name__,
+            "detail": f"Speech synthesis failed: {exc}",
+        }
         stream.push(request_id, stream.encode(error))
         raise
     stream.push(request_id, stream.encode({"type": "end", "chunks": sent, "cancelled": cancelled}))

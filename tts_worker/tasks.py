@@ -1,5 +1,6 @@
 """Celery tasks of the `tts` queue (routed by the `tts_worker.` name prefix). Thin: they take
 plain strings and call the services."""
+
 from __future__ import annotations
 
 import base64
@@ -22,7 +23,11 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name=contract.TTS_PREVIEW)
 def tts_preview(
-    text: str, tts_model: str, voice: str = "", reference_path: str = "", reference_text: str = "",
+    text: str,
+    tts_model: str,
+    voice: str = "",
+    reference_path: str = "",
+    reference_text: str = "",
     avatar_id: int | None = None,
 ) -> dict:
     """WAV of the whole text, base64 (`contracts.tasks.TTSPreviewResult`); a failure the
@@ -35,8 +40,12 @@ def tts_preview(
     if avatar_id is not None:
         from avatars.events import avatar_job_event_publish
 
-        job = {"kind": "tts_preview", "id": tts_preview.request.id, "ok": "error" not in answer,
-               "detail": answer.get("error", {}).get("detail", "")}
+        job = {
+            "kind": "tts_preview",
+            "id": tts_preview.request.id,
+            "ok": "error" not in answer,
+            "detail": answer.get("error", {}).get("detail", ""),
+        }
         avatar_job_event_publish(avatar_id, "tts.preview_done", job)
     return answer
 
@@ -66,7 +75,7 @@ def _warm_up() -> None:
     if _serves_tts and names:
         try:
             services.tts_engines_warm_up(list(names))
-        except Exception:  # noqa: BLE001 - a worker that cannot warm up still serves
+        except Exception:  # a worker that cannot warm up still serves
             logger.exception("TTS warm-up failed")
 
 

@@ -3,6 +3,7 @@
 Synthesis runs sentence by sentence so that the first audio is ready long before the
 last; the splitter therefore also cuts over-long sentences at a comma or a space.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,27 @@ _CLOSERS = "\"'”’)]}）】」』》"
 _SOFT_BREAKS = ("，", "、", ",", "：", ":", "—", " ")
 # Abbreviations whose dot does not end a sentence.
 _ABBREVIATIONS = {
-    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e",
-    "no", "fig", "approx", "dept", "inc", "ltd", "co", "mt", "u.s",
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "prof",
+    "sr",
+    "jr",
+    "st",
+    "vs",
+    "etc",
+    "e.g",
+    "i.e",
+    "no",
+    "fig",
+    "approx",
+    "dept",
+    "inc",
+    "ltd",
+    "co",
+    "mt",
+    "u.s",
 }
 MAX_SENTENCE_CHARS = 220
 # The first chunk is what a listener waits for: a first sentence longer than this is cut
@@ -39,9 +59,7 @@ _END = re.compile(
 def normalize(text: str) -> str:
     """Canonical Unicode, no control characters, single spaces; paragraph breaks kept."""
     text = unicodedata.normalize("NFC", text or "").translate(_QUOTES)
-    text = "".join(
-        ch if ch in "\n\t" or not unicodedata.category(ch).startswith("C") else " " for ch in text
-    )
+    text = "".join(ch if ch in "\n\t" or not unicodedata.category(ch).startswith("C") else " " for ch in text)
     lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
     return "\n".join(line for line in lines if line)
 
@@ -74,7 +92,7 @@ def split_sentences(text: str, max_chars: int = MAX_SENTENCE_CHARS) -> list[str]
         start = 0
         for match in _END.finditer(paragraph):
             end = match.end()
-            if match.group(0) == "." and _is_abbreviation(paragraph[start:match.start()]):
+            if match.group(0) == "." and _is_abbreviation(paragraph[start : match.start()]):
                 continue
             sentences.append(paragraph[start:end])
             start = end
@@ -100,7 +118,7 @@ def split_for_streaming(text: str, max_chars: int = MAX_SENTENCE_CHARS) -> list[
     if sentences and _spoken_length(sentences[0]) > FIRST_CHUNK_CHARS:
         first = sentences[0]
         for match in _CLAUSE_END.finditer(first):
-            head, tail = first[: match.end()].strip(), first[match.end():].strip()
+            head, tail = first[: match.end()].strip(), first[match.end() :].strip()
             if _spoken_length(head) >= _MIN_CLAUSE_CHARS and sum(ch.isalnum() for ch in tail) >= 3:
                 return [head, tail] + sentences[1:]
     return sentences

@@ -1,4 +1,5 @@
 """ASGI entry point: HTTP (Django) and WebSockets (Channels consumers)."""
+
 import os
 
 from django.core.asgi import get_asgi_application

@@ -1,5 +1,6 @@
 """Login, refresh and logout with JWT: thin views over `tutors.auth_services` (throttling,
 lockout, one-use refresh tokens with an absolute lifetime, revoked by a password change)."""
+
 from django.conf import settings
 from django.contrib.auth import authenticate
 from drf_spectacular.utils import extend_schema, inline_serializer

@@ -1,5 +1,6 @@
 """WebSocket authentication: a JWT (subprotocol `bearer.<token>` or `?token=`) or the
 admin session cookie, and an Origin check."""
+
 from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddlewareStack
@@ -25,7 +26,7 @@ def _user_from_jwt(raw: str):
 def _jwt_from_scope(scope) -> str | None:
     for protocol in scope.get("subprotocols") or []:
         if protocol.startswith("bearer."):
-            return protocol[len("bearer."):]
+            return protocol[len("bearer.") :]
     query = parse_qs((scope.get("query_string") or b"").decode())
     return (query.get("token") or [None])[0]
 
@@ -64,6 +65,3 @@ class OptionalOriginValidator(OriginValidator):
 
 def websocket_stack(inner):
     return OptionalOriginValidator(AuthMiddlewareStack(JWTAuthMiddleware(inner)), _allowed_origins())
-
-
-

@@ -3,6 +3,7 @@
 Services raise these; views, admin actions, consumers and commands catch them (the API
 through `api_exception_handler`) so that every surface reports the same message.
 """
+
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
@@ -21,8 +22,15 @@ from contracts.errors import (  # the types live in the shared layer; re-exporte
 )
 
 __all__ = [
-    "EngineUnavailable", "InvalidInput", "InvalidMedia", "NameTaken", "NotReady", "ObjectNotFound",
-    "ServiceError", "TooManyRequests", "api_exception_handler",
+    "EngineUnavailable",
+    "InvalidInput",
+    "InvalidMedia",
+    "NameTaken",
+    "NotReady",
+    "ObjectNotFound",
+    "ServiceError",
+    "TooManyRequests",
+    "api_exception_handler",
 ]
 
 

@@ -2,6 +2,7 @@
 
 Anyone (a load balancer) gets `{"status"}` only; operators signed in get the details:
 the errors, worker names, live runtimes. It writes nothing."""
+
 import time
 
 import redis
@@ -56,11 +57,13 @@ def _live() -> dict:
     try:
         runtimes = registry.workers()
         stale = avatars_on_dead_workers()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - health reports, it does not raise
         return {"error": str(exc)}
     return {
-        "workers": [{"name": facts.get("name"), "sessions": facts.get("sessions", 0),
-                     "avatars": facts.get("avatars", [])} for facts in runtimes.values()],
+        "workers": [
+            {"name": facts.get("name"), "sessions": facts.get("sessions", 0), "avatars": facts.get("avatars", [])}
+            for facts in runtimes.values()
+        ],
         "sessions": sum(facts.get("sessions", 0) for facts in runtimes.values()),
         "avatars_on_dead_workers": stale,
     }
@@ -76,7 +79,8 @@ class HealthView(APIView):
         # Asking the workers waits for the broadcast timeout: share one answer for a few seconds.
         workers = (
             cache.get_or_set("health:workers", lambda: workers_by_queue(timeout=0.5), 5)
-            if redis_state == "ok" else {"lipsync": [], "tts": []}
+            if redis_state == "ok"
+            else {"lipsync": [], "tts": []}
         )
         ok = database == "ok" and redis_state == "ok"
         status = 200 if ok else 503

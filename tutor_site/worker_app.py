@@ -10,6 +10,6 @@ import os
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "tutor_site.worker_settings"
 
-from .celery import app  # noqa: E402 - the settings module must be chosen first
+from .celery import app  # the settings module must be chosen first
 
 __all__ = ["app"]

@@ -1,4 +1,5 @@
 """/api/tutors/: thin DRF views over the tutor services and selectors."""
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response

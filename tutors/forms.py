@@ -5,6 +5,7 @@ errors onto the form's fields; the ModelAdmin's save_model then calls the servic
 The Django fields only convert what the browser sends (a tutor id to a tutor of the
 admin's own, an upload to a file); whether a value is required, long enough or one of the
 choices is the serializer's call, so the admin says what the API says."""
+
 from __future__ import annotations
 
 from django import forms
@@ -90,8 +91,8 @@ class TutorForm(ServiceForm):
         from .api import TutorSerializer, TutorUpdateSerializer
 
         if self.instance.pk is None:
-            return self.validate_with(TutorSerializer, {"name": data.get("name") or "",
-                                                        "description": data.get("description") or ""})
+            return self.validate_with(
+                TutorSerializer, {"name": data.get("name") or "", "description": data.get("description") or ""}
+            )
         changed = {key: data.get(key) or "" for key in ("name", "description") if key in self.changed_data}
         return self.validate_with(TutorUpdateSerializer, changed, partial=True)
-

@@ -3,6 +3,7 @@
 Each engine says whether it can run on this machine and, if not, exactly why (missing
 weights, missing runtime). Nothing here downloads anything.
 """
+
 from __future__ import annotations
 
 import functools
@@ -28,7 +29,8 @@ class Implementation:
 # Every engine of the catalogue (`contracts.engines`) and where this worker finds it.
 IMPLEMENTATIONS: dict[str, Implementation] = {
     "MuseTalk": Implementation(
-        "lipsync_worker.engines.musetalk.engine:MuseTalkEngine", "lipsync_worker.engines.musetalk.weights:weights_missing"
+        "lipsync_worker.engines.musetalk.engine:MuseTalkEngine",
+        "lipsync_worker.engines.musetalk.weights:weights_missing",
     ),
     "wav2lip": Implementation(
         "lipsync_worker.engines.wav2lip.engine:Wav2LipEngine", "lipsync_worker.engines.wav2lip.weights:weights_missing"

@@ -4,6 +4,7 @@ An engine prepares an avatar once (assets and model in memory, shared by all ses
 the worker), then renders batches of 25 fps frames for stretches of 16 kHz audio, and
 releases the avatar when it stops.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -71,5 +72,5 @@ class LipsyncEngine(ABC):
         avatar's idle-loop position `first_frame`. A generator, so frames can go out as
         they are made and a caller can stop early (interrupt)."""
 
-    def release(self, prepared) -> None:
+    def release(self, prepared) -> None:  # noqa: B027 - optional: engines with nothing to free keep it
         """Free what `prepare` built."""

@@ -1,5 +1,6 @@
 """Lazy package exports: an engine package's names are imported on first use, so that
 its `weights` module (path checks only) can be imported without torch."""
+
 from __future__ import annotations
 
 import importlib

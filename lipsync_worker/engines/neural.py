@@ -5,6 +5,7 @@ pasting faces back, and batching across the concurrent sessions of one worker.
 Imports torch, so only the engines import this module (the registry and the web process
 never do).
 """
+
 from __future__ import annotations
 
 import functools
@@ -68,7 +69,7 @@ def load_tensor_file(path: str | Path) -> object:
         return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same to the operator
+    except Exception as exc:  # any unpickling failure means the same to the operator
         raise CheckpointError(
             f"{path}: not a PyTorch checkpoint of plain tensors ({type(exc).__name__}: {str(exc)[:200]})."
         ) from exc
@@ -86,16 +87,14 @@ def unwrap_state_dict(obj: object, path: str | Path = "", wrappers: Sequence[str
         for key in wrappers:
             if key in obj and _is_state_dict(obj[key]):
                 return dict(obj[key])
-        raise CheckpointError(
-            f"{path}: no state_dict found (top-level keys: {', '.join(map(str, list(obj)[:10]))})."
-        )
+        raise CheckpointError(f"{path}: no state_dict found (top-level keys: {', '.join(map(str, list(obj)[:10]))}).")
     raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state_dict.")
 
 
 def strip_prefix(state_dict: dict, prefix: str) -> dict:
     """Drop a prefix that every key carries (DataParallel's `module.`)."""
     if state_dict and all(k.startswith(prefix) for k in state_dict):
-        return {k[len(prefix):]: v for k, v in state_dict.items()}
+        return {k[len(prefix) :]: v for k, v in state_dict.items()}
     return state_dict
 
 
@@ -235,7 +234,7 @@ def feathered_mask(size: int, top: float, margin: float, blur: float) -> np.ndar
     at the crop's edges; stands in for the reference's face-parsing network."""
     mask = np.zeros((size, size), np.float32)
     m = int(margin * size)
-    mask[int(top * size):size - m, m:size - m] = 1.0
+    mask[int(top * size) : size - m, m : size - m] = 1.0
     k = max(3, int(blur * size) | 1)
     return cv2.GaussianBlur(mask, (k, k), 0)
 
@@ -293,9 +292,9 @@ class SessionBatcher:
             if len(batch) == 1:
                 outputs = [self.fn(*batch[0].inputs)]
             else:
-                merged = [torch.cat(parts, 0) for parts in zip(*(r.inputs for r in batch))]
+                merged = [torch.cat(parts, 0) for parts in zip(*(r.inputs for r in batch), strict=True)]
                 outputs = list(torch.split(self.fn(*merged), [r.size for r in batch]))
-            for request, output in zip(batch, outputs):
+            for request, output in zip(batch, outputs, strict=True):
                 request.result = output
         except BaseException as exc:  # noqa: BLE001 - handed to every waiting session
             for request in batch:
@@ -356,7 +355,10 @@ class NeuralEngine(LipsyncEngine):
             stop = min(count, start + self.batch_size)
             indices = [assets.idle_frame_index(first_frame + k) for k in range(start, stop)]
             faces = self.infer(prepared, indices, features[start:stop])
-            return [(k, index, pool.submit(compose, index, face)) for k, index, face in zip(range(start, stop), indices, faces)]
+            return [
+                (k, index, pool.submit(compose, index, face))
+                for k, index, face in zip(range(start, stop), indices, faces, strict=True)
+            ]
 
         pending = launch(0)
         for start in range(self.batch_size, count + self.batch_size, self.batch_size):

@@ -6,6 +6,7 @@ there is none it shows the avatar's idle loop with silence. It says when an utte
 to be seen (speaking_started), its words as they come (word) and when its last tick has been
 shown (speaking_ended). It never blocks: a renderer that falls behind only makes it idle.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,8 +29,16 @@ class Clock:
     """Owns the tick counter, the idle-loop position, the utterance being shown, the stats,
     and the consuming end of the FrameQueue. All of it lives on the event loop."""
 
-    def __init__(self, avatar, frames: FrameQueue, *, show: Callable, report: Callable[[dict], None],
-                 on_failure: Callable[[], None], name: str = ""):
+    def __init__(
+        self,
+        avatar,
+        frames: FrameQueue,
+        *,
+        show: Callable,
+        report: Callable[[dict], None],
+        on_failure: Callable[[], None],
+        name: str = "",
+    ):
         self.avatar = avatar  # runtime.LiveAvatar
         self.frames = frames
         self._show = show  # (image, pcm, tick) -> None: the peer's tracks
@@ -75,8 +84,14 @@ class Clock:
             if self.playing is not item.utterance:
                 self.playing = item.utterance
                 latency = round((time.monotonic() - item.utterance.said_at) * 1000)
-                self._report({"type": "speaking_started", "utterance": item.utterance.id,
-                              "text": item.utterance.text, "latency_ms": latency})
+                self._report(
+                    {
+                        "type": "speaking_started",
+                        "utterance": item.utterance.id,
+                        "text": item.utterance.text,
+                        "latency_ms": latency,
+                    }
+                )
             for word in item.words:
                 self._report({"type": "word", "utterance": item.utterance.id, **word})
             self.pos = item.step + 1
@@ -111,6 +126,6 @@ class Clock:
                 self.stats["ticks"] += 1
         except asyncio.CancelledError:
             pass
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.exception("Live clock %s stopped", self.name)
             self._on_failure()

@@ -8,6 +8,7 @@ the clock, on the event loop, takes one item per tick without ever waiting
 seen by both sides) and drains the queue, which also frees a renderer blocked on a full one.
 Nothing else is shared between the two threads.
 """
+
 from __future__ import annotations
 
 import itertools

@@ -5,6 +5,7 @@ choose them, so `install_host_addresses` replaces its address lookup with the co
 list (WEBRTC_HOST_ADDRESSES; 127.0.0.1 on this machine and in tests). It is process-wide,
 which is what we want in a worker: one policy for every peer it hosts.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -38,8 +39,9 @@ def rtc_configuration():
     # An explicit list: with None, aiortc falls back to a public Google STUN server.
     servers = []
     for server in settings.WEBRTC_ICE_SERVERS or []:
-        servers.append(RTCIceServer(urls=server["urls"], username=server.get("username"),
-                                    credential=server.get("credential")))
+        servers.append(
+            RTCIceServer(urls=server["urls"], username=server.get("username"), credential=server.get("credential"))
+        )
     return RTCConfiguration(iceServers=servers)
 
 

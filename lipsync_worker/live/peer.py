@@ -1,6 +1,7 @@
 """The WebRTC side of a live session, on the runtime's event loop: the aiortc peer connection,
 the two tracks it sends, the SDP answer, and a watchdog for connections that never come up.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -20,8 +21,9 @@ class Peer:
     and the connection-state watchdog. Reports state changes and a connection that was not
     established in LIVE_CONNECT_TIMEOUT to the session, which decides what to do."""
 
-    def __init__(self, *, on_state: Callable[[str], Awaitable[None]],
-                 on_connect_timeout: Callable[[], Awaitable[None]]):
+    def __init__(
+        self, *, on_state: Callable[[str], Awaitable[None]], on_connect_timeout: Callable[[], Awaitable[None]]
+    ):
         self.pc = None
         self.video = TickTrack("video")
         self.audio = TickTrack("audio")

@@ -15,6 +15,7 @@ It is one asyncio task on the runtime's event loop and one thread of its own:
 The thread shares nothing mutable with the loop but the FrameQueue and the utterances'
 cancel events; everything else it needs comes in as arguments.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -44,8 +45,15 @@ class Renderer:
     the session's renderer thread, and the producing end of the FrameQueue. Its state is
     touched on the event loop only; the thread gets what it needs as arguments."""
 
-    def __init__(self, avatar, frames: FrameQueue, *, first_step: Callable[[], int],
-                 report: Callable[[dict], None], name: str = ""):
+    def __init__(
+        self,
+        avatar,
+        frames: FrameQueue,
+        *,
+        first_step: Callable[[], int],
+        report: Callable[[dict], None],
+        name: str = "",
+    ):
         self.avatar = avatar  # runtime.LiveAvatar
         self.frames = frames
         # () -> int: the idle-loop position a new utterance starts at (the clock knows).
@@ -138,9 +146,17 @@ class Renderer:
 
         stream = utterance.stream = TTSStream()  # before start(), so that an interrupt cancels it
         try:
-            await self.loop.run_in_executor(None, partial(
-                stream.start, utterance.text, utterance.tts_model, utterance.voice,
-                reference_path=self.avatar.reference_path, reference_text=self.avatar.reference_text))
+            await self.loop.run_in_executor(
+                None,
+                partial(
+                    stream.start,
+                    utterance.text,
+                    utterance.tts_model,
+                    utterance.voice,
+                    reference_path=self.avatar.reference_path,
+                    reference_text=self.avatar.reference_text,
+                ),
+            )
             step = self._first_step()
             offset_ms = 0.0
             chunks = stream.chunks(timeout=TTS_CHUNK_TIMEOUT)
@@ -148,18 +164,16 @@ class Renderer:
                 chunk = await self.loop.run_in_executor(None, next, chunks, None)
                 if chunk is None or utterance.cancelled:
                     break
-                frames = await self.loop.run_in_executor(self._thread, self._lipsync, utterance, chunk, step,
-                                                         offset_ms)
+                frames = await self.loop.run_in_executor(self._thread, self._lipsync, utterance, chunk, step, offset_ms)
                 step += frames
                 offset_ms += frames * TICK_MS
         except ServiceError as exc:
             self._report({"type": "error", "detail": exc.detail, "utterance": utterance.id})
-        except Exception as exc:  # noqa: BLE001 - one failed text must not end the session
+        except Exception as exc:  # one failed text must not end the session
             logger.exception("Live renderer %s: speaking failed", self.name)
             self._report({"type": "error", "detail": f"Speaking failed: {exc}", "utterance": utterance.id})
         if not utterance.cancelled:
-            await self.loop.run_in_executor(self._thread, self.frames.put, SpeechEnd(utterance),
-                                            utterance.cancel_event)
+            await self.loop.run_in_executor(self._thread, self.frames.put, SpeechEnd(utterance), utterance.cancel_event)
 
     # --- the renderer thread --------------------------------------------------------------
 
@@ -170,7 +184,7 @@ class Renderer:
         segment = segment_from_tts_chunk(chunk)
         frames = segment.frame_count
         pcm = np.zeros(frames * SAMPLES_PER_FRAME, np.int16)
-        pcm[:len(segment.samples)] = np.clip(segment.samples * 32767.0, -32768, 32767).astype(np.int16)
+        pcm[: len(segment.samples)] = np.clip(segment.samples * 32767.0, -32768, 32767).astype(np.int16)
         words = word_starts(chunk)
         w = 0
         for k, rendered in enumerate(warm.engine.render(warm.handle, segment, step)):
@@ -180,8 +194,14 @@ class Renderer:
             while w < len(words) and words[w][1] < (k + 1) * TICK_MS:
                 here.append({"text": words[w][0], "start_ms": round(offset_ms + words[w][1])})
                 w += 1
-            tick = SpeechTick(utterance, rendered.image, pcm[k * SAMPLES_PER_FRAME:(k + 1) * SAMPLES_PER_FRAME],
-                              step + k, here, rendered.mouth_open)
+            tick = SpeechTick(
+                utterance,
+                rendered.image,
+                pcm[k * SAMPLES_PER_FRAME : (k + 1) * SAMPLES_PER_FRAME],
+                step + k,
+                here,
+                rendered.mouth_open,
+            )
             if not self.frames.put(tick, utterance.cancel_event):
                 break
         return frames
@@ -191,5 +211,5 @@ def _cancel_streams(streams) -> None:
     for stream in streams:
         try:
             stream.cancel()
-        except Exception:  # noqa: BLE001 - the stream expires by itself
+        except Exception:  # the stream expires by itself
             logger.warning("Live renderer: could not cancel a TTS stream", exc_info=True)

@@ -10,6 +10,7 @@ Each session (session.py) runs its peer, its clock and its renderer's task on th
 plus one renderer thread of its own for lip-sync; blocking calls (Redis, decoding, aiortc's
 encoding) go to the loop's default executor.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -66,8 +67,9 @@ class LiveRuntime:
         self.channel = ""
         self.loop = asyncio.new_event_loop()
         # aiortc encodes every frame in the loop's default executor: room for all sessions.
-        self.loop.set_default_executor(ThreadPoolExecutor(
-            max_workers=max(8, 4 * settings.LIVE_MAX_SESSIONS_PER_WORKER), thread_name_prefix="live"))
+        self.loop.set_default_executor(
+            ThreadPoolExecutor(max_workers=max(8, 4 * settings.LIVE_MAX_SESSIONS_PER_WORKER), thread_name_prefix="live")
+        )
         self.avatars: dict[int, LiveAvatar] = {}
         self.sessions: dict = {}
         self.started_at = time.time()
@@ -97,7 +99,7 @@ class LiveRuntime:
             return
         try:
             self.call(self._close_all("worker stopping"), timeout=10)
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.warning("Live sessions did not close cleanly", exc_info=True)
         self._stopping = True
         registry.worker_forget(self.channel)
@@ -123,7 +125,7 @@ class LiveRuntime:
                 message = await self.layer.receive(self.channel)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - Redis hiccup: retry, do not die
+            except Exception:  # Redis hiccup: retry, do not die
                 logger.warning("Live runtime: receive failed", exc_info=True)
                 await asyncio.sleep(1)
                 continue
@@ -136,20 +138,25 @@ class LiveRuntime:
 
     async def _beat(self) -> None:
         facts = {
-            "name": self.name, "pid": os.getpid(), "host": socket.gethostname(), "started_at": self.started_at,
-            "sessions": len(self.sessions), "avatars": sorted(self.avatars),
+            "name": self.name,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_at": self.started_at,
+            "sessions": len(self.sessions),
+            "avatars": sorted(self.avatars),
             "max_sessions": settings.LIVE_MAX_SESSIONS_PER_WORKER,
         }
         sessions = {s.id: s.user_id for s in self.sessions.values() if s is not None}
-        await self.loop.run_in_executor(None, lambda: (registry.worker_beat(self.channel, facts),
-                                                       registry.session_refresh(sessions)))
+        await self.loop.run_in_executor(
+            None, lambda: (registry.worker_beat(self.channel, facts), registry.session_refresh(sessions))
+        )
 
     async def _heartbeat(self) -> None:
         while not self._stopping:
             await asyncio.sleep(settings.LIVE_HEARTBEAT_SECONDS)
             try:
                 await self._beat()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 logger.warning("Live runtime: heartbeat failed", exc_info=True)
 
     # --- avatars (warm-up and stop come from Celery tasks and the web process) -----------
@@ -184,19 +191,30 @@ class LiveRuntime:
     async def send(self, channel: str, message: dict) -> None:
         try:
             await self.layer.send(channel, message)
-        except Exception:  # noqa: BLE001 - a viewer that went away must not break the runtime
+        except Exception:  # a viewer that went away must not break the runtime
             logger.debug("Live runtime: could not send to %s", channel, exc_info=True)
 
     async def _reply(self, message: dict, event: dict) -> None:
         if message.get("reply_to"):
-            await self.send(message["reply_to"], {"type": "live.event", "request_id": message.get("request_id"),
-                                                  "session_id": event.get("session_id"), "event": event})
+            await self.send(
+                message["reply_to"],
+                {
+                    "type": "live.event",
+                    "request_id": message.get("request_id"),
+                    "session_id": event.get("session_id"),
+                    "event": event,
+                },
+            )
 
     async def _dispatch(self, message: dict) -> None:
         kind = message.get("type")
         handler = {
-            "live.offer": self._offer, "live.say": self._say, "live.interrupt": self._interrupt,
-            "live.bye": self._bye, "live.query": self._query, "live.stop_avatar": self._stop_avatar,
+            "live.offer": self._offer,
+            "live.say": self._say,
+            "live.interrupt": self._interrupt,
+            "live.bye": self._bye,
+            "live.query": self._query,
+            "live.stop_avatar": self._stop_avatar,
         }.get(kind)
         if handler is None:
             logger.warning("Live runtime: unknown message type %r", kind)
@@ -205,7 +223,7 @@ class LiveRuntime:
             await handler(message)
         except ServiceError as exc:
             await self._reply(message, {"type": "error", "detail": exc.detail})
-        except Exception as exc:  # noqa: BLE001 - one bad request must not stop the runtime
+        except Exception as exc:  # one bad request must not stop the runtime
             logger.exception("Live runtime: %s failed", kind)
             await self._reply(message, {"type": "error", "detail": f"The worker could not handle {kind}: {exc}"})
 
@@ -222,13 +240,17 @@ class LiveRuntime:
         if live is None:
             raise ServiceError("This avatar is not started on its worker any more; start it again.")
         if len(self.sessions) >= settings.LIVE_MAX_SESSIONS_PER_WORKER:
-            raise ServiceError(f"The worker serving this avatar already hosts {len(self.sessions)} live sessions, "
-                               f"its limit (LIVE_MAX_SESSIONS_PER_WORKER); try again when one has closed.")
+            raise ServiceError(
+                f"The worker serving this avatar already hosts {len(self.sessions)} live sessions, "
+                f"its limit (LIVE_MAX_SESSIONS_PER_WORKER); try again when one has closed."
+            )
         user_id = message["user_id"]
         open_ = await self.loop.run_in_executor(None, registry.user_session_count, user_id)
         if open_ >= settings.LIVE_MAX_SESSIONS_PER_ADMIN:
-            raise ServiceError(f"You already have {open_} live sessions open, the limit per admin "
-                               f"(LIVE_MAX_SESSIONS_PER_ADMIN); close one first.")
+            raise ServiceError(
+                f"You already have {open_} live sessions open, the limit per admin "
+                f"(LIVE_MAX_SESSIONS_PER_ADMIN); close one first."
+            )
         session = LiveSession(self, live, user_id=user_id, reply_to=message.get("events_to"))
         self.sessions[session.id] = session  # counted now, so concurrent offers respect the limit
         try:
@@ -241,8 +263,12 @@ class LiveRuntime:
         await self._beat()
 
     async def _say(self, message: dict) -> None:
-        await self._session(message).say(message["text"], interrupt=bool(message.get("interrupt")),
-                                         tts_model=message.get("tts_model") or "", voice=message.get("voice") or "")
+        await self._session(message).say(
+            message["text"],
+            interrupt=bool(message.get("interrupt")),
+            tts_model=message.get("tts_model") or "",
+            voice=message.get("voice") or "",
+        )
         await self._reply(message, {"type": "ok"})
 
     async def _interrupt(self, message: dict) -> None:
@@ -257,9 +283,15 @@ class LiveRuntime:
 
     async def _query(self, message: dict) -> None:
         session = self._session(message)
-        await self._reply(message, {"type": "status", "speaking": session.speaking,
-                                    "connection": session.pc.connectionState if session.pc else "new",
-                                    **session.stats})
+        await self._reply(
+            message,
+            {
+                "type": "status",
+                "speaking": session.speaking,
+                "connection": session.pc.connectionState if session.pc else "new",
+                **session.stats,
+            },
+        )
 
     async def _stop_avatar(self, message: dict) -> None:
         await self.avatar_remove(int(message["avatar_id"]))

@@ -19,6 +19,7 @@ drains the FrameQueue (which frees a blocked renderer thread), so the next tick 
 a text sent right after starts at once. Everything here but the renderer thread's work runs
 on the runtime's event loop.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -52,10 +53,17 @@ class LiveSession:
         self._tasks: set[asyncio.Task] = set()
         self.frames = FrameQueue(MAX_AHEAD)
         self.peer = Peer(on_state=self._on_connection_state, on_connect_timeout=self._on_connect_timeout)
-        self.clock = Clock(avatar, self.frames, show=self.peer.show, report=self._emit_soon,
-                           on_failure=lambda: self._spawn(self.close("clock failed")), name=self.id[:6])
-        self.renderer = Renderer(avatar, self.frames, first_step=self.clock.speech_start_step,
-                                 report=self._emit_soon, name=self.id[:6])
+        self.clock = Clock(
+            avatar,
+            self.frames,
+            show=self.peer.show,
+            report=self._emit_soon,
+            on_failure=lambda: self._spawn(self.close("clock failed")),
+            name=self.id[:6],
+        )
+        self.renderer = Renderer(
+            avatar, self.frames, first_step=self.clock.speech_start_step, report=self._emit_soon, name=self.id[:6]
+        )
 
     @property
     def pc(self):
@@ -96,8 +104,9 @@ class LiveSession:
             return
         waiting = self.renderer.waiting
         if waiting >= settings.LIVE_MAX_PENDING_SAYS:
-            await self.emit({"type": "error", "detail": (
-                f"{waiting} texts are already waiting to be spoken; interrupt or wait.")})
+            await self.emit(
+                {"type": "error", "detail": (f"{waiting} texts are already waiting to be spoken; interrupt or wait.")}
+            )
             return
         self.renderer.add(Utterance(text, tts_model or self.avatar.tts_model, voice or self.avatar.voice))
 
@@ -142,5 +151,6 @@ class LiveSession:
         logger.info("Live session %s of avatar %s closed (%s)", self.id, self.avatar.avatar_id, reason)
 
     def register(self) -> None:
-        registry.session_add(self.id, avatar_id=self.avatar.avatar_id, user_id=self.user_id,
-                             channel=self.runtime.channel)
+        registry.session_add(
+            self.id, avatar_id=self.avatar.avatar_id, user_id=self.user_id, channel=self.runtime.channel
+        )

@@ -3,6 +3,7 @@
 Prefork children each get their own runtime (a warm-up task then runs in, and is
 recorded for, one child); thread and solo pools run everything in the main process.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,7 +32,7 @@ def _start() -> None:
 
     try:
         runtime_get(_worker_name)
-    except Exception:  # noqa: BLE001 - the first warm-up tries again
+    except Exception:  # the first warm-up tries again
         logger.exception("The live runtime could not start")
 
 
@@ -59,7 +60,7 @@ def _stop() -> None:
     runtime.shutdown()
     try:
         live_services.avatar_live_worker_gone(runtime.channel, f"The lip-sync worker '{runtime.name}' stopped.")
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("Could not mark the avatars of %s as stopped", runtime.name)
 
 

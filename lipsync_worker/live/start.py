@@ -1,4 +1,5 @@
 """The worker side of Start: warm the avatar in this process and record that we serve it."""
+
 from __future__ import annotations
 
 import logging
@@ -36,9 +37,12 @@ def _warm_up(avatar_id: int, ref_file: str, engine_url: str, worker_name: str) -
     runtime = runtime_get(worker_name)
     try:
         runtime.avatar_add(avatar, reference_path=reference_path, reference_text=reference_text)
-    except Exception as exc:  # noqa: BLE001 - reported to the caller, the worker keeps serving
+    except Exception as exc:  # reported to the caller, the worker keeps serving
         logger.exception("Warm-up of avatar %s failed", avatar_id)
-        return {"status": "error", "detail": f"The avatar could not be loaded on the worker ({type(exc).__name__}: {exc})."}
+        return {
+            "status": "error",
+            "detail": f"The avatar could not be loaded on the worker ({type(exc).__name__}: {exc}).",
+        }
     serving = live_services.avatar_live_started(
         avatar_id, serving_worker=runtime.name, serving_channel=runtime.channel, engine_url=engine_url
     )

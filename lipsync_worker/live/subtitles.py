@@ -5,6 +5,7 @@ phonemes with pauses ("_") between words: when the pauses split the phonemes int
 many groups as the sentence has words, each word starts with its group; otherwise the
 words are spread over the speech by their length (subtitles, not lip-sync, use this).
 """
+
 from __future__ import annotations
 
 SILENCE = "_"
@@ -36,7 +37,7 @@ def word_starts(chunk) -> list[tuple[str, float]]:
     if phonemic:
         starts = _phoneme_groups(timings)
         if len(starts) == len(words):
-            return list(zip(words, starts))
+            return list(zip(words, starts, strict=True))
         speech = [t for t in timings if t[0] != SILENCE]
         begin, end = (float(speech[0][1]), float(speech[-1][2])) if speech else (0.0, chunk.duration_ms)
     else:

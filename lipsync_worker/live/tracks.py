@@ -5,6 +5,7 @@ frame, two 20 ms audio frames; `Peer.show`) into both tracks at the same moment,
 timestamps from the same tick counter, so picture and sound stay on one clock. Everything
 here runs on the runtime's event loop (`asyncio.Queue` is not thread-safe).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -61,7 +62,7 @@ def audio_frames(pcm: np.ndarray, tick: int) -> list[av.AudioFrame]:
     """The tick's 640 samples (int16) as two 20 ms frames."""
     frames = []
     for half in range(SAMPLES_PER_FRAME // AUDIO_FRAME_SAMPLES):
-        part = pcm[half * AUDIO_FRAME_SAMPLES:(half + 1) * AUDIO_FRAME_SAMPLES]
+        part = pcm[half * AUDIO_FRAME_SAMPLES : (half + 1) * AUDIO_FRAME_SAMPLES]
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(part.reshape(1, -1)), format="s16", layout="mono")
         frame.sample_rate = SAMPLE_RATE
         frame.pts = tick * SAMPLES_PER_FRAME + half * AUDIO_FRAME_SAMPLES

@@ -1,4 +1,5 @@
 """A stand-in for the Celery queue of start jobs and its result backend (no worker runs)."""
+
 from __future__ import annotations
 
 import uuid

@@ -7,8 +7,8 @@ reload) until the badge says "Ready" and the preview thumbnail is shown. Bad upl
 their reason on the form, a video without a face ends in an error badge with its reason,
 and the reprocess and delete actions work from the list.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 import pytest
 
@@ -44,7 +44,8 @@ def _thumb_loaded(page, avatar_id: int) -> None:
     page.wait_for_function(
         """id => { const img = document.querySelector('img[data-avatar-thumb="' + id + '"]');
                    return img && img.complete && img.naturalWidth > 0; }""",
-        arg=avatar_id, timeout=30_000,
+        arg=avatar_id,
+        timeout=30_000,
     )
 
 
@@ -113,7 +114,8 @@ def test_admin_creates_tutor_and_avatar_and_watches_it_become_ready(
     badge = page.locator(f"[data-avatar-status='{avatar_id}']")
     page.wait_for_function(
         "id => document.querySelector('[data-avatar-status=\"' + id + '\"]').textContent.trim() === 'Ready'",
-        arg=avatar_id, timeout=PROCESS_TIMEOUT_MS,
+        arg=avatar_id,
+        timeout=PROCESS_TIMEOUT_MS,
     )
     _thumb_loaded(page, avatar_id)
     assert page.evaluate("window.__sameDocument") == "yes", "the page reloaded instead of updating live"
@@ -126,7 +128,8 @@ def test_admin_creates_tutor_and_avatar_and_watches_it_become_ready(
         """id => { const bar = document.querySelector('[data-avatar-progress="' + id + '"]');
                    const fill = bar.querySelector('.avatar-progress-fill');
                    return fill.getBoundingClientRect().width >= 0.99 * bar.clientWidth; }""",
-        arg=avatar_id, timeout=5_000,
+        arg=avatar_id,
+        timeout=5_000,
     )
     # Everything in the row is visible without scrolling the table sideways.
     overflow = page.evaluate(
@@ -146,8 +149,10 @@ def test_admin_creates_tutor_and_avatar_and_watches_it_become_ready(
     page.goto(f"/admin/avatars/avatar/{avatar_id}/change/")
     preview = page.locator("img.avatar-preview")
     preview.wait_for()
-    page.wait_for_function("() => { const i = document.querySelector('img.avatar-preview');"
-                           " return i && i.complete && i.naturalWidth > 0; }")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('img.avatar-preview');"
+        " return i && i.complete && i.naturalWidth > 0; }"
+    )
     assert page.locator(f"[data-avatar-status='{avatar_id}']").inner_text().strip() == "Ready"
     _shot(page, artifacts, "07-avatar-change-ready")
 
@@ -160,7 +165,8 @@ def test_admin_creates_tutor_and_avatar_and_watches_it_become_ready(
     noface_id = _avatar_id("no_face")
     page.wait_for_function(
         "id => document.querySelector('[data-avatar-status=\"' + id + '\"]').textContent.trim() === 'Error'",
-        arg=noface_id, timeout=PROCESS_TIMEOUT_MS,
+        arg=noface_id,
+        timeout=PROCESS_TIMEOUT_MS,
     )
     reason = Avatar.objects.get(pk=noface_id).error_message
     assert "face" in reason.lower()
@@ -180,7 +186,8 @@ def test_admin_creates_tutor_and_avatar_and_watches_it_become_ready(
     page.evaluate("window.__sameDocument = 'again'")
     page.wait_for_function(
         "id => document.querySelector('[data-avatar-status=\"' + id + '\"]').textContent.trim() === 'Ready'",
-        arg=avatar_id, timeout=PROCESS_TIMEOUT_MS,
+        arg=avatar_id,
+        timeout=PROCESS_TIMEOUT_MS,
     )
     _thumb_loaded(page, avatar_id)
     assert page.evaluate("window.__sameDocument") == "again"
@@ -236,12 +243,14 @@ def test_admin_start_is_queued_and_the_page_follows_it_live(
     page.evaluate("window.__sameDocument = 'started'")
     page.wait_for_function(
         "id => document.querySelector('[data-avatar-status=\"' + id + '\"]').textContent.trim() === 'Active'",
-        arg=good.pk, timeout=60_000,
+        arg=good.pk,
+        timeout=60_000,
     )
     page.wait_for_function(
         """id => { const note = document.querySelector('[data-avatar-note="' + id + '"]');
                    return note && note.textContent.startsWith('Start failed:'); }""",
-        arg=broken.pk, timeout=60_000,
+        arg=broken.pk,
+        timeout=60_000,
     )
     assert page.evaluate("window.__sameDocument") == "started", "the list reloaded instead of updating live"
     assert page.locator(f"[data-avatar-status='{broken.pk}']").inner_text().strip() == "Ready"

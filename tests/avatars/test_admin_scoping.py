@@ -1,6 +1,7 @@
 """Tenancy in the Django admin: an admin sees and touches only its own tutors and avatars;
 superusers (operators) see everything. Plain Django test client, no worker needed: the
 avatars are inserted as rows (no upload, nothing is enqueued)."""
+
 import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
@@ -16,8 +17,15 @@ TUTORS = reverse("admin:tutors_tutor_changelist")
 
 
 def _avatar(tutor, name, status=AvatarStatus.INACTIVE, **extra):
-    return Avatar.objects.create(tutor=tutor, name=name, display_name=name.title(), status=status,
-                                 video_path=f"avatars/{name}/source/video.mp4", task_id=f"task-{name}", **extra)
+    return Avatar.objects.create(
+        tutor=tutor,
+        name=name,
+        display_name=name.title(),
+        status=status,
+        video_path=f"avatars/{name}/source/video.mp4",
+        task_id=f"task-{name}",
+        **extra,
+    )
 
 
 @pytest.fixture
@@ -93,8 +101,10 @@ def test_another_admins_objects_are_not_found(client, admin_user, world):
     assert _not_found(missing, client)
 
     # Posting to them changes nothing.
-    client.post(reverse("admin:avatars_avatar_change", args=[their_avatar.pk]),
-                {"display_name": "hacked", "description": "", "timbre": ""})
+    client.post(
+        reverse("admin:avatars_avatar_change", args=[their_avatar.pk]),
+        {"display_name": "hacked", "description": "", "timbre": ""},
+    )
     client.post(reverse("admin:avatars_avatar_delete", args=[their_avatar.pk]), {"post": "yes"})
     their_avatar.refresh_from_db()
     assert their_avatar.display_name == "Bob_Secret_Avatar"
@@ -119,8 +129,9 @@ def test_the_add_form_offers_only_own_tutors_and_refuses_another(client, admin_u
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"not really a video")
     with open(video, "rb") as fh:
-        response = client.post(reverse("admin:avatars_avatar_add"),
-                               {"tutor": world["theirs"].pk, "name": "sneaky", "prompt_face": fh})
+        response = client.post(
+            reverse("admin:avatars_avatar_add"), {"tutor": world["theirs"].pk, "name": "sneaky", "prompt_face": fh}
+        )
     assert response.status_code == 200
     assert "tutor" in response.context["adminform"].form.errors
     assert not Avatar.objects.filter(name="sneaky").exists()
@@ -144,8 +155,9 @@ def test_admin_tutor_add_sets_the_owner_to_the_admin(client, admin_user, other_a
     page = client.get(reverse("admin:tutors_tutor_add"))
     assert "owner" not in page.context["adminform"].form.fields
     # An owner smuggled into the POST is ignored.
-    response = client.post(reverse("admin:tutors_tutor_add"),
-                           {"name": "Mx New", "description": "Art", "owner": other_admin.pk})
+    response = client.post(
+        reverse("admin:tutors_tutor_add"), {"name": "Mx New", "description": "Art", "owner": other_admin.pk}
+    )
     assert response.status_code == 302
     assert Tutor.objects.get(name="Mx New").owner == admin_user
 
@@ -155,8 +167,9 @@ def test_bad_video_shows_the_services_reason_on_the_add_form(client, admin_user,
     video = tmp_path / "lesson.mp4"
     video.write_bytes(b"this is not a video" * 50)
     with open(video, "rb") as fh:
-        response = client.post(reverse("admin:avatars_avatar_add"),
-                               {"tutor": world["mine"].pk, "name": "ada_bad", "prompt_face": fh})
+        response = client.post(
+            reverse("admin:avatars_avatar_add"), {"tutor": world["mine"].pk, "name": "ada_bad", "prompt_face": fh}
+        )
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
     assert "could not be read" in " ".join(errors["prompt_face"])
@@ -164,8 +177,9 @@ def test_bad_video_shows_the_services_reason_on_the_add_form(client, admin_user,
 
     # A taken name is reported on the name field.
     with open(video, "rb") as fh:
-        response = client.post(reverse("admin:avatars_avatar_add"),
-                               {"tutor": world["mine"].pk, "name": "ada_v1", "prompt_face": fh})
+        response = client.post(
+            reverse("admin:avatars_avatar_add"), {"tutor": world["mine"].pk, "name": "ada_v1", "prompt_face": fh}
+        )
     assert "already exists" in " ".join(response.context["adminform"].form.errors["name"])
 
 
@@ -214,8 +228,9 @@ def test_tutor_edit_and_delete_go_through_the_services(client, admin_user, world
 
     client.force_login(admin_user)
     mine = world["mine"]
-    response = client.post(reverse("admin:tutors_tutor_change", args=[mine.pk]),
-                           {"name": "Ms Ada Lovelace", "description": "Maths"})
+    response = client.post(
+        reverse("admin:tutors_tutor_change", args=[mine.pk]), {"name": "Ms Ada Lovelace", "description": "Maths"}
+    )
     assert response.status_code == 302
     mine.refresh_from_db()
     assert mine.name == "Ms Ada Lovelace" and mine.owner == admin_user
@@ -247,8 +262,9 @@ def test_admin_pages_read_through_the_selectors(client, admin_user, world, monke
     client.force_login(admin_user)
     # What the selectors answer is what the admin shows: here, nothing.
     monkeypatch.setattr(avatars_admin, "avatar_queryset_for", lambda user: Avatar.objects.none())
-    monkeypatch.setattr(avatars_admin, "avatar_get", lambda user, pk: (_ for _ in ()).throw(
-        avatars_admin.ServiceError("not found")))
+    monkeypatch.setattr(
+        avatars_admin, "avatar_get", lambda user, pk: (_ for _ in ()).throw(avatars_admin.ServiceError("not found"))
+    )
     monkeypatch.setattr(tutors_admin, "tutor_queryset_for", lambda user: Tutor.objects.none())
     monkeypatch.setattr(avatars_admin, "tutor_queryset_for", lambda user: Tutor.objects.none())
     assert list(client.get(AVATARS).context["cl"].result_list) == []
@@ -260,12 +276,15 @@ def test_admin_pages_read_through_the_selectors(client, admin_user, world, monke
 
 def _add(client, world, video, **fields):
     with open(video, "rb") as fh:
-        return client.post(reverse("admin:avatars_avatar_add"),
-                           {"tutor": world["mine"].pk, "name": "ada_new", "prompt_face": fh, **fields})
+        return client.post(
+            reverse("admin:avatars_avatar_add"),
+            {"tutor": world["mine"].pk, "name": "ada_new", "prompt_face": fh, **fields},
+        )
 
 
-def test_add_form_validates_like_the_api_and_saves_through_the_service(client, admin_user, world, face_video,
-                                                                        monkeypatch):
+def test_add_form_validates_like_the_api_and_saves_through_the_service(
+    client, admin_user, world, face_video, monkeypatch
+):
     from avatars import services
 
     calls = []
@@ -283,7 +302,8 @@ def test_add_form_validates_like_the_api_and_saves_through_the_service(client, a
     assert "Unknown avatar_model 'sora'" in errors["avatar_model"][0]
     response = _add(client, world, face_video, name="")
     assert response.context["adminform"].form.errors["name"] == [
-        "An avatar needs a name (letters, digits, '_' and '-')."]
+        "An avatar needs a name (letters, digits, '_' and '-')."
+    ]
     response = _add(client, world, face_video, support_clone="on")
     assert "Voice cloning needs a prompt_voice recording." in response.context["adminform"].form.errors["prompt_voice"]
     response = client.post(reverse("admin:avatars_avatar_add"), {"tutor": world["mine"].pk, "name": "no_video"})
@@ -316,7 +336,8 @@ def test_a_service_error_at_save_time_shows_on_the_form(client, admin_user, worl
     response = _add(client, world, face_video)
     assert response.status_code == 200
     assert response.context["adminform"].form.errors["name"] == [
-        "An avatar named 'ada_new' already exists; choose another name."]
+        "An avatar named 'ada_new' already exists; choose another name."
+    ]
     assert not Avatar.objects.filter(name="ada_new").exists()
 
 
@@ -337,8 +358,9 @@ def test_change_form_validates_then_updates_through_the_service(client, admin_us
     mine.refresh_from_db()
     assert mine.display_name == "Ada_V1"
 
-    response = client.post(url, {"display_name": "Ada, first take", "description": "Maths", "timbre": "",
-                                 "avatar_blur": "on"})
+    response = client.post(
+        url, {"display_name": "Ada, first take", "description": "Maths", "timbre": "", "avatar_blur": "on"}
+    )
     assert response.status_code == 302
     assert calls == [{"display_name": "Ada, first take", "description": "Maths", "avatar_blur": True}]
     mine.refresh_from_db()
@@ -398,8 +420,14 @@ def test_start_action_queues_and_the_list_follows_the_start(client, admin_user, 
 def test_stop_action_tells_the_worker_without_waiting(client, admin_user, world, monkeypatch):
     from avatars import live_services
 
-    serving = _avatar(world["mine"], "ada_live", status=AvatarStatus.ACTIVE, assets_path="a/b",
-                      serving_worker="w1", serving_channel="chan-1")
+    serving = _avatar(
+        world["mine"],
+        "ada_live",
+        status=AvatarStatus.ACTIVE,
+        assets_path="a/b",
+        serving_worker="w1",
+        serving_channel="chan-1",
+    )
     monkeypatch.setattr(live_services.registry, "worker_alive", lambda channel: channel == "chan-1")
 
     def no_waiting(*args, **kwargs):

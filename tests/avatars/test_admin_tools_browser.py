@@ -1,5 +1,6 @@
 """The avatar change page in a real browser: "Preview voice" plays speech from the tts
 worker, and "Render clip" produces a talking clip that plays in the page."""
+
 import pytest
 
 from tests.browser import login, needs_chromium, shot
@@ -8,8 +9,9 @@ from tests.conftest import avatar_create_and_wait
 pytestmark = [pytest.mark.browser, pytest.mark.integration, needs_chromium]
 
 
-def test_preview_voice_and_render_a_clip_from_the_admin(transactional_db, celery_worker_process, browser_page,
-                                                        artifacts, api, admin_user, tutor, face_video):
+def test_preview_voice_and_render_a_clip_from_the_admin(
+    transactional_db, celery_worker_process, browser_page, artifacts, api, admin_user, tutor, face_video
+):
     avatar = avatar_create_and_wait(api, tutor, face_video, "admin_talker", tts_model="espeak-ng")
     assert avatar["status"] == "inactive"
     page = browser_page

@@ -1,4 +1,5 @@
 """Create an avatar through the API and let a real Celery worker preprocess it."""
+
 import io
 from pathlib import Path
 
@@ -29,7 +30,9 @@ def _wait_done(api, avatar_id, timeout=120):
     return wait_for(done, timeout=timeout, message="preprocessing to finish")
 
 
-def test_uploaded_video_becomes_a_ready_avatar_with_preview(transactional_db, celery_worker_process, api, tutor, face_video):
+def test_uploaded_video_becomes_a_ready_avatar_with_preview(
+    transactional_db, celery_worker_process, api, tutor, face_video
+):
     response = _create(api, tutor, face_video)
     assert response.status_code == 201, response.content
     created = response.json()
@@ -61,7 +64,9 @@ def test_uploaded_video_becomes_a_ready_avatar_with_preview(transactional_db, ce
     assert {"frames.mp4", "face_crops.mp4", "face_track.npz", "meta.json", "preview.png"} <= set(files)
 
 
-def test_video_without_a_face_ends_in_error_with_a_reason(transactional_db, celery_worker_process, api, tutor, noface_video):
+def test_video_without_a_face_ends_in_error_with_a_reason(
+    transactional_db, celery_worker_process, api, tutor, noface_video
+):
     response = _create(api, tutor, noface_video, name="no_face")
     assert response.status_code == 201, response.content
     body = _wait_done(api, response.json()["id"])
@@ -74,8 +79,9 @@ def test_video_without_a_face_ends_in_error_with_a_reason(transactional_db, cele
     assert not default_storage.exists(f"avatars/{avatar.pk}/assets")
 
 
-def test_uploaded_voice_becomes_a_normalised_cloning_reference(transactional_db, celery_worker_process, api, tutor,
-                                                               face_video, voice_wav):
+def test_uploaded_voice_becomes_a_normalised_cloning_reference(
+    transactional_db, celery_worker_process, api, tutor, face_video, voice_wav
+):
     import wave
 
     with open(face_video, "rb") as fh, open(voice_wav, "rb") as vh:

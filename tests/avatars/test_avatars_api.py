@@ -1,4 +1,5 @@
 """The avatar endpoints of the contract: list, get, patch, delete, reprocess, models."""
+
 import pytest
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -37,9 +38,28 @@ def test_list_is_newest_first_and_filtered_by_tutor(api, tutor, admin_user, face
 
 def test_created_avatar_has_every_contract_field(api, tutor, face_video):
     body = _create(api, tutor, face_video, "fields")
-    for field in ("id", "tutor_id", "name", "display_name", "description", "avatar_model", "tts_model", "timbre",
-                  "avatar_blur", "support_clone", "status", "preview_image_path", "video_path", "audio_path",
-                  "engine_url", "created_at", "updated_at", "progress", "error_message", "task_id"):
+    for field in (
+        "id",
+        "tutor_id",
+        "name",
+        "display_name",
+        "description",
+        "avatar_model",
+        "tts_model",
+        "timbre",
+        "avatar_blur",
+        "support_clone",
+        "status",
+        "preview_image_path",
+        "video_path",
+        "audio_path",
+        "engine_url",
+        "created_at",
+        "updated_at",
+        "progress",
+        "error_message",
+        "task_id",
+    ):
         assert field in body, field
     assert body["avatar_model"] == "viseme"  # the first usable engine here: no neural weights installed
     assert body["tts_model"] == "piper"

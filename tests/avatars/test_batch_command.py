@@ -1,4 +1,5 @@
 """`manage.py create_avatars`: manifests, folders, tenancy, re-runs, dry runs and --wait."""
+
 from __future__ import annotations
 
 import shutil
@@ -51,14 +52,17 @@ def clips(tmp_path, face_video, voice_wav):
 
 
 def test_manifest_creates_good_rows_and_reports_bad_ones(db, admin_user, tutor, clips):
-    manifest = write_manifest(clips, [
-        f"{tutor.pk},ada_one,Ada One,clips/ada.mp4,,",
-        f"Ms Ada,ada_two,Ada Two,{clips / 'clips' / 'ada.mp4'},clips/ada.wav,piper",  # tutor by name, absolute path
-        f"{tutor.pk},ada_missing,,clips/nowhere.mp4,,",
-        f"{tutor.pk},ada_broken,,clips/broken.mp4,,",
-        "9999,ada_no_tutor,,clips/ada.mp4,,",
-        f"{tutor.pk},bad name!,,clips/ada.mp4,,",
-    ])
+    manifest = write_manifest(
+        clips,
+        [
+            f"{tutor.pk},ada_one,Ada One,clips/ada.mp4,,",
+            f"Ms Ada,ada_two,Ada Two,{clips / 'clips' / 'ada.mp4'},clips/ada.wav,piper",  # tutor by name, absolute path
+            f"{tutor.pk},ada_missing,,clips/nowhere.mp4,,",
+            f"{tutor.pk},ada_broken,,clips/broken.mp4,,",
+            "9999,ada_no_tutor,,clips/ada.mp4,,",
+            f"{tutor.pk},bad name!,,clips/ada.mp4,,",
+        ],
+    )
 
     out, _err, error = run(manifest, "--as", ADA)
 
@@ -86,9 +90,14 @@ def test_rerun_skips_names_that_exist(db, admin_user, tutor, clips):
     first_ids = set(Avatar.objects.values_list("pk", flat=True))
 
     # Add a row, run again: the existing two are skipped, the new one is created.
-    manifest = write_manifest(clips, [
-        f"{tutor.pk},ada_one,,clips/ada.mp4,,", f"{tutor.pk},ada_two,,clips/ada.mp4,,", f"{tutor.pk},ada_three,,clips/ada.mp4,,",
-    ])
+    manifest = write_manifest(
+        clips,
+        [
+            f"{tutor.pk},ada_one,,clips/ada.mp4,,",
+            f"{tutor.pk},ada_two,,clips/ada.mp4,,",
+            f"{tutor.pk},ada_three,,clips/ada.mp4,,",
+        ],
+    )
     out, _err, error = run(manifest, "--as", ADA)
     assert error is None
     assert "skipped" in summary_line(out, "ada_one") and "already exists" in summary_line(out, "ada_one")
@@ -139,7 +148,9 @@ def test_sanitise_name():
 
 def test_another_admins_tutor_is_not_found(db, admin_user, other_admin, clips):
     theirs = tutor_create(owner=other_admin, name="Mr Bob")
-    manifest = write_manifest(clips, [f"{theirs.pk},steal_by_id,,clips/ada.mp4,,", "Mr Bob,steal_by_name,,clips/ada.mp4,,"])
+    manifest = write_manifest(
+        clips, [f"{theirs.pk},steal_by_id,,clips/ada.mp4,,", "Mr Bob,steal_by_name,,clips/ada.mp4,,"]
+    )
 
     out, _err, error = run(manifest, "--as", ADA)
 
@@ -164,7 +175,9 @@ def test_without_one_operator_the_command_asks_for_as(db, admin_user, tutor, cli
     with pytest.raises(CommandError, match="--as EMAIL"):
         call_command("create_avatars", str(manifest), stdout=StringIO(), stderr=StringIO())
     with pytest.raises(CommandError, match="No active admin"):
-        call_command("create_avatars", str(manifest), "--as", "ghost@nowhere.test", stdout=StringIO(), stderr=StringIO())
+        call_command(
+            "create_avatars", str(manifest), "--as", "ghost@nowhere.test", stdout=StringIO(), stderr=StringIO()
+        )
     assert not Avatar.objects.exists()
 
 
@@ -176,7 +189,9 @@ def test_manifest_with_unknown_column_is_refused(db, admin_user, tutor, clips):
 
 def test_dry_run_validates_and_creates_nothing(db, admin_user, tutor, clips, settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path / "media")  # an empty storage, to see that nothing stays
-    manifest = write_manifest(clips, [f"{tutor.pk},dry_good,,clips/ada.mp4,clips/ada.wav,", f"{tutor.pk},dry_bad,,clips/broken.mp4,,"])
+    manifest = write_manifest(
+        clips, [f"{tutor.pk},dry_good,,clips/ada.mp4,clips/ada.wav,", f"{tutor.pk},dry_bad,,clips/broken.mp4,,"]
+    )
 
     out, _err, error = run(manifest, "--as", ADA, "--dry-run")
 
@@ -197,13 +212,18 @@ def test_wait_gives_up_after_its_timeout(db, admin_user, tutor, clips):
 
 
 @pytest.mark.integration
-def test_wait_follows_processing_until_ready(transactional_db, celery_worker_process, admin_user, tutor, clips, noface_video):
+def test_wait_follows_processing_until_ready(
+    transactional_db, celery_worker_process, admin_user, tutor, clips, noface_video
+):
     shutil.copy(noface_video, clips / "clips" / "coffee.mp4")
-    manifest = write_manifest(clips, [
-        f"{tutor.pk},batch_one,,clips/ada.mp4,,",
-        f"{tutor.pk},batch_two,,clips/ada.mp4,clips/ada.wav,",
-        f"{tutor.pk},batch_coffee,,clips/coffee.mp4,,",
-    ])
+    manifest = write_manifest(
+        clips,
+        [
+            f"{tutor.pk},batch_one,,clips/ada.mp4,,",
+            f"{tutor.pk},batch_two,,clips/ada.mp4,clips/ada.wav,",
+            f"{tutor.pk},batch_coffee,,clips/coffee.mp4,,",
+        ],
+    )
 
     out, err, error = run(manifest, "--as", ADA, "--wait", "--timeout", "240", "--poll", "0.5")
 
@@ -217,4 +237,3 @@ def test_wait_follows_processing_until_ready(transactional_db, celery_worker_pro
     assert error is not None and "1 of 3" in str(error)
     # Progress was followed stage by stage.
     assert "batch_one: inactive done 100%" in err, log
-

@@ -1,4 +1,5 @@
 """Progress pushed over WS /ws/avatars/{id}/events/ by the real daphne server, and /api/health."""
+
 import json
 
 import pytest
@@ -14,11 +15,16 @@ def _token(user) -> str:
     return str(RefreshToken.for_user(user).access_token)
 
 
-def test_events_socket_pushes_progress_until_ready(transactional_db, daphne_server, celery_worker_process, api,
-                                                   admin_user, tutor, face_video):
+def test_events_socket_pushes_progress_until_ready(
+    transactional_db, daphne_server, celery_worker_process, api, admin_user, tutor, face_video
+):
     response = api.post(
         "/api/avatars/create",
-        {"tutor_id": tutor.pk, "name": "live_progress", "prompt_face": SimpleUploadedFile("v.mp4", face_video.read_bytes())},
+        {
+            "tutor_id": tutor.pk,
+            "name": "live_progress",
+            "prompt_face": SimpleUploadedFile("v.mp4", face_video.read_bytes()),
+        },
         format="multipart",
     )
     avatar_id = response.json()["id"]
@@ -56,16 +62,16 @@ def test_events_socket_refuses_strangers(transactional_db, daphne_server, api, o
             ws.recv(timeout=10)
 
 
-def test_health_reports_database_redis_and_workers(transactional_db, daphne_server, celery_worker_process,
-                                                  operator):
+def test_health_reports_database_redis_and_workers(transactional_db, daphne_server, celery_worker_process, operator):
     import urllib.request
 
     # Anyone gets the status only.
     with urllib.request.urlopen(f"{daphne_server.url}/api/health", timeout=20) as response:
         assert json.loads(response.read()) == {"status": "ok"}
     # An operator gets the details.
-    request = urllib.request.Request(f"{daphne_server.url}/api/health",
-                                     headers={"Authorization": f"Bearer {_token(operator)}"})
+    request = urllib.request.Request(
+        f"{daphne_server.url}/api/health", headers={"Authorization": f"Bearer {_token(operator)}"}
+    )
     with urllib.request.urlopen(request, timeout=20) as response:
         body = json.loads(response.read())
     assert body["status"] == "ok"

@@ -2,6 +2,7 @@
 keeps the synchronous answer, and deleting an avatar frees its worker first. No worker
 runs here: the task queue is replaced by a recorder and the worker's reports are the
 services it calls (`avatar_live_started`, `avatar_live_start_failed`)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -26,8 +27,13 @@ def queue(monkeypatch):
 
 @pytest.fixture
 def ready(tutor):
-    return Avatar.objects.create(tutor=tutor, name="ready_ada", display_name="Ada", status=AvatarStatus.INACTIVE,
-                                 assets_path="avatars/x/assets/1")
+    return Avatar.objects.create(
+        tutor=tutor,
+        name="ready_ada",
+        display_name="Ada",
+        status=AvatarStatus.INACTIVE,
+        assets_path="avatars/x/assets/1",
+    )
 
 
 def _worker_alive(monkeypatch, *channels):
@@ -159,8 +165,11 @@ def test_wait_1_keeps_the_synchronous_answer(api, ready, queue, monkeypatch):
     queue.outcome_on_wait = worker_answers
     response = api.post(f"/api/avatars/{ready.pk}/start?wait=1", {}, format="json")
     assert response.status_code == 200, response.content
-    assert response.json() == {"status": "success", "message": "Avatar 'ready_ada' started successfully",
-                               "engine_url": "http://testserver/api/avatars/webrtc"}
+    assert response.json() == {
+        "status": "success",
+        "message": "Avatar 'ready_ada' started successfully",
+        "engine_url": "http://testserver/api/avatars/webrtc",
+    }
 
 
 def test_wait_1_failure_and_timeout(api, ready, tutor, queue):
@@ -178,10 +187,10 @@ def test_wait_1_failure_and_timeout(api, ready, tutor, queue):
 # --- delete frees the worker first ------------------------------------------------------------
 
 
-def test_deleting_a_served_avatar_stops_it_on_its_worker_first(api, ready, monkeypatch,
-                                                               django_capture_on_commit_callbacks):
-    Avatar.objects.filter(pk=ready.pk).update(status=AvatarStatus.ACTIVE, serving_worker="w1",
-                                              serving_channel="chan-1")
+def test_deleting_a_served_avatar_stops_it_on_its_worker_first(
+    api, ready, monkeypatch, django_capture_on_commit_callbacks
+):
+    Avatar.objects.filter(pk=ready.pk).update(status=AvatarStatus.ACTIVE, serving_worker="w1", serving_channel="chan-1")
     _worker_alive(monkeypatch, "chan-1")
     told = []
 
@@ -209,20 +218,26 @@ def test_deleting_an_avatar_nobody_serves_waits_on_nothing(api, ready, tutor, mo
     assert not Avatar.objects.filter(pk=ready.pk).exists()
 
     # An avatar still marked active on a worker that died: nothing to wait for either.
-    dead = Avatar.objects.create(tutor=tutor, name="on_dead_worker", status=AvatarStatus.ACTIVE,
-                                 serving_worker="gone", serving_channel="chan-dead", assets_path="a/b")
+    dead = Avatar.objects.create(
+        tutor=tutor,
+        name="on_dead_worker",
+        status=AvatarStatus.ACTIVE,
+        serving_worker="gone",
+        serving_channel="chan-dead",
+        assets_path="a/b",
+    )
     monkeypatch.setattr(live_services.registry, "worker_alive", lambda channel: False)
     assert api.delete(f"/api/avatars/{dead.pk}").status_code == 200
     assert not Avatar.objects.filter(pk=dead.pk).exists()
 
 
 def test_deleting_a_tutor_stops_its_served_avatars(api, ready, tutor, monkeypatch):
-    Avatar.objects.filter(pk=ready.pk).update(status=AvatarStatus.ACTIVE, serving_worker="w1",
-                                              serving_channel="chan-1")
+    Avatar.objects.filter(pk=ready.pk).update(status=AvatarStatus.ACTIVE, serving_worker="w1", serving_channel="chan-1")
     _worker_alive(monkeypatch, "chan-1")
     told = []
-    monkeypatch.setattr(live_services, "live_request",
-                        lambda channel, message, timeout=None: told.append(message) or {"type": "ok"})
+    monkeypatch.setattr(
+        live_services, "live_request", lambda channel, message, timeout=None: told.append(message) or {"type": "ok"}
+    )
     assert api.delete(f"/api/tutors/{tutor.pk}").status_code == 200
     assert told == [{"type": "live.stop_avatar", "avatar_id": ready.pk}]
     assert not Avatar.objects.filter(pk=ready.pk).exists()

@@ -1,6 +1,7 @@
 """Start with a real lipsync worker: the request is answered at once (202 + job) and the
 worker's outcome arrives on the avatar's events channel (`avatar.started`, or
 `avatar.start_failed` with the reason) and from GET /api/avatars/{id}/start?job_id=."""
+
 from __future__ import annotations
 
 import asyncio
@@ -42,8 +43,9 @@ class Events:
         async_to_sync(self.layer.group_discard)(self.group, self.channel)
 
 
-def test_start_answers_at_once_and_the_worker_reports_the_outcome(transactional_db, celery_worker_process, api,
-                                                                   make_avatar):
+def test_start_answers_at_once_and_the_worker_reports_the_outcome(
+    transactional_db, celery_worker_process, api, make_avatar
+):
     avatar = make_avatar("async_ada")
     events = Events(avatar.pk)
     try:
@@ -57,8 +59,13 @@ def test_start_answers_at_once_and_the_worker_reports_the_outcome(transactional_
         assert seen[0] == "avatar.starting", seen
         assert started["avatar"]["status"] == "active" and started["avatar"]["starting"] is False
         assert started["job"]["job_id"] == job_id, (started, celery_worker_process.log())
-        job = wait_for(lambda: (r := api.get(f"/api/avatars/{avatar.pk}/start", {"job_id": job_id})).status_code == 200
-                       and r.json(), timeout=20, message="the job's result")
+        job = wait_for(
+            lambda: (
+                (r := api.get(f"/api/avatars/{avatar.pk}/start", {"job_id": job_id})).status_code == 200 and r.json()
+            ),
+            timeout=20,
+            message="the job's result",
+        )
         assert job["status"] == "active" and job["avatar"]["status"] == "active"
         assert api.post(f"/api/avatars/{avatar.pk}/stop").status_code == 200
     finally:
@@ -74,9 +81,15 @@ def test_start_answers_at_once_and_the_worker_reports_the_outcome(transactional_
         reason = failed["job"]["detail"]
         assert reason and failed["avatar"]["error_message"] == f"Start failed: {reason}", failed
         assert failed["avatar"]["status"] == "inactive"
-        job = wait_for(lambda: (r := api.get(f"/api/avatars/{broken.pk}/start",
-                                              {"job_id": response.json()["job_id"]})).status_code == 200 and r.json(),
-                       timeout=20, message="the job's result")
+        job = wait_for(
+            lambda: (
+                (r := api.get(f"/api/avatars/{broken.pk}/start", {"job_id": response.json()["job_id"]})).status_code
+                == 200
+                and r.json()
+            ),
+            timeout=20,
+            message="the job's result",
+        )
         assert job["status"] == "failed" and job["detail"] == reason
     finally:
         events.close()

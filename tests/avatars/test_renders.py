@@ -1,4 +1,5 @@
 """Talking clips: POST /api/avatars/{id}/render -> a job on the lipsync queue -> an MP4."""
+
 import io
 
 import av
@@ -24,8 +25,10 @@ def _probe(content: bytes):
     with av.open(io.BytesIO(content)) as container:
         video, audio = container.streams.video[0], container.streams.audio[0]
         facts = {
-            "video_codec": video.codec_context.name, "audio_codec": audio.codec_context.name,
-            "fps": float(video.average_rate), "size": (video.codec_context.width, video.codec_context.height),
+            "video_codec": video.codec_context.name,
+            "audio_codec": audio.codec_context.name,
+            "fps": float(video.average_rate),
+            "size": (video.codec_context.width, video.codec_context.height),
         }
         frames = [f.to_ndarray(format="bgr24") for f in container.decode(video)]
     with av.open(io.BytesIO(content)) as container:
@@ -39,8 +42,11 @@ def _probe(content: bytes):
 def test_text_becomes_a_talking_clip(transactional_db, celery_worker_process, api, tutor, face_video):
     avatar = avatar_create_and_wait(api, tutor, face_video, "talker", tts_model="espeak-ng")
     assert avatar["status"] == "inactive"
-    response = api.post(f"/api/avatars/{avatar['id']}/render",
-                        {"text": "Hello class. Today we open our books at page nine."}, format="json")
+    response = api.post(
+        f"/api/avatars/{avatar['id']}/render",
+        {"text": "Hello class. Today we open our books at page nine."},
+        format="json",
+    )
     assert response.status_code == 202, response.content
     render = response.json()
     assert render["status"] == "queued"
@@ -72,8 +78,11 @@ def test_uploaded_speech_becomes_a_talking_clip_and_delete_removes_it(
 ):
     avatar = avatar_create_and_wait(api, tutor, face_video, "audio_talker")
     speech = media.write_tone_wav(tmp_path / "speech.wav", seconds=1.6)
-    response = api.post(f"/api/avatars/{avatar['id']}/render",
-                        {"audio": SimpleUploadedFile("speech.wav", speech.read_bytes())}, format="multipart")
+    response = api.post(
+        f"/api/avatars/{avatar['id']}/render",
+        {"audio": SimpleUploadedFile("speech.wav", speech.read_bytes())},
+        format="multipart",
+    )
     assert response.status_code == 202, response.content
     clip = _download(api, avatar["id"], response.json()["id"])
     assert clip.status_code == 200
@@ -114,14 +123,19 @@ def test_bad_render_requests_are_refused(api, ready_avatar, published_catalogues
 
 @pytest.mark.django_db
 def test_bad_render_audio_is_refused(api, ready_avatar, face_video, tmp_path, settings):
-    for upload in (SimpleUploadedFile("speech.wav", face_video.read_bytes()),
-                   SimpleUploadedFile("speech.wav", b"RIFF" + bytes(2000))):
+    for upload in (
+        SimpleUploadedFile("speech.wav", face_video.read_bytes()),
+        SimpleUploadedFile("speech.wav", b"RIFF" + bytes(2000)),
+    ):
         response = api.post(f"/api/avatars/{ready_avatar.pk}/render", {"audio": upload}, format="multipart")
         assert response.status_code == 400, response.content
     settings.RENDER_MAX_SECONDS = 1
     long = media.write_tone_wav(tmp_path / "long.wav", seconds=2)
-    response = api.post(f"/api/avatars/{ready_avatar.pk}/render",
-                        {"audio": SimpleUploadedFile("long.wav", long.read_bytes())}, format="multipart")
+    response = api.post(
+        f"/api/avatars/{ready_avatar.pk}/render",
+        {"audio": SimpleUploadedFile("long.wav", long.read_bytes())},
+        format="multipart",
+    )
     assert response.status_code == 400 and "limit is 1 s" in response.json()["detail"]
     assert not AvatarRender.objects.exists()
 
@@ -142,8 +156,9 @@ def test_another_admins_renders_are_not_found(other_api, ready_avatar):
 
 
 @pytest.mark.integration
-def test_render_avatar_command_writes_the_clip(transactional_db, celery_worker_process, api, tutor, face_video,
-                                               tmp_path):
+def test_render_avatar_command_writes_the_clip(
+    transactional_db, celery_worker_process, api, tutor, face_video, tmp_path
+):
     from django.core.management import call_command
 
     avatar = avatar_create_and_wait(api, tutor, face_video, "cli_talker", tts_model="espeak-ng")

@@ -1,4 +1,5 @@
 """Every rejected upload is a 400 with a reason a person can act on, and leaves nothing behind."""
+
 import os
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Preprocessing a real face clip into the assets the engines use (no worker needed)."""
+
 import json
 
 import av
@@ -18,8 +19,12 @@ def _frames(path):
 
 def test_assets_of_a_25_fps_clip(face_video, tmp_path):
     stages = []
-    result = preprocess_video(face_video, tmp_path, expected_seconds=2.0,
-                              progress=lambda stage, percent, message: stages.append((stage, percent)))
+    result = preprocess_video(
+        face_video,
+        tmp_path,
+        expected_seconds=2.0,
+        progress=lambda stage, percent, message: stages.append((stage, percent)),
+    )
     assert result.frame_count == 50 and (result.width, result.height) == (320, 384)
     assert result.face_ratio > 0.95
     percents = [p for _, p in stages]

@@ -1,12 +1,13 @@
 """The `viseme` engine on a real (generated) face: mouth curves, the warp, and idle frames."""
+
 import numpy as np
 import pytest
 
+from lipsync_worker.asset_pipeline import preprocess_video
 from lipsync_worker.assets import AvatarAssets, idle_index
 from lipsync_worker.engines import engine_list, get_engine
 from lipsync_worker.engines.base import SAMPLES_PER_FRAME, AudioSegment, Timing
 from lipsync_worker.engines.viseme.visemes import curves_from_audio, curves_from_timings, viseme_for
-from lipsync_worker.asset_pipeline import preprocess_video
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +30,9 @@ def test_phonemes_map_to_visemes():
 
 
 def test_vowels_open_the_mouth_and_lips_close_for_p_b_m():
-    timings = _phonemes([("", 0, 200), ("m", 200, 320), ("ɑː", 320, 640), ("p", 640, 760), ("ɑ", 760, 1040),
-                         ("", 1040, 1600)])
+    timings = _phonemes(
+        [("", 0, 200), ("m", 200, 320), ("ɑː", 320, 640), ("p", 640, 760), ("ɑ", 760, 1040), ("", 1040, 1600)]
+    )
     opening, _ = curves_from_timings(timings, 1.6)
     assert len(opening) == 40
     assert opening[:4].max() < 0.05  # silence before speech
@@ -43,7 +45,7 @@ def test_audio_drives_the_mouth_when_there_are_no_timings():
     t = np.arange(32000) / 16000
     bursts = (np.sin(2 * np.pi * 3 * t) > 0.3) * 0.3 * np.sin(2 * np.pi * 440 * t)
     opening, _ = curves_from_audio(bursts.astype(np.float32))
-    loud = np.array([np.abs(bursts[k * 640:(k + 1) * 640]).max() > 0.1 for k in range(50)])
+    loud = np.array([np.abs(bursts[k * 640 : (k + 1) * 640]).max() > 0.1 for k in range(50)])
     assert opening[loud].mean() > 0.3
     assert opening[~loud].mean() < opening[loud].mean() / 2
     silent, _ = curves_from_audio(np.zeros(16000, np.float32))

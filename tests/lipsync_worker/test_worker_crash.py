@@ -1,5 +1,6 @@
 """A worker killed in the middle of preprocessing: the job is redelivered to another
 worker, the avatar still ends ready, and the killed attempt leaves no files behind."""
+
 import pytest
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -31,8 +32,9 @@ def private_queue():
     celery_app.amqp.flush_routes()
 
 
-def test_killed_worker_job_is_redelivered_and_finishes(transactional_db, start_worker, private_queue, api, tutor,
-                                                       tmp_path):
+def test_killed_worker_job_is_redelivered_and_finishes(
+    transactional_db, start_worker, private_queue, api, tutor, tmp_path
+):
     video = media.write_video(tmp_path / "long.mp4", media.face_frames(10.0))
     doomed = start_worker("doomed", queues=private_queue, **FAST_RECOVERY)
     response = api.post(
@@ -50,8 +52,11 @@ def test_killed_worker_job_is_redelivered_and_finishes(transactional_db, start_w
     assert avatar.status == "processing" and avatar.progress_percent < 100
 
     rescuer = start_worker("rescuer", queues=private_queue, **FAST_RECOVERY)
-    wait_for(lambda: Avatar.objects.get(pk=avatar_id).status != "processing", timeout=90,
-             message="the redelivered job to finish")
+    wait_for(
+        lambda: Avatar.objects.get(pk=avatar_id).status != "processing",
+        timeout=90,
+        message="the redelivered job to finish",
+    )
     avatar = Avatar.objects.get(pk=avatar_id)
     assert avatar.status == "inactive", (avatar.error_message, rescuer.log())
     assert avatar.frame_count == 250

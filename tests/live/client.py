@@ -3,6 +3,7 @@ signaling WebSocket (or the HTTP proxy) and records what arrives.
 
 It offers loopback host candidates only and uses no STUN/TURN server, like the worker.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -51,7 +52,7 @@ class Recorder:
             except MediaStreamError:
                 return
             samples = frame.to_ndarray().astype(np.float32)
-            self.audio.append((time.monotonic(), frame.pts, float(np.sqrt(np.mean(samples ** 2)))))
+            self.audio.append((time.monotonic(), frame.pts, float(np.sqrt(np.mean(samples**2)))))
 
     def stop(self) -> None:
         for task in self.tasks:
@@ -85,8 +86,7 @@ class LiveClient:
     async def connect(self, timeout: float = 20.0) -> dict:
         from websockets.asyncio.client import connect
 
-        self.ws = await connect(self.url, subprotocols=[f"bearer.{self.token}"], open_timeout=10,
-                                max_size=2 ** 22)
+        self.ws = await connect(self.url, subprotocols=[f"bearer.{self.token}"], open_timeout=10, max_size=2**22)
         first = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
         if first.get("type") != "state":
             return first

@@ -1,6 +1,7 @@
 """Fixtures of the live-session tests: avatar assets made once per run (the real
 preprocessing pipeline, in this process), avatars pointing at them, and started avatars
 on the real worker."""
+
 from __future__ import annotations
 
 import pytest
@@ -35,10 +36,20 @@ def make_avatar(tutor, live_assets):
     prefix, result = live_assets
 
     def make(name: str = "live_ada", owner_tutor=None, **fields) -> Avatar:
-        values = dict(tutor=owner_tutor or tutor, name=name, display_name=name, status=AvatarStatus.INACTIVE,
-                      assets_path=prefix, preview_image_path=f"{prefix}/preview.png", avatar_model="viseme",
-                      tts_model="piper", frame_count=result.frame_count, width=result.width, height=result.height,
-                      duration_seconds=result.frame_count / 25)
+        values = dict(
+            tutor=owner_tutor or tutor,
+            name=name,
+            display_name=name,
+            status=AvatarStatus.INACTIVE,
+            assets_path=prefix,
+            preview_image_path=f"{prefix}/preview.png",
+            avatar_model="viseme",
+            tts_model="piper",
+            frame_count=result.frame_count,
+            width=result.width,
+            height=result.height,
+            duration_seconds=result.frame_count / 25,
+        )
         values.update(fields)
         return Avatar.objects.create(**values)
 

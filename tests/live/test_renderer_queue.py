@@ -2,6 +2,7 @@
 and a fake lip-sync engine (no aiortc connection, no workers): the queue is bounded and the
 renderer waits on it, an interrupt drains it and frees the renderer at once, and a session
 has one renderer thread however many texts it says."""
+
 from __future__ import annotations
 
 import asyncio
@@ -79,8 +80,12 @@ class FakeTTSStream:
             return
         seconds = 10.0 if self.text.startswith("long") else 0.4
         pcm = np.full(int(seconds * SAMPLE_RATE), 3000, np.int16)
-        yield AudioChunk(pcm=pcm, sample_rate=SAMPLE_RATE, text=self.text,
-                         words=[Timing("Hello", 0.0, 100.0), Timing("there", 200.0, 300.0)])
+        yield AudioChunk(
+            pcm=pcm,
+            sample_rate=SAMPLE_RATE,
+            text=self.text,
+            words=[Timing("Hello", 0.0, 100.0), Timing("there", 200.0, 300.0)],
+        )
 
     def cancel(self):
         self.cancelled = True
@@ -222,10 +227,12 @@ def test_interrupt_drains_the_queue_frees_the_renderer_and_the_next_tick_is_idle
     assert result["after_interrupt_qsize"] <= 1, "interrupt drains the queue"  # at most the one put it freed
     assert result["speaking"] is False
     assert result["rendered_after"] <= 2, "the freed renderer must stop rendering the cancelled text"
-    assert result["ticks_after"] and all(value == IDLE and not loud for value, loud in result["ticks_after"]), (
-        result["ticks_after"][:5])
-    assert result["ended"] == [{"type": "speaking_ended", "utterance": result["ended"][0]["utterance"],
-                                "interrupted": True}]
+    assert result["ticks_after"] and all(value == IDLE and not loud for value, loud in result["ticks_after"]), result[
+        "ticks_after"
+    ][:5]
+    assert result["ended"] == [
+        {"type": "speaking_ended", "utterance": result["ended"][0]["utterance"], "interrupted": True}
+    ]
     assert result["cancelled_streams"] == ["long text"]
     assert result["next_start_ms"] < 500, result["next_start_ms"]
 
@@ -261,8 +268,9 @@ def test_one_renderer_thread_per_session_whatever_the_number_of_texts():
             await session.say(f"long text {i}", interrupt=True)
             await wait_until(lambda: session.frames.qsize() >= MAX_AHEAD, 5, "the queue to fill")
         await session.say("text last", interrupt=True)
-        await wait_until(lambda: sum(not e["interrupted"] for e in runtime.of("speaking_ended")) == 5, 5,
-                         "the last text to end")
+        await wait_until(
+            lambda: sum(not e["interrupted"] for e in runtime.of("speaking_ended")) == 5, 5, "the last text to end"
+        )
         counts["after"] = threading.active_count()
         counts["render_threads"] = [t.name for t in threading.enumerate() if t.name.startswith("live-render-")]
         return list(runtime.events)

@@ -1,5 +1,6 @@
 """A live session end to end: aiortc viewer -> real daphne (signaling) -> real Redis
 channel layer -> real worker (aiortc peer, viseme engine, piper through the tts queue)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -39,9 +40,9 @@ def _mouth_motion(frames: list[np.ndarray], idle: list[np.ndarray]) -> list[floa
 
 
 def test_session_streams_idle_speaks_interrupts_and_frees(started_avatar, daphne_server, token, live_assets):
-    from lipsync_worker.assets import AvatarAssets
-
     from django.core.files.storage import default_storage
+
+    from lipsync_worker.assets import AvatarAssets
 
     assets = AvatarAssets.from_dir(default_storage.path(live_assets[0]))
     import cv2
@@ -62,8 +63,13 @@ def test_session_streams_idle_speaks_interrupts_and_frees(started_avatar, daphne
         result["idle_loud"] = [r for t, _p, r in client.recorder.audio if t >= t0 and loud(r)]
         idle_frames = len(client.recorder.frames)
 
-        said = await client.send({"type": "say", "text": "Hello there, students. Today we will learn about "
-                                                          "the planets of our solar system and their moons."})
+        said = await client.send(
+            {
+                "type": "say",
+                "text": "Hello there, students. Today we will learn about "
+                "the planets of our solar system and their moons.",
+            }
+        )
         started = await client.wait_event(lambda e: e.get("type") == "speaking_started", 20)
         result["started_latency_ms"] = started["latency_ms"]
         first_loud = None
@@ -97,7 +103,9 @@ def test_session_streams_idle_speaks_interrupts_and_frees(started_avatar, daphne
     motion_idle = _mouth_motion(result["idle_frames"], idle)
     motion_speech = _mouth_motion(result["speech_frames"], idle)
     assert np.percentile(motion_speech, 75) > 2 * np.percentile(motion_idle, 75) + 5, (
-        np.percentile(motion_idle, 75), np.percentile(motion_speech, 75))
+        np.percentile(motion_idle, 75),
+        np.percentile(motion_speech, 75),
+    )
     assert result["ended"]["interrupted"] is True
     assert result["interrupt_ms"] <= INTERRUPT_BOUND_MS + 150, result["interrupt_ms"]  # + network and jitter buffer
     assert any(e.get("state") == "closed" for e in result["closed_events"])

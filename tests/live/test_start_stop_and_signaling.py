@@ -1,5 +1,6 @@
 """Start / stop, tenancy, bad signaling, the LiveTalking HTTP proxy, limits and a worker
 that dies while serving an avatar."""
+
 from __future__ import annotations
 
 import asyncio
@@ -21,8 +22,7 @@ def _token(user) -> str:
     return str(RefreshToken.for_user(user).access_token)
 
 
-def test_start_needs_a_ready_avatar_and_is_scoped(transactional_db, celery_worker_process, api, other_api,
-                                                  make_avatar):
+def test_start_needs_a_ready_avatar_and_is_scoped(transactional_db, celery_worker_process, api, other_api, make_avatar):
     processing = make_avatar("still_processing", status="processing", progress_percent=40)
     response = api.post(f"/api/avatars/{processing.pk}/start", {}, format="json")
     assert response.status_code == 409 and "processed" in response.json()["detail"]
@@ -55,8 +55,11 @@ def test_start_needs_a_ready_avatar_and_is_scoped(transactional_db, celery_worke
     assert avatar.status == "inactive" and not avatar.serving_channel
     from contracts import live_registry as registry
 
-    wait_for(lambda: all(avatar.pk not in w["avatars"] for w in registry.workers().values()), timeout=10,
-             message="the worker to release the avatar")
+    wait_for(
+        lambda: all(avatar.pk not in w["avatars"] for w in registry.workers().values()),
+        timeout=10,
+        message="the worker to release the avatar",
+    )
 
 
 def test_strangers_and_bad_messages(started_avatar, daphne_server, admin_user, other_admin, token, client_for):
@@ -68,15 +71,20 @@ def test_strangers_and_bad_messages(started_avatar, daphne_server, admin_user, o
                 ws.recv(timeout=10)
     # Another admin through the proxy: 404 for the offer, and for a real session id.
     other = client_for(other_admin)
-    response = other.post("/api/avatars/webrtc/offer", {"sdp": "v=0\r\n", "type": "offer",
-                                                         "avatar_id": started_avatar.pk}, format="json")
+    response = other.post(
+        "/api/avatars/webrtc/offer", {"sdp": "v=0\r\n", "type": "offer", "avatar_id": started_avatar.pk}, format="json"
+    )
     assert response.status_code == 404
 
-    with connect(url, subprotocols=[f"bearer.{token}"], open_timeout=10, max_size=2 ** 22) as ws:
+    with connect(url, subprotocols=[f"bearer.{token}"], open_timeout=10, max_size=2**22) as ws:
         assert json.loads(ws.recv(timeout=10))["state"] == "ready"
-        for raw, expected in (("not json", "JSON"), (json.dumps({"type": "dance"}), "Unknown message type"),
-                              (json.dumps([1, 2]), "JSON"), (json.dumps({"type": "say", "text": "hi"}), "offer first"),
-                              (json.dumps({"type": "offer", "sdp": 42}), "sdp")):
+        for raw, expected in (
+            ("not json", "JSON"),
+            (json.dumps({"type": "dance"}), "Unknown message type"),
+            (json.dumps([1, 2]), "JSON"),
+            (json.dumps({"type": "say", "text": "hi"}), "offer first"),
+            (json.dumps({"type": "offer", "sdp": 42}), "sdp"),
+        ):
             ws.send(raw)
             event = json.loads(ws.recv(timeout=10))
             assert event["type"] == "error" and expected in event["detail"], (raw, event)
@@ -109,8 +117,9 @@ def test_strangers_and_bad_messages(started_avatar, daphne_server, admin_user, o
 
 def _stranger_checks(other, session_id, result):
     result["stranger"] = [
-        other.post("/api/avatars/webrtc/human", {"sessionid": session_id, "text": "hi", "type": "echo"},
-                   format="json").status_code,
+        other.post(
+            "/api/avatars/webrtc/human", {"sessionid": session_id, "text": "hi", "type": "echo"}, format="json"
+        ).status_code,
         other.post("/api/avatars/webrtc/is_speaking", {"sessionid": session_id}, format="json").status_code,
         other.post("/api/avatars/webrtc/interrupt_talk", {"sessionid": session_id}, format="json").status_code,
     ]
@@ -123,9 +132,12 @@ def test_livetalking_proxy(started_avatar, daphne_server, api):
     bearer = api._credentials["HTTP_AUTHORIZATION"]
 
     def call(path, body):
-        request = urllib.request.Request(f"{daphne_server.url}/api/avatars/webrtc/{path}",
-                                         data=json.dumps(body).encode(), method="POST",
-                                         headers={"Authorization": bearer, "Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{daphne_server.url}/api/avatars/webrtc/{path}",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Authorization": bearer, "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
@@ -138,14 +150,19 @@ def test_livetalking_proxy(started_avatar, daphne_server, api):
         recorder = Recorder(keep_frames=False)
         pc = new_peer(recorder)
         await pc.setLocalDescription(await pc.createOffer())
-        answer = await loop.run_in_executor(None, call, "offer", {"sdp": pc.localDescription.sdp, "type": "offer",
-                                                                   "avatar_id": started_avatar.pk})
+        answer = await loop.run_in_executor(
+            None, call, "offer", {"sdp": pc.localDescription.sdp, "type": "offer", "avatar_id": started_avatar.pk}
+        )
         assert answer["type"] == "answer" and answer["sessionid"]
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
         sid = answer["sessionid"]
         result["idle"] = (await loop.run_in_executor(None, call, "is_speaking", {"sessionid": sid}))["data"]
-        result["human"] = await loop.run_in_executor(None, call, "human", {
-            "sessionid": sid, "text": "Good morning, class. Let us begin.", "type": "echo", "interrupt": True})
+        result["human"] = await loop.run_in_executor(
+            None,
+            call,
+            "human",
+            {"sessionid": sid, "text": "Good morning, class. Let us begin.", "type": "echo", "interrupt": True},
+        )
         deadline = time.monotonic() + 10
         speaking = False
         while time.monotonic() < deadline and not speaking:
@@ -166,19 +183,38 @@ def test_livetalking_proxy(started_avatar, daphne_server, api):
     bad = api.post("/api/avatars/webrtc/human", {"sessionid": "nope", "text": "x"}, format="json")
     assert bad.status_code == 404
     assert api.post("/api/avatars/webrtc/teleport", {}, format="json").status_code == 404
-    assert api.post("/api/avatars/webrtc/offer", {"sdp": "hello", "avatar_id": started_avatar.pk},
-                    format="json").status_code == 400
+    assert (
+        api.post(
+            "/api/avatars/webrtc/offer", {"sdp": "hello", "avatar_id": started_avatar.pk}, format="json"
+        ).status_code
+        == 400
+    )
 
 
-def test_limits_and_a_dead_worker(transactional_db, celery_worker_process, start_worker, daphne_server, api,
-                                  admin_user, other_admin, make_avatar, token):
+def test_limits_and_a_dead_worker(
+    transactional_db,
+    celery_worker_process,
+    start_worker,
+    daphne_server,
+    api,
+    admin_user,
+    other_admin,
+    make_avatar,
+    token,
+):
     """A worker with low limits refuses clearly; when it dies its avatar is reported and
     can be started again elsewhere."""
     from lipsync_worker.tasks import live_start_task
     from tutors.services import tutor_create
 
-    extra = start_worker("live-extra", queues="live-test", LIVE_HEARTBEAT_TTL=3, LIVE_HEARTBEAT_SECONDS=1,
-                         LIVE_MAX_SESSIONS_PER_WORKER=2, LIVE_MAX_SESSIONS_PER_ADMIN=1)
+    extra = start_worker(
+        "live-extra",
+        queues="live-test",
+        LIVE_HEARTBEAT_TTL=3,
+        LIVE_HEARTBEAT_SECONDS=1,
+        LIVE_MAX_SESSIONS_PER_WORKER=2,
+        LIVE_MAX_SESSIONS_PER_ADMIN=1,
+    )
     mine = make_avatar("mine")
     theirs = make_avatar("theirs", owner_tutor=tutor_create(owner=other_admin, name="Bob's tutor"))
     for avatar in (mine, theirs):
@@ -206,8 +242,11 @@ def test_limits_and_a_dead_worker(transactional_db, celery_worker_process, start
 
     extra.kill()
     # The heartbeat expires (TTL 3 s) and the surviving worker resets the avatar.
-    wait_for(lambda: api.get(f"/api/avatars/{mine.pk}").json()["status"] == "inactive", timeout=20,
-             message="the avatar of the killed worker to be reset")
+    wait_for(
+        lambda: api.get(f"/api/avatars/{mine.pk}").json()["status"] == "inactive",
+        timeout=20,
+        message="the avatar of the killed worker to be reset",
+    )
     body = api.get(f"/api/avatars/{mine.pk}").json()
     assert "stopped responding" in body["error_message"]
     import urllib.request

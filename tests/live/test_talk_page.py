@@ -1,5 +1,6 @@
 """The talk page in Debian's chromium (Playwright): the video plays, a sentence is
 spoken, subtitles appear. WebRTC stays on loopback (see tests/live/client.py)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -12,12 +13,18 @@ from tests.conftest import PASSWORD
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     # Loopback-only WebRTC: loopback candidates allowed, real addresses instead of mDNS
     # names (which the worker would otherwise have to resolve on the network; it drops
     # every non-loopback candidate anyway).
-    "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
     "--autoplay-policy=no-user-gesture-required",
 ]
 
@@ -61,7 +68,7 @@ def test_talk_page_plays_speaks_and_subtitles(started_avatar, daphne_server, adm
             page.click("#talk-interrupt")
             page.wait_for_function("document.getElementById('talk-subtitles').dataset.speaking === '0'")
             assert not page.is_visible("#talk-error"), page.text_content("#talk-error")
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure: keep a screenshot and the console, then fail
             with contextlib.suppress(Exception):
                 page.screenshot(path=str(tmp_path / "talk.png"))
             raise AssertionError("\n".join(console[-30:])) from None

@@ -1,4 +1,5 @@
 """Fixtures of the TTS worker tests: stand-in servers, speech samples, eager Celery."""
+
 from __future__ import annotations
 
 import pytest
@@ -39,9 +40,11 @@ def tacotron_server(settings):
 @pytest.fixture(scope="session")
 def speech_wav(tmp_path_factory):
     """Four seconds of real speech (espeak-ng), for cloning references."""
-    chunks = list(get_engine("espeak-ng").synthesize(
-        "The quick brown fox jumps over the lazy dog. She sells sea shells by the sea shore."
-    ))
+    chunks = list(
+        get_engine("espeak-ng").synthesize(
+            "The quick brown fox jumps over the lazy dog. She sells sea shells by the sea shore."
+        )
+    )
     import numpy as np
 
     path = tmp_path_factory.mktemp("speech") / "speech.wav"

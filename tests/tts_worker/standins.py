@@ -4,6 +4,7 @@ They are not the real models: they answer each request with a tone whose length 
 the text, in the format the real server uses, and record what they were sent. They listen
 on 127.0.0.1 only.
 """
+
 from __future__ import annotations
 
 import io
@@ -139,9 +140,13 @@ class SoVITSStandInServer(_StandInServer):
         self.requests.append(req)
         for field in ("text", "text_lang", "ref_audio_path", "prompt_lang"):
             if not req.get(field):
-                return self.send(handler, 400, json.dumps({"message": f"{field} is required"}).encode(), "application/json")
+                return self.send(
+                    handler, 400, json.dumps({"message": f"{field} is required"}).encode(), "application/json"
+                )
         if req.get("media_type", "wav") != "wav":
-            return self.send(handler, 400, json.dumps({"message": "only wav in this stand-in"}).encode(), "application/json")
+            return self.send(
+                handler, 400, json.dumps({"message": "only wav in this stand-in"}).encode(), "application/json"
+            )
         self.send(handler, 200, wav(tone(req["text"], self.rate), self.rate), "audio/wav")
 
 

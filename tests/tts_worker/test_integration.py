@@ -1,4 +1,5 @@
 """Through a real Celery worker process serving the tts queue."""
+
 import io
 import time
 import wave
@@ -46,8 +47,11 @@ def test_cancel_stops_the_worker(celery_worker_process):
 @pytest.mark.django_db
 def test_preview_through_the_worker(api, celery_worker_process):
     # The worker publishes its engines when it is ready; the web lists and checks from that.
-    wait_for(lambda: {m["id"]: m for m in api.get("/api/avatars/tts-models").json()}["piper"]["available"],
-             timeout=60, message="the worker to publish piper")
+    wait_for(
+        lambda: {m["id"]: m for m in api.get("/api/avatars/tts-models").json()}["piper"]["available"],
+        timeout=60,
+        message="the worker to publish piper",
+    )
     body = {"text": "Hello from the worker.", "tts_model": "piper"}
     response = api.post("/api/tts/preview?wait=1", body, format="json")
     assert response.status_code == 200, response.content[:300]

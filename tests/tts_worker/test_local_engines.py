@@ -1,4 +1,5 @@
 """Real synthesis with the offline engines (piper, espeak-ng)."""
+
 import os
 import time
 
@@ -60,7 +61,7 @@ def test_speech_is_loud_enough_long_enough_and_timed_exactly(name):
         assert len(phonemes) >= 2 * len(chunk.text.split()), phonemes
         # Sounds happen where the phonemes say: the loudest 100 ms lies inside a phoneme.
         frame = chunk.sample_rate // 10
-        energies = [rms(chunk.pcm[i:i + frame]) for i in range(0, len(chunk.pcm) - frame, frame)]
+        energies = [rms(chunk.pcm[i : i + frame]) for i in range(0, len(chunk.pcm) - frame, frame)]
         loudest_ms = 100 * (int(np.argmax(energies)) + 0.5)
         assert any(t.label != SILENCE and t.start_ms - 100 <= loudest_ms <= t.end_ms + 100 for t in chunk.timings)
 

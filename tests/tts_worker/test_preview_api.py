@@ -1,10 +1,12 @@
 """GET /api/avatars/tts-models and POST /api/tts/preview: the web side, with the tts tasks run
 in-process (eager) and the engine catalogue published from this process as a worker would."""
+
 import io
 import wave
 
 import numpy as np
 import pytest
+
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("published_catalogues")]
 
 MODELS_URL = "/api/avatars/tts-models"
@@ -27,12 +29,23 @@ def test_model_list_reports_every_engine(api, settings):
     models = {m["id"]: m for m in response.json()}
     assert list(models) == ["piper", "espeak-ng", "edge-tts", "cosyvoice", "sovits", "tacotron"]
     for m in models.values():
-        assert set(m) == {"id", "display_name", "available", "reason", "voices", "supports_clone", "streaming", "timings"}
+        assert set(m) == {
+            "id",
+            "display_name",
+            "available",
+            "reason",
+            "voices",
+            "supports_clone",
+            "streaming",
+            "timings",
+        }
         for v in m["voices"]:
             assert set(v) == {"id", "name", "language", "gender"}
     assert models["piper"]["available"] and models["piper"]["timings"] == "phoneme"
     assert models["espeak-ng"]["available"]
-    assert {"id": "en-us", "name": "English (America)", "language": "en-us", "gender": "male"} in models["espeak-ng"]["voices"]
+    assert {"id": "en-us", "name": "English (America)", "language": "en-us", "gender": "male"} in models["espeak-ng"][
+        "voices"
+    ]
     assert not models["cosyvoice"]["available"] and "COSYVOICE_URL" in models["cosyvoice"]["reason"]
     assert models["cosyvoice"]["supports_clone"] and models["sovits"]["supports_clone"]
     assert models["edge-tts"]["timings"] == "word"
@@ -51,7 +64,9 @@ def test_preview_returns_speech(api, eager_celery):
 
 
 def test_preview_accepts_timbre_for_the_voice(api, eager_celery):
-    pcm, rate = _wav(api.post(WAIT_URL, {"text": "Bonjour.", "tts_model": "espeak-ng", "timbre": "fr-fr"}, format="json"))
+    pcm, rate = _wav(
+        api.post(WAIT_URL, {"text": "Bonjour.", "tts_model": "espeak-ng", "timbre": "fr-fr"}, format="json")
+    )
     assert len(pcm) > 0
 
 
@@ -96,7 +111,9 @@ def test_failing_external_server_is_503_with_its_message(api, eager_celery, cosy
 
 
 def test_preview_through_a_stand_in_server(api, eager_celery, cosyvoice_server):
-    pcm, rate = _wav(api.post(WAIT_URL, {"text": "你好。再见。", "tts_model": "cosyvoice", "voice": "中文女"}, format="json"))
+    pcm, rate = _wav(
+        api.post(WAIT_URL, {"text": "你好。再见。", "tts_model": "cosyvoice", "voice": "中文女"}, format="json")
+    )
     assert rate == 22050
     assert len(cosyvoice_server.requests) == 2
 

@@ -1,4 +1,5 @@
 """HTTP engines against local stand-ins of their servers; edge-tts without the internet."""
+
 import wave
 
 import numpy as np

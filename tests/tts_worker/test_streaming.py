@@ -1,4 +1,5 @@
 """The streaming path: chunks through Redis as each sentence is done, and cancel."""
+
 import threading
 import time
 import uuid
@@ -6,8 +7,8 @@ import uuid
 import pytest
 
 from contracts import tts_stream as stream
-from tts_worker import services
 from contracts.tts_stream import TTSStream
+from tts_worker import services
 from tutor_site.exceptions import EngineUnavailable, InvalidInput
 
 SENTENCES = [

@@ -20,7 +20,10 @@ def test_english_sentences_keep_abbreviations_and_numbers_together():
 
 def test_chinese_punctuation_splits_without_spaces():
     assert split_sentences("你好，世界。今天天气很好！我们去公园吧？好的") == [
-        "你好，世界。", "今天天气很好！", "我们去公园吧？", "好的",
+        "你好，世界。",
+        "今天天气很好！",
+        "我们去公园吧？",
+        "好的",
     ]
 
 
@@ -40,7 +43,11 @@ def test_long_sentences_are_cut_at_a_comma_or_space():
 
 def test_a_long_first_sentence_streams_its_first_clause_first():
     text = "Good morning, and welcome to today's lesson about fractions. Next, halves."
-    assert split_for_streaming(text) == ["Good morning,", "and welcome to today's lesson about fractions.", "Next, halves."]
+    assert split_for_streaming(text) == [
+        "Good morning,",
+        "and welcome to today's lesson about fractions.",
+        "Next, halves.",
+    ]
     # Short first sentences, clauses too short to say alone, and no clause at all: unchanged.
     assert split_for_streaming("Hi, this is short. Bye.") == ["Hi, this is short.", "Bye."]
     long_no_clause = "A long first sentence without a single comma anywhere in it."
@@ -51,5 +58,7 @@ def test_a_long_first_sentence_streams_its_first_clause_first():
 
 def test_chinese_first_clause_counts_characters_as_longer():
     assert split_for_streaming("你好，欢迎来到今天的课程，我们今天要学习分数的概念。第二句。") == [
-        "你好，欢迎来到今天的课程，", "我们今天要学习分数的概念。", "第二句。",
+        "你好，欢迎来到今天的课程，",
+        "我们今天要学习分数的概念。",
+        "第二句。",
     ]

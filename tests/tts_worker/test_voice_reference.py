@@ -1,4 +1,5 @@
 """Cloning references: mono, 16 kHz, trimmed, at most 30 s, loudness-normalised."""
+
 import wave
 
 import numpy as np

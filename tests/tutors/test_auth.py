@@ -1,4 +1,5 @@
 """JWT login, refresh rotation and logout as a frontend uses them."""
+
 import pytest
 
 from tests.conftest import PASSWORD

@@ -1,4 +1,5 @@
 """`manage.py createadmin`: admins who own tutors, operators, and the mistakes it refuses."""
+
 from io import StringIO
 
 import pytest

@@ -1,4 +1,5 @@
 """The TTS engines of the catalogue (`contracts.engines`), each mapped to its implementation."""
+
 from __future__ import annotations
 
 from contracts.engines import TTS_ENGINES
@@ -13,8 +14,15 @@ from .sovits import SoVITSEngine
 from .tacotron import TacotronEngine
 
 __all__ = [
-    "AudioChunk", "Timing", "TTSEngine", "Voice", "VoiceReference",
-    "engine_list", "engine_names", "get_engine", "register",
+    "AudioChunk",
+    "Timing",
+    "TTSEngine",
+    "Voice",
+    "VoiceReference",
+    "engine_list",
+    "engine_names",
+    "get_engine",
+    "register",
 ]
 
 _REGISTRY: dict[str, TTSEngine] = {}

@@ -3,6 +3,7 @@
 An engine turns normalised text into a stream of `AudioChunk`s, one per sentence, so the
 caller can play (and lip-sync) the first sentence while the next is being synthesised.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -87,9 +88,7 @@ class TTSEngine:
             if chunk is not None and len(chunk.pcm):
                 yield chunk
 
-    def synthesize_sentence(
-        self, sentence: str, voice: str, reference: VoiceReference | None
-    ) -> AudioChunk | None:
+    def synthesize_sentence(self, sentence: str, voice: str, reference: VoiceReference | None) -> AudioChunk | None:
         raise NotImplementedError
 
     def resolve_voice(self, voice: str | None) -> str:

@@ -7,6 +7,7 @@ Documented endpoints, all POST with form fields, answering raw 16-bit mono PCM:
 no header: its rate is COSYVOICE_SAMPLE_RATE (22050 for CosyVoice-300M, 24000 for
 CosyVoice2) unless the server says otherwise in an `X-Custom-Header-sampleRate` header.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,5 +54,7 @@ class CosyVoiceEngine(HTTPEngine):
             else:
                 response = self.request("POST", "/inference_cross_lingual", data={"tts_text": sentence}, files=files)
         content = response.content[: len(response.content) // 2 * 2]
-        rate = int(response.headers.get("X-Custom-Header-sampleRate") or getattr(settings, "COSYVOICE_SAMPLE_RATE", 22050))
+        rate = int(
+            response.headers.get("X-Custom-Header-sampleRate") or getattr(settings, "COSYVOICE_SAMPLE_RATE", 22050)
+        )
         return AudioChunk(np.frombuffer(content, dtype="<i2").astype(np.int16), rate, sentence)

@@ -3,6 +3,7 @@
 Needs the internet: availability is a short TCP probe of the service host, cached. Audio
 arrives as MP3 (decoded with PyAV) together with word boundaries, which become the timings.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -82,7 +83,7 @@ class EdgeTTSEngine(TTSEngine):
             raise EngineUnavailable(reason)
         try:
             mp3, boundaries = _run(_stream(sentence, voice))
-        except Exception as exc:  # noqa: BLE001 - aiohttp, edge_tts and timeouts all mean the same here
+        except Exception as exc:  # aiohttp, edge_tts and timeouts all mean the same here
             forget(f"up:{self.name}")
             raise EngineUnavailable(f"edge-tts synthesis failed: {exc or exc.__class__.__name__}") from exc
         if not mp3:
@@ -96,9 +97,7 @@ class EdgeTTSEngine(TTSEngine):
 async def _stream(sentence: str, voice: str) -> tuple[bytes, list[Timing]]:
     import edge_tts
 
-    communicate = edge_tts.Communicate(
-        sentence, voice, boundary="WordBoundary", connect_timeout=5, receive_timeout=30
-    )
+    communicate = edge_tts.Communicate(sentence, voice, boundary="WordBoundary", connect_timeout=5, receive_timeout=30)
     audio, words = bytearray(), []
     async for item in communicate.stream():
         if item["type"] == "audio":
@@ -118,6 +117,8 @@ def _service_voices() -> list[Voice]:
         return []
     genders = {"Female": "female", "Male": "male"}
     return [
-        Voice(v["ShortName"], v.get("FriendlyName") or v["ShortName"], v.get("Locale", ""), genders.get(v.get("Gender")))
+        Voice(
+            v["ShortName"], v.get("FriendlyName") or v["ShortName"], v.get("Locale", ""), genders.get(v.get("Gender"))
+        )
         for v in listed
     ]

@@ -8,6 +8,7 @@ The library is used in synchronous retrieval mode: `espeak_Synth` returns once t
 spoken, having handed us audio buffers and events (phonemes in IPA, words) via a callback.
 libespeak-ng keeps global state, so one lock serialises its use within a process.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -89,8 +90,14 @@ class _Library:
         self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         self.lib.espeak_SetVoiceByName.restype = ctypes.c_int
         self.lib.espeak_Synth.argtypes = [
-            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
-            ctypes.c_uint, ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.POINTER(ctypes.c_uint),
+            ctypes.c_void_p,
         ]
         self.lib.espeak_Synth.restype = ctypes.c_int
         self.lib.espeak_ListVoices.argtypes = [ctypes.c_void_p]
@@ -143,7 +150,7 @@ class _Library:
             i += 1
         return 0
 
-    def synth(self, sentence: str, voice: str) -> "_Sink":
+    def synth(self, sentence: str, voice: str) -> _Sink:
         if self.lib.espeak_SetVoiceByName(self.identifiers.get(voice, voice).encode()) != 0:
             raise EngineUnavailable(f"espeak-ng could not select voice '{voice}'.")
         data = sentence.encode("utf-8") + b"\0"
@@ -201,18 +208,30 @@ def _short_data_parent(data_dir: str) -> str:
 def library_source() -> LibrarySource:
     configured = getattr(settings, "ESPEAK_NG_LIBRARY", "")
     if configured:
-        return LibrarySource(configured, None, f"ESPEAK_NG_LIBRARY={configured}",
-                             "fix or unset ESPEAK_NG_LIBRARY (unset uses the espeakng-loader wheel)")
+        return LibrarySource(
+            configured,
+            None,
+            f"ESPEAK_NG_LIBRARY={configured}",
+            "fix or unset ESPEAK_NG_LIBRARY (unset uses the espeakng-loader wheel)",
+        )
     try:
         import espeakng_loader
     except ImportError:
         system = ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1"
-        return LibrarySource(system, None, "the system's libespeak-ng (the espeakng-loader wheel is not installed)",
-                             "install the espeakng-loader wheel: pip install -r requirements.txt")
+        return LibrarySource(
+            system,
+            None,
+            "the system's libespeak-ng (the espeakng-loader wheel is not installed)",
+            "install the espeakng-loader wheel: pip install -r requirements.txt",
+        )
     library = espeakng_loader.get_library_path()
     data_parent = _short_data_parent(os.path.join(os.path.dirname(library), "espeak-ng-data"))
-    return LibrarySource(library, data_parent, "the espeakng-loader wheel",
-                         "reinstall it: pip install --force-reinstall -r requirements.txt")
+    return LibrarySource(
+        library,
+        data_parent,
+        "the espeakng-loader wheel",
+        "reinstall it: pip install --force-reinstall -r requirements.txt",
+    )
 
 
 class EspeakEngine(TTSEngine):
@@ -265,7 +284,7 @@ class EspeakEngine(TTSEngine):
         # Word text comes from the sentence: espeak reports 1-based character positions.
         chars = sentence
         words = _spans(
-            [(ms, chars[max(pos - 1, 0): max(pos - 1, 0) + length] or SILENCE) for ms, pos, length in sink.words],
+            [(ms, chars[max(pos - 1, 0) : max(pos - 1, 0) + length] or SILENCE) for ms, pos, length in sink.words],
             duration,
         )
         return AudioChunk(pcm, library.sample_rate, sentence, phonemes, words)

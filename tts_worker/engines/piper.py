@@ -6,6 +6,7 @@ Phoneme timings are piper's own alignments: the voice graph is patched in memory
 `onnx` package) so that it also returns how many samples each phoneme id produced. Without
 `onnx` piper gives no alignments and chunks carry no timings (we never invent them).
 """
+
 from __future__ import annotations
 
 import json
@@ -74,9 +75,13 @@ def _voice_files() -> list[_VoiceFile]:
         if int(config.get("num_speakers", 1)) > 1 and speakers:
             for speaker, sid in sorted(speakers.items(), key=lambda kv: kv[1]):
                 vid = f"{model.stem}:{speaker}"
-                found.setdefault(vid, _VoiceFile(vid, model, config_path, sid, Voice(vid, f"{label} {speaker}", language)))
+                found.setdefault(
+                    vid, _VoiceFile(vid, model, config_path, sid, Voice(vid, f"{label} {speaker}", language))
+                )
         else:
-            found.setdefault(model.stem, _VoiceFile(model.stem, model, config_path, None, Voice(model.stem, label, language)))
+            found.setdefault(
+                model.stem, _VoiceFile(model.stem, model, config_path, None, Voice(model.stem, label, language))
+            )
     return list(found.values())
 
 

@@ -1,4 +1,5 @@
 """What the engines that talk to a server share: cheap cached reachability and clear errors."""
+
 from __future__ import annotations
 
 import logging
@@ -92,9 +93,7 @@ class HTTPEngine(TTSEngine):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             return False, f"{self.url_setting} is not an http(s) URL: {url!r}."
-        error = cached(
-            f"up:{self.name}:{url}", lambda e: DOWN_TTL if e else UP_TTL, lambda: http_probe(url) or "ok"
-        )
+        error = cached(f"up:{self.name}:{url}", lambda e: DOWN_TTL if e else UP_TTL, lambda: http_probe(url) or "ok")
         if error != "ok":
             return False, f"The {self.display_name} server at {url} cannot be reached: {error}"
         return True, ""
@@ -113,7 +112,9 @@ class HTTPEngine(TTSEngine):
                 response = client.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
             forget(f"up:{self.name}:{self.base_url}")
-            raise EngineUnavailable(f"The {self.display_name} server at {url} failed: {exc or exc.__class__.__name__}") from exc
+            raise EngineUnavailable(
+                f"The {self.display_name} server at {url} failed: {exc or exc.__class__.__name__}"
+            ) from exc
         if response.status_code >= 400:
             raise EngineUnavailable(
                 f"The {self.display_name} server at {url} answered {response.status_code}: {_error_text(response)}"

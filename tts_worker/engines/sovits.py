@@ -5,6 +5,7 @@ own disk (`ref_audio_path`). The default voice is SOVITS_REF_AUDIO (with SOVITS_
 and SOVITS_PROMPT_LANG); a cloned voice passes the path of the avatar's prepared reference,
 so the server must see the same files as this worker (same machine or a shared volume).
 """
+
 from __future__ import annotations
 
 from django.conf import settings

@@ -4,6 +4,7 @@ Its documented endpoint is `GET /api/tts?text=...&speaker_id=...&style_wav=&lang
 answering a WAV. Running Tacotron2 from local weights inside this worker would need PyTorch
 and a vocoder, which this worker does not ship: the engine then says so.
 """
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -31,7 +32,12 @@ class TacotronEngine(HTTPEngine):
         return [Voice(DEFAULT_VOICE, "Default", language)] + [Voice(s, s, language) for s in speakers]
 
     def synthesize_sentence(self, sentence: str, voice: str, reference: VoiceReference | None) -> AudioChunk | None:
-        params = {"text": sentence, "speaker_id": "" if voice == DEFAULT_VOICE else voice, "style_wav": "", "language_id": ""}
+        params = {
+            "text": sentence,
+            "speaker_id": "" if voice == DEFAULT_VOICE else voice,
+            "style_wav": "",
+            "language_id": "",
+        }
         response = self.request("GET", "/api/tts", params=params)
         pcm, rate = read_wav_bytes(response.content)
         return AudioChunk(pcm, rate, sentence)

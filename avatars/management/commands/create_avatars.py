@@ -9,6 +9,7 @@ API would accept. The command only reads the input, resolves the acting admin, t
 and the files, reports, and (with --wait) polls the rows the worker updates. --dry-run
 makes every check a real run makes (`avatar_create_check`) and writes nothing.
 """
+
 from __future__ import annotations
 
 import csv
@@ -33,18 +34,40 @@ from tutors.selectors import tutor_get_by_ref
 logger = logging.getLogger(__name__)
 
 COLUMNS = [
-    "tutor", "name", "display_name", "video", "voice", "avatar_model", "tts_model",
-    "timbre", "avatar_blur", "support_clone", "description",
+    "tutor",
+    "name",
+    "display_name",
+    "video",
+    "voice",
+    "avatar_model",
+    "tts_model",
+    "timbre",
+    "avatar_blur",
+    "support_clone",
+    "description",
 ]
 # Spellings people use for the same columns (the API's field names among them).
 COLUMN_ALIASES = {
-    "tutor_id": "tutor", "video_path": "video", "prompt_face": "video",
-    "voice_path": "voice", "audio": "voice", "audio_path": "voice", "prompt_voice": "voice",
+    "tutor_id": "tutor",
+    "video_path": "video",
+    "prompt_face": "video",
+    "voice_path": "voice",
+    "audio": "voice",
+    "audio_path": "voice",
+    "prompt_voice": "voice",
 }
 # Columns that go to the serializer under their own name (tutor, video and voice are
 # resolved first: a tutor id or name, files relative to the manifest).
-SERIALIZER_COLUMNS = ("name", "display_name", "description", "avatar_model", "tts_model", "timbre",
-                      "avatar_blur", "support_clone")
+SERIALIZER_COLUMNS = (
+    "name",
+    "display_name",
+    "description",
+    "avatar_model",
+    "tts_model",
+    "timbre",
+    "avatar_blur",
+    "support_clone",
+)
 # A .webm could be either; beside a video it is another video, not its voice.
 VOICE_EXTENSIONS = sorted(set(AUDIO_CONTAINERS) - set(VIDEO_CONTAINERS))
 
@@ -81,15 +104,25 @@ class Command(BaseCommand):
         parser.add_argument("manifest", nargs="?", help="CSV file; relative paths in it are read from its folder.")
         parser.add_argument("--dir", dest="directory", help="Create one avatar per video file in this folder.")
         parser.add_argument("--tutor", help="Tutor id or name: required with --dir; default for empty manifest cells.")
-        parser.add_argument("--as", dest="acting", metavar="EMAIL",
-                            help="The admin acting (tenancy applies). Default: the only operator account.")
+        parser.add_argument(
+            "--as",
+            dest="acting",
+            metavar="EMAIL",
+            help="The admin acting (tenancy applies). Default: the only operator account.",
+        )
         parser.add_argument("--avatar-model", help="Lip-sync engine for rows that do not name one.")
         parser.add_argument("--tts-model", help="TTS engine for rows that do not name one.")
-        parser.add_argument("--wait", action="store_true", help="Follow preprocessing until every avatar is ready or failed.")
+        parser.add_argument(
+            "--wait", action="store_true", help="Follow preprocessing until every avatar is ready or failed."
+        )
         parser.add_argument("--timeout", type=float, default=1800.0, help="Seconds --wait waits in all (default 1800).")
         parser.add_argument("--poll", type=float, default=1.0, help="Seconds between --wait checks (default 1).")
-        parser.add_argument("--dry-run", action="store_true", help="Validate every row (files included); create nothing.")
-        parser.add_argument("--no-progress", action="store_true", help="No progress bars (they are off anyway when not a terminal).")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Validate every row (files included); create nothing."
+        )
+        parser.add_argument(
+            "--no-progress", action="store_true", help="No progress bars (they are off anyway when not a terminal)."
+        )
 
     def handle(self, *args, **opts):
         if bool(opts["manifest"]) == bool(opts["directory"]):
@@ -144,7 +177,9 @@ class Command(BaseCommand):
             unknown = [h for h in header if h not in COLUMNS]
             if unknown:
                 raise CommandError(f"Unknown manifest columns: {', '.join(unknown)}. Columns: {', '.join(COLUMNS)}.")
-            missing = [c for c in ("tutor", "name", "video") if c not in header and not (c == "tutor" and tutor_default)]
+            missing = [
+                c for c in ("tutor", "name", "video") if c not in header and not (c == "tutor" and tutor_default)
+            ]
             if missing:
                 raise CommandError(f"The manifest has no {' and no '.join(missing)} column.")
             rows = []
@@ -212,7 +247,7 @@ class Command(BaseCommand):
         except ServiceError as exc:
             row.status, row.message = FAILED, self._reason(exc)
             return
-        except Exception as exc:  # noqa: BLE001 - one broken row must not stop the batch
+        except Exception as exc:  # one broken row must not stop the batch
             logger.exception("create_avatars: row %s (%s) failed", row.number, row.name)
             row.status, row.message = FAILED, f"unexpected error: {exc.__class__.__name__}: {exc}"
             return
@@ -269,8 +304,11 @@ class Command(BaseCommand):
                         if stages.get(avatar.pk) != stage:
                             # One line per stage change: readable in logs as well as on a terminal.
                             stages[avatar.pk] = stage
-                            bar.write(f"{followed[avatar.pk].name}: {avatar.status} {avatar.progress_stage} "
-                                      f"{avatar.progress_percent}%", file=self._progress_file)
+                            bar.write(
+                                f"{followed[avatar.pk].name}: {avatar.status} {avatar.progress_stage} "
+                                f"{avatar.progress_percent}%",
+                                file=self._progress_file,
+                            )
                         if finished:
                             pending.discard(avatar.pk)
                             self._finish(followed[avatar.pk], avatar)
@@ -288,8 +326,10 @@ class Command(BaseCommand):
         for avatar in avatar_queryset_for(user).filter(pk__in=pending):
             row = followed[avatar.pk]
             row.status = TIMED_OUT
-            row.message = (f"still processing after {time.monotonic() - started:.0f} s "
-                           f"({avatar.progress_stage} {avatar.progress_percent}%)")
+            row.message = (
+                f"still processing after {time.monotonic() - started:.0f} s "
+                f"({avatar.progress_stage} {avatar.progress_percent}%)"
+            )
 
     @staticmethod
     def _finish(row: Row, avatar) -> None:

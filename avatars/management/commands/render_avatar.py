@@ -1,4 +1,5 @@
 """python manage.py render_avatar AVATAR --text "..." -o out.mp4 (or --audio speech.wav)."""
+
 import shutil
 import sys
 import time
@@ -43,8 +44,9 @@ class Command(BaseCommand):
                 raise CommandError(f"{path} does not exist.")
             audio = UploadSource(path=str(path), filename=path.name)
         try:
-            render = render_create(avatar, text=opts["text"] or "", tts_model=opts["tts_model"], voice=opts["voice"],
-                                   audio=audio)
+            render = render_create(
+                avatar, text=opts["text"] or "", tts_model=opts["tts_model"], voice=opts["voice"], audio=audio
+            )
         except ServiceError as exc:
             raise CommandError(exc.detail) from None
         render = self._follow(render.pk, opts["timeout"])
@@ -54,8 +56,11 @@ class Command(BaseCommand):
         output.parent.mkdir(parents=True, exist_ok=True)
         with default_storage.open(render.video_path, "rb") as src, open(output, "wb") as dst:
             shutil.copyfileobj(src, dst)
-        self.stdout.write(self.style.SUCCESS(
-            f"Wrote {output} ({render.duration_seconds:.1f} s, {render.frame_count} frames at 25 fps)."))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Wrote {output} ({render.duration_seconds:.1f} s, {render.frame_count} frames at 25 fps)."
+            )
+        )
 
     def _follow(self, render_id: int, timeout: float) -> AvatarRender:
         deadline = time.monotonic() + timeout

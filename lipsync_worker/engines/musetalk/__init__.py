@@ -2,6 +2,7 @@
 
 Exports are lazy so that `weights` (path checks) can be imported without torch.
 """
+
 from __future__ import annotations
 
 from ..lazy import lazy_exports

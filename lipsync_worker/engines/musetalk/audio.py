@@ -1,6 +1,7 @@
 """MuseTalk's audio features: whisper-tiny's log-mel (written here, same parameters as
 Whisper's feature extractor), the 5 encoder hidden states at 50 Hz, and the 10-step
 window (50 tokens of 384) each 25 fps video frame reads."""
+
 from __future__ import annotations
 
 import functools
@@ -47,7 +48,7 @@ def whisper_hidden_states(encoder, wav: np.ndarray, device, dtype) -> torch.Tens
     length = int(len(wav) / SAMPLE_RATE * FEATURES_PER_SECOND)
     parts = []
     for start in range(0, max(1, len(wav)), CHUNK_SAMPLES):
-        mel = torch.from_numpy(whisper_log_mel(wav[start:start + CHUNK_SAMPLES]))[None].to(device, dtype)
+        mel = torch.from_numpy(whisper_log_mel(wav[start : start + CHUNK_SAMPLES]))[None].to(device, dtype)
         states = encoder(mel, output_hidden_states=True).hidden_states
         parts.append(torch.stack(states, dim=2)[0])  # (1500, 5, 384)
     return torch.cat(parts, 0)[:length]

@@ -1,6 +1,7 @@
 """The MuseTalk engine: VAE latents of every avatar frame (lower half masked, and whole)
 computed once and cached; per output frame one UNet step conditioned on whisper
 features, the VAE decoder, and a feathered lower-face blend into the full frame."""
+
 from __future__ import annotations
 
 import threading
@@ -143,11 +144,11 @@ class MuseTalkEngine(NeuralEngine):
                 crops.append(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
             full = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).to(self.device_, self.dtype) / 255.0
             masked = full.clone()
-            masked[:, :, FACE // 2:] = 0  # blanked in 0..1, i.e. -1 after normalising
+            masked[:, :, FACE // 2 :] = 0  # blanked in 0..1, i.e. -1 after normalising
             both = torch.cat([masked, full]) * 2 - 1
             encoded = models.encode(both)
             n = len(crops)
-            latents[start:start + n] = torch.cat([encoded[:n], encoded[n:]], 1).float().cpu().numpy()
+            latents[start : start + n] = torch.cat([encoded[:n], encoded[n:]], 1).float().cpu().numpy()
         return {"latents": latents, "boxes": boxes}
 
     # --- rendering ------------------------------------------------------------------

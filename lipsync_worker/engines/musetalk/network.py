@@ -1,6 +1,7 @@
 """MuseTalk's networks, all library classes built from configs (nothing from the hub):
 diffusers' UNet2DConditionModel and AutoencoderKL (sd-vae-ft-mse), transformers' Whisper
 encoder (whisper-tiny), plus the sinusoidal positional encoding of the audio tokens."""
+
 from __future__ import annotations
 
 import math
@@ -13,23 +14,51 @@ from ..neural import CheckpointError, load_strict, load_tensor_file, state_dict_
 
 # The released musetalk.json (v1 and v1.5); an operator's file takes precedence.
 UNET_CONFIG = dict(
-    in_channels=8, out_channels=4, sample_size=64, block_out_channels=[320, 640, 1280, 1280], layers_per_block=2,
+    in_channels=8,
+    out_channels=4,
+    sample_size=64,
+    block_out_channels=[320, 640, 1280, 1280],
+    layers_per_block=2,
     down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
     up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-    cross_attention_dim=384, attention_head_dim=8, act_fn="silu", norm_num_groups=32, norm_eps=1e-5,
-    flip_sin_to_cos=True, freq_shift=0, downsample_padding=1, center_input_sample=False, mid_block_scale_factor=1,
+    cross_attention_dim=384,
+    attention_head_dim=8,
+    act_fn="silu",
+    norm_num_groups=32,
+    norm_eps=1e-5,
+    flip_sin_to_cos=True,
+    freq_shift=0,
+    downsample_padding=1,
+    center_input_sample=False,
+    mid_block_scale_factor=1,
 )
 # sd-vae-ft-mse.
 VAE_CONFIG = dict(
-    in_channels=3, out_channels=3, latent_channels=4, sample_size=256, layers_per_block=2,
-    block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
-    up_block_types=["UpDecoderBlock2D"] * 4, act_fn="silu", norm_num_groups=32, scaling_factor=0.18215,
+    in_channels=3,
+    out_channels=3,
+    latent_channels=4,
+    sample_size=256,
+    layers_per_block=2,
+    block_out_channels=[128, 256, 512, 512],
+    down_block_types=["DownEncoderBlock2D"] * 4,
+    up_block_types=["UpDecoderBlock2D"] * 4,
+    act_fn="silu",
+    norm_num_groups=32,
+    scaling_factor=0.18215,
 )
 # whisper-tiny's encoder.
 WHISPER_CONFIG = dict(
-    d_model=384, encoder_layers=4, encoder_attention_heads=6, encoder_ffn_dim=1536, decoder_layers=4,
-    decoder_attention_heads=6, decoder_ffn_dim=1536, num_mel_bins=80, max_source_positions=1500,
-    max_target_positions=448, vocab_size=51865,
+    d_model=384,
+    encoder_layers=4,
+    encoder_attention_heads=6,
+    encoder_ffn_dim=1536,
+    decoder_layers=4,
+    decoder_attention_heads=6,
+    decoder_ffn_dim=1536,
+    num_mel_bins=80,
+    max_source_positions=1500,
+    max_target_positions=448,
+    vocab_size=51865,
 )
 VAE_SCALE = 0.18215
 
@@ -103,7 +132,7 @@ def whisper_encoder_state_dict(state_dict: dict) -> dict:
     or WhisperModel (`encoder.…`) file."""
     for prefix in ("model.encoder.", "encoder."):
         if any(k.startswith(prefix) for k in state_dict):
-            return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+            return {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
     return state_dict
 
 

@@ -1,13 +1,14 @@
 """Where the operator puts MuseTalk's weights (path checks only, no torch).
 
-    LIPSYNC_WEIGHTS_DIR/MuseTalk/unet.pth                     v1.5 UNet (or pytorch_model.bin, v1)
-    LIPSYNC_WEIGHTS_DIR/MuseTalk/musetalk.json                the UNet config released with it
-                                                              (optional: the v1/v1.5 values are built in)
-    LIPSYNC_WEIGHTS_DIR/MuseTalk/sd-vae/diffusion_pytorch_model.bin   sd-vae-ft-mse
-        (or .safetensors), sd-vae/config.json optional
-    LIPSYNC_WEIGHTS_DIR/MuseTalk/whisper/pytorch_model.bin    whisper-tiny (or model.safetensors),
-                                                              whisper/config.json optional
+LIPSYNC_WEIGHTS_DIR/MuseTalk/unet.pth                     v1.5 UNet (or pytorch_model.bin, v1)
+LIPSYNC_WEIGHTS_DIR/MuseTalk/musetalk.json                the UNet config released with it
+                                                          (optional: the v1/v1.5 values are built in)
+LIPSYNC_WEIGHTS_DIR/MuseTalk/sd-vae/diffusion_pytorch_model.bin   sd-vae-ft-mse
+    (or .safetensors), sd-vae/config.json optional
+LIPSYNC_WEIGHTS_DIR/MuseTalk/whisper/pytorch_model.bin    whisper-tiny (or model.safetensors),
+                                                          whisper/config.json optional
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,6 +46,4 @@ def weights_missing(root: Path | None = None) -> list[str]:
         "vae": (root / VAE_DIR, VAE_FILES),
         "whisper": (root / WHISPER_DIR, WHISPER_FILES),
     }
-    return [
-        f"{folder / names[0]} (or {names[1]})" for part, (folder, names) in expected.items() if paths[part] is None
-    ]
+    return [f"{folder / names[0]} (or {names[1]})" for part, (folder, names) in expected.items() if paths[part] is None]

@@ -1,6 +1,7 @@
 """HuBERT audio features for Ultralight: transformers' HubertModel built from a config
 (never from the hub), run on the normalised 16 kHz waveform; 1024-d at 50 Hz, grouped
 in pairs per 25 fps video frame, and the 8-frame window each video frame reads."""
+
 from __future__ import annotations
 
 import json
@@ -13,10 +14,21 @@ from ..neural import load_strict, load_tensor_file, unwrap_state_dict
 
 # hubert-large-ls960-ft, what the Ultralight avatars are trained with.
 HUBERT_LARGE = dict(
-    hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-    feat_extract_norm="layer", feat_extract_activation="gelu", conv_bias=True, do_stable_layer_norm=True,
-    conv_dim=[512] * 7, conv_stride=[5, 2, 2, 2, 2, 2, 2], conv_kernel=[10, 3, 3, 3, 3, 2, 2],
-    num_conv_pos_embeddings=128, num_conv_pos_embedding_groups=16, layer_norm_eps=1e-5, vocab_size=32,
+    hidden_size=1024,
+    num_hidden_layers=24,
+    num_attention_heads=16,
+    intermediate_size=4096,
+    feat_extract_norm="layer",
+    feat_extract_activation="gelu",
+    conv_bias=True,
+    do_stable_layer_norm=True,
+    conv_dim=[512] * 7,
+    conv_stride=[5, 2, 2, 2, 2, 2, 2],
+    conv_kernel=[10, 3, 3, 3, 3, 2, 2],
+    num_conv_pos_embeddings=128,
+    num_conv_pos_embedding_groups=16,
+    layer_norm_eps=1e-5,
+    vocab_size=32,
 )
 WINDOW = 8  # video frames of audio context per generated frame
 FEATURE_DIM = 1024
@@ -53,7 +65,7 @@ def hubert_state_dict(path: str | Path, model) -> dict:
     CTC head we do not use)."""
     state_dict = unwrap_state_dict(load_tensor_file(path), path)
     if any(k.startswith("hubert.") for k in state_dict):
-        state_dict = {k[len("hubert."):]: v for k, v in state_dict.items() if k.startswith("hubert.")}
+        state_dict = {k[len("hubert.") :]: v for k, v in state_dict.items() if k.startswith("hubert.")}
     return _rename_weight_norm(state_dict, set(model.state_dict()))
 
 
@@ -80,7 +92,7 @@ def hubert_features(model, wav: np.ndarray, device, dtype, chunk_seconds: float 
     step = int(chunk_seconds * 16000)
     parts = []
     for start in range(0, len(wav), step):
-        piece = wav[start:start + step]
+        piece = wav[start : start + step]
         if len(piece) < 400:
             piece = np.pad(piece, (0, 400 - len(piece)))
         x = torch.from_numpy(piece)[None].to(device, dtype)
@@ -97,7 +109,8 @@ def feature_windows(features: np.ndarray, num_frames: int) -> np.ndarray:
     if len(features) % 2 and usable < num_frames:
         pairs[usable, 0] = features[2 * usable]
     half = WINDOW // 2
-    padded = np.concatenate([np.zeros((half, 2, FEATURE_DIM), np.float32), pairs,
-                             np.zeros((half, 2, FEATURE_DIM), np.float32)])
+    padded = np.concatenate(
+        [np.zeros((half, 2, FEATURE_DIM), np.float32), pairs, np.zeros((half, 2, FEATURE_DIM), np.float32)]
+    )
     windows = np.lib.stride_tricks.sliding_window_view(padded, WINDOW, axis=0)[:num_frames]  # (n,2,1024,8)
     return np.ascontiguousarray(windows.transpose(0, 3, 1, 2)).reshape(num_frames, 16, 32, 32)

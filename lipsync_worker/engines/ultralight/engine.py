@@ -1,5 +1,6 @@
 """The ultralight engine: a checkpoint trained on the avatar itself, 168×168 crops made
 once per avatar, HuBERT windows per frame, the U-Net in batches (fp16 on CUDA)."""
+
 from __future__ import annotations
 
 import threading
@@ -61,8 +62,13 @@ class UltralightEngine(NeuralEngine):
     name = "ultralight"
     display_name = "Ultralight Digital Human"
 
-    def __init__(self, hubert_dir: str | Path | None = None, checkpoint: str | Path | None = None,
-                 batch_size: int = 16, max_batch: int = 128):
+    def __init__(
+        self,
+        hubert_dir: str | Path | None = None,
+        checkpoint: str | Path | None = None,
+        batch_size: int = 16,
+        max_batch: int = 128,
+    ):
         self.hubert_dir = Path(hubert_dir) if hubert_dir else None
         self.checkpoint = Path(checkpoint) if checkpoint else None  # all avatars (tests, benchmarks)
         self.batch_size = batch_size
@@ -78,7 +84,9 @@ class UltralightEngine(NeuralEngine):
                 folder = self.hubert_dir or weights.hubert_dir()
                 path = next((folder / n for n in weights.HUBERT_FILES if (folder / n).is_file()), None)
                 if path is None:
-                    raise CheckpointError(f"HuBERT weights not found in {folder} ({' or '.join(weights.HUBERT_FILES)}).")
+                    raise CheckpointError(
+                        f"HuBERT weights not found in {folder} ({' or '.join(weights.HUBERT_FILES)})."
+                    )
                 self._hubert = load_hubert(folder, path).to(self.device_, self.dtype)
             return self._hubert
 
@@ -110,8 +118,11 @@ class UltralightEngine(NeuralEngine):
             return model(face, audio)
 
         return PreparedUltralightAvatar(
-            assets=assets, model=model, batcher=SessionBatcher(forward, self.max_batch),
-            crops=torch.from_numpy(cached["crops"]).to(self.device_), boxes=cached["boxes"],
+            assets=assets,
+            model=model,
+            batcher=SessionBatcher(forward, self.max_batch),
+            crops=torch.from_numpy(cached["crops"]).to(self.device_),
+            boxes=cached["boxes"],
         )
 
     def _prepare_arrays(self, assets) -> dict[str, np.ndarray]:
@@ -131,7 +142,7 @@ class UltralightEngine(NeuralEngine):
         faces = crops[:, INNER, INNER].permute(0, 3, 1, 2).to(self.dtype) / 255.0
         masked = faces.clone()
         (x1, y1), (x2, y2) = MASK_RECT
-        masked[:, :, y1:y2 + 1, x1:x2 + 1] = 0
+        masked[:, :, y1 : y2 + 1, x1 : x2 + 1] = 0
         audio = torch.as_tensor(windows).to(self.device_, self.dtype)
         return torch.cat((faces, masked), dim=1).contiguous(memory_format=torch.channels_last), audio
 
@@ -143,7 +154,9 @@ class UltralightEngine(NeuralEngine):
         crops[:, INNER, INNER] = inner
         return list(crops.cpu().numpy())
 
-    def compose(self, prepared: PreparedUltralightAvatar, index: int, frame: np.ndarray, face: np.ndarray) -> np.ndarray:
+    def compose(
+        self, prepared: PreparedUltralightAvatar, index: int, frame: np.ndarray, face: np.ndarray
+    ) -> np.ndarray:
         return paste(frame, face, prepared.boxes[index])
 
     def release(self, prepared: PreparedUltralightAvatar) -> None:

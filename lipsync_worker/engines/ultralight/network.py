@@ -1,6 +1,7 @@
 """Ultralight-Digital-Human's U-Net (MobileNetV2-style blocks) with its audio branch,
 written from the published layer list so that the per-avatar checkpoints load strictly,
 in either of the two key layouts the releases use."""
+
 from __future__ import annotations
 
 import re
@@ -19,10 +20,14 @@ class InvertedResidual(nn.Module):
         hidden = inp * expand_ratio
         self.use_res_connect = use_res_connect
         self.conv = nn.Sequential(
-            nn.Conv2d(inp, hidden, 1, 1, 0, bias=False), nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden),
+            nn.Conv2d(inp, hidden, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(hidden),
             nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, oup, 1, 1, 0, bias=False), nn.BatchNorm2d(oup),
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, oup, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(oup),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Installing an avatar's Ultralight checkpoint (the admin trains it elsewhere and uploads
 the file): validated by a strict load before it replaces anything."""
+
 from __future__ import annotations
 
 import os

@@ -1,12 +1,13 @@
 """Where the operator and admins put Ultralight's weights (path checks only, no torch).
 
-    LIPSYNC_WEIGHTS_DIR/ultralight/hubert/config.json              HuBERT config (optional;
-                                                                   hubert-large-ls960-ft assumed)
-    LIPSYNC_WEIGHTS_DIR/ultralight/hubert/pytorch_model.bin        the audio encoder the avatars
-        (or model.safetensors)                                     were trained with
-    LIPSYNC_WEIGHTS_DIR/ultralight/avatars/<avatar id>.pth         one trained checkpoint per
-                                                                   avatar (see services)
+LIPSYNC_WEIGHTS_DIR/ultralight/hubert/config.json              HuBERT config (optional;
+                                                               hubert-large-ls960-ft assumed)
+LIPSYNC_WEIGHTS_DIR/ultralight/hubert/pytorch_model.bin        the audio encoder the avatars
+    (or model.safetensors)                                     were trained with
+LIPSYNC_WEIGHTS_DIR/ultralight/avatars/<avatar id>.pth         one trained checkpoint per
+                                                               avatar (see services)
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,5 +1,6 @@
 """`viseme`: our CPU lip-sync engine. No downloaded weights: it moves the avatar's own
 mouth (see mouth_warp) along a viseme curve from phoneme timings or from the audio."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

@@ -7,6 +7,7 @@ when its video shows them, painted teeth otherwise). The displacement fades to z
 edges of the region, so the rest of the frame is the idle frame untouched and there is no
 seam; the region follows the head because it is rebuilt from every frame's landmarks.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -61,7 +62,7 @@ class MouthGeometry:
     shows_teeth: bool  # whether its own video already shows teeth at rest
 
     @classmethod
-    def from_landmarks(cls, landmarks: np.ndarray) -> "MouthGeometry":
+    def from_landmarks(cls, landmarks: np.ndarray) -> MouthGeometry:
         lm = landmarks.astype(np.float64)
         left, right = lm[:, MOUTH_LEFT], lm[:, MOUTH_RIGHT]
         top, bottom = lm[:, LIP_INNER_TOP], lm[:, LIP_INNER_BOTTOM]
@@ -108,8 +109,12 @@ def render_mouth(frame: np.ndarray, geo: MouthGeometry, i: int, opening: float, 
     # lips (the upper teeth, mostly) stays with the upper jaw; the lower jaw drops away.
     split = float(geo.opening[i]) / 2
     cx, cy = geo.center[i] + split * np.array([-sa, ca])
-    fw, v_chin, v_nose, v_lip = (float(geo.face_half_width[i]), float(geo.v_chin[i]) - split,
-                                 float(geo.v_nose[i]) - split, max(float(geo.v_lower_lip[i]) - split, 2.0))
+    fw, v_chin, v_nose, v_lip = (
+        float(geo.face_half_width[i]),
+        float(geo.v_chin[i]) - split,
+        float(geo.v_nose[i]) - split,
+        max(float(geo.v_lower_lip[i]) - split, 2.0),
+    )
     neck = 0.45 * v_chin
     # The region that moves: nose base to below the chin, jaw side to jaw side.
     corners_u = np.array([-fw * 1.05, fw * 1.05, fw * 1.05, -fw * 1.05])

@@ -4,6 +4,7 @@ Both give, per 25 fps frame, how far the mouth is open (0 = at rest, 1 = widest)
 rounded the lips are (-1 spread .. 1 rounded). Curves are built at 100 Hz and smoothed so
 neighbouring sounds blend (co-articulation); lips close fully for p, b and m.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -115,7 +116,7 @@ def curves_from_audio(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     padded = np.pad(samples, (0, n * hop - len(samples)))
     # Pre-emphasis favours the 1-4 kHz band where vowels and open-mouth sounds carry.
     emphasised = np.append(padded[0], padded[1:] - 0.9 * padded[:-1]).reshape(n, hop)
-    rms = np.sqrt((emphasised ** 2).mean(axis=1) + 1e-12)
+    rms = np.sqrt((emphasised**2).mean(axis=1) + 1e-12)
     db = 20 * np.log10(rms + 1e-9)
     # The noise floor: the quietest tenth of the clip, but never more than 60 dB under the peak.
     floor = max(float(np.percentile(db, 10)), float(db.max()) - 60.0)

@@ -1,4 +1,5 @@
 """Wav2Lip's mel spectrogram with the reference hyper-parameters, in numpy (no librosa)."""
+
 from __future__ import annotations
 
 import functools
@@ -65,7 +66,7 @@ def stft_magnitude(wav: np.ndarray, n_fft: int, hop: int, win: int) -> np.ndarra
     strided = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:frames]
     window = np.zeros(n_fft)
     offset = (n_fft - win) // 2
-    window[offset:offset + win] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win)
+    window[offset : offset + win] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win)
     return np.abs(np.fft.rfft(strided * window, axis=1)).T
 
 
@@ -87,5 +88,5 @@ def mel_chunks(mel: np.ndarray, num_frames: int) -> np.ndarray:
     out = np.empty((num_frames, mel.shape[0], MEL_STEP), np.float32)
     for i in range(num_frames):
         start = min(int(i * MEL_PER_FRAME), total - MEL_STEP)
-        out[i] = mel[:, start:start + MEL_STEP]
+        out[i] = mel[:, start : start + MEL_STEP]
     return out

@@ -1,5 +1,6 @@
 """The wav2lip engine: 96×96 face crops prepared once per avatar, mel windows per frame,
 the generator in batches (fp16 on CUDA), the mouth pasted back into the full frame."""
+
 from __future__ import annotations
 
 import threading
@@ -109,7 +110,7 @@ class Wav2LipEngine(NeuralEngine):
         in front of the unmasked reference, scaled to 0..1."""
         faces = crops.permute(0, 3, 1, 2).to(self.dtype) / 255.0
         masked = faces.clone()
-        masked[:, :, FACE // 2:] = 0
+        masked[:, :, FACE // 2 :] = 0
         mel = torch.as_tensor(mels).to(self.device_, self.dtype).unsqueeze(1)
         return mel, torch.cat((masked, faces), dim=1).contiguous(memory_format=torch.channels_last)
 

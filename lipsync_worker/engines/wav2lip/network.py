@@ -1,5 +1,6 @@
 """The official Wav2Lip generator (96×96), written from the published layer list so that
 the released `wav2lip.pth` loads with strict=True (352 keys, 36,298,035 parameters)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,31 +54,43 @@ def _up(cin: int, cout: int, residuals: int) -> nn.Sequential:
 class Wav2Lip(nn.Module):
     def __init__(self):
         super().__init__()
-        self.face_encoder_blocks = nn.ModuleList([
-            nn.Sequential(Conv2d(6, 16, 7, 1, 3)),  # 96
-            _down(16, 32, 2),  # 48
-            _down(32, 64, 3),  # 24
-            _down(64, 128, 2),  # 12
-            _down(128, 256, 2),  # 6
-            _down(256, 512, 1),  # 3
-            nn.Sequential(Conv2d(512, 512, 3, 1, 0), Conv2d(512, 512, 1, 1, 0)),  # 1
-        ])
-        self.audio_encoder = nn.Sequential(
-            Conv2d(1, 32, 3, 1, 1), _res(32), _res(32),
-            Conv2d(32, 64, 3, (3, 1), 1), _res(64), _res(64),
-            Conv2d(64, 128, 3, 3, 1), _res(128), _res(128),
-            Conv2d(128, 256, 3, (3, 2), 1), _res(256),
-            Conv2d(256, 512, 3, 1, 0), Conv2d(512, 512, 1, 1, 0),
+        self.face_encoder_blocks = nn.ModuleList(
+            [
+                nn.Sequential(Conv2d(6, 16, 7, 1, 3)),  # 96
+                _down(16, 32, 2),  # 48
+                _down(32, 64, 3),  # 24
+                _down(64, 128, 2),  # 12
+                _down(128, 256, 2),  # 6
+                _down(256, 512, 1),  # 3
+                nn.Sequential(Conv2d(512, 512, 3, 1, 0), Conv2d(512, 512, 1, 1, 0)),  # 1
+            ]
         )
-        self.face_decoder_blocks = nn.ModuleList([
-            nn.Sequential(Conv2d(512, 512, 1, 1, 0)),  # 1
-            nn.Sequential(Conv2dTranspose(1024, 512, 3, 1, 0), _res(512)),  # 3
-            _up(1024, 512, 2),  # 6
-            _up(768, 384, 2),  # 12
-            _up(512, 256, 2),  # 24
-            _up(320, 128, 2),  # 48
-            _up(160, 64, 2),  # 96
-        ])
+        self.audio_encoder = nn.Sequential(
+            Conv2d(1, 32, 3, 1, 1),
+            _res(32),
+            _res(32),
+            Conv2d(32, 64, 3, (3, 1), 1),
+            _res(64),
+            _res(64),
+            Conv2d(64, 128, 3, 3, 1),
+            _res(128),
+            _res(128),
+            Conv2d(128, 256, 3, (3, 2), 1),
+            _res(256),
+            Conv2d(256, 512, 3, 1, 0),
+            Conv2d(512, 512, 1, 1, 0),
+        )
+        self.face_decoder_blocks = nn.ModuleList(
+            [
+                nn.Sequential(Conv2d(512, 512, 1, 1, 0)),  # 1
+                nn.Sequential(Conv2dTranspose(1024, 512, 3, 1, 0), _res(512)),  # 3
+                _up(1024, 512, 2),  # 6
+                _up(768, 384, 2),  # 12
+                _up(512, 256, 2),  # 24
+                _up(320, 128, 2),  # 48
+                _up(160, 64, 2),  # 96
+            ]
+        )
         self.output_block = nn.Sequential(Conv2d(80, 32, 3, 1, 1), nn.Conv2d(32, 3, 1, 1, 0), nn.Sigmoid())
 
     def forward(self, audio: torch.Tensor, face: torch.Tensor) -> torch.Tensor:

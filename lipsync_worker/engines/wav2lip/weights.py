@@ -3,6 +3,7 @@ registry can answer from the web process).
 
     LIPSYNC_WEIGHTS_DIR/wav2lip/wav2lip.pth       the released generator (or wav2lip_gan.pth)
 """
+
 from __future__ import annotations
 
 from pathlib import Path

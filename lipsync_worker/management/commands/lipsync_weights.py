@@ -4,6 +4,7 @@ whether each loads strictly into its network, or exactly what does not fit.
     python manage.py lipsync_weights [--engine NAME] [--no-hash] [--no-load]
     python manage.py lipsync_weights --install-ultralight AVATAR_ID FILE
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,8 +25,12 @@ class Command(BaseCommand):
         parser.add_argument("--engine", choices=["wav2lip", "MuseTalk", "ultralight"], action="append")
         parser.add_argument("--no-hash", action="store_true", help="skip sha256 (slow for GB files)")
         parser.add_argument("--no-load", action="store_true", help="skip the strict loads (no torch needed)")
-        parser.add_argument("--install-ultralight", nargs=2, metavar=("AVATAR_ID", "FILE"),
-                            help="check FILE and install it as the avatar's Ultralight checkpoint")
+        parser.add_argument(
+            "--install-ultralight",
+            nargs=2,
+            metavar=("AVATAR_ID", "FILE"),
+            help="check FILE and install it as the avatar's Ultralight checkpoint",
+        )
 
     def handle(self, *args, **options):
         self.hash = not options["no_hash"]
@@ -73,6 +78,7 @@ class Command(BaseCommand):
 
         path = weights.checkpoint_path()
         if self.file_line("generator", path, str(weights.weights_dir() / weights.FILES[0])):
+
             def load():
                 from lipsync_worker.engines.wav2lip.network import build_wav2lip
 
@@ -125,6 +131,7 @@ class Command(BaseCommand):
 
         path = weights.hubert_weights_path()
         if self.file_line("hubert", path, str(weights.hubert_dir() / weights.HUBERT_FILES[0])):
+
             def load_hubert():
                 from lipsync_worker.engines.ultralight.audio import load_hubert as build
 
@@ -134,10 +141,13 @@ class Command(BaseCommand):
             self.check("hubert", load_hubert)
         avatars = sorted((weights.weights_dir() / "avatars").glob("*.pth"))
         if not avatars:
-            self.stdout.write(f"  avatars: none yet (one checkpoint per avatar: {weights.avatar_checkpoint_path('<id>')})")
+            self.stdout.write(
+                f"  avatars: none yet (one checkpoint per avatar: {weights.avatar_checkpoint_path('<id>')})"
+            )
         for avatar_path in avatars:
             label = f"avatar {avatar_path.stem}"
             if self.file_line(label, avatar_path):
+
                 def load(p=avatar_path):
                     from lipsync_worker.engines.ultralight.network import build_ultralight
 

@@ -1,14 +1,15 @@
 """Fixtures for the neural engines: one real avatar (the astronaut clip through the real
 preprocessing), a weights folder per test, and checkpoints of random weights."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from django.test import override_settings
 
+from lipsync_worker.asset_pipeline import preprocess_video
 from lipsync_worker.assets import AvatarAssets
 from lipsync_worker.engines.base import SAMPLE_RATE, AudioSegment
-from lipsync_worker.asset_pipeline import preprocess_video
 
 torch = pytest.importorskip("torch")
 

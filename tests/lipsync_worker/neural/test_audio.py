@@ -1,5 +1,6 @@
 """Audio features against values computed here independently (scipy / explicit loops
 from the published formulas, and transformers' own Whisper feature extractor)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,7 +50,7 @@ def test_wav2lip_melspectrogram_matches_the_formula():
     window = get_window("hann", 800, fftbins=True)
     columns = []
     for start in range(0, len(padded) - 800 + 1, 200):
-        columns.append(np.abs(np.fft.rfft(padded[start:start + 800] * window)))
+        columns.append(np.abs(np.fft.rfft(padded[start : start + 800] * window)))
     mel = _filterbank_by_loops(16000, 800, 80, 55, 7600) @ np.array(columns).T
     db = 20 * np.log10(np.maximum(1e-5, mel)) - 20
     expected = np.clip(8 * ((db + 100) / 100) - 4, -4, 4)
@@ -76,7 +77,9 @@ def test_whisper_log_mel_matches_transformers_feature_extractor():
     from lipsync_worker.engines.musetalk.audio import whisper_log_mel
 
     wav = speech(3.3, seed=1).samples
-    extractor = WhisperFeatureExtractor(feature_size=80, sampling_rate=16000, hop_length=160, chunk_length=30, n_fft=400)
+    extractor = WhisperFeatureExtractor(
+        feature_size=80, sampling_rate=16000, hop_length=160, chunk_length=30, n_fft=400
+    )
     expected = extractor(wav, sampling_rate=16000, return_tensors="np").input_features[0]
     ours = whisper_log_mel(wav)
     assert ours.shape == expected.shape == (80, 3000)

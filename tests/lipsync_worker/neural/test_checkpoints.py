@@ -1,5 +1,6 @@
 """Strict loads of state dicts built here from the published key layouts and shapes
 (not from our modules), in the file formats the releases use."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,19 +24,39 @@ def _block(sd: dict, prefix: str, cin: int, cout: int, k, transpose: bool = Fals
 
 def official_wav2lip_state_dict() -> dict:
     sd: dict = {}
-    enc = [[(6, 16, 7)], [(16, 32, 3)] + [(32, 32, 3)] * 2, [(32, 64, 3)] + [(64, 64, 3)] * 3,
-           [(64, 128, 3)] + [(128, 128, 3)] * 2, [(128, 256, 3)] + [(256, 256, 3)] * 2,
-           [(256, 512, 3)] + [(512, 512, 3)], [(512, 512, 3), (512, 512, 1)]]
+    enc = [
+        [(6, 16, 7)],
+        [(16, 32, 3)] + [(32, 32, 3)] * 2,
+        [(32, 64, 3)] + [(64, 64, 3)] * 3,
+        [(64, 128, 3)] + [(128, 128, 3)] * 2,
+        [(128, 256, 3)] + [(256, 256, 3)] * 2,
+        [(256, 512, 3)] + [(512, 512, 3)],
+        [(512, 512, 3), (512, 512, 1)],
+    ]
     for i, layers in enumerate(enc):
         for j, (cin, cout, k) in enumerate(layers):
             _block(sd, f"face_encoder_blocks.{i}.{j}", cin, cout, k)
-    audio = [(1, 32), (32, 32), (32, 32), (32, 64), (64, 64), (64, 64), (64, 128), (128, 128), (128, 128),
-             (128, 256), (256, 256), (256, 512), (512, 512)]
+    audio = [
+        (1, 32),
+        (32, 32),
+        (32, 32),
+        (32, 64),
+        (64, 64),
+        (64, 64),
+        (64, 128),
+        (128, 128),
+        (128, 128),
+        (128, 256),
+        (256, 256),
+        (256, 512),
+        (512, 512),
+    ]
     for i, (cin, cout) in enumerate(audio):
         _block(sd, f"audio_encoder.{i}", cin, cout, 1 if i == 12 else 3)
     _block(sd, "face_decoder_blocks.0.0", 512, 512, 1)
-    for i, (cin, cout, res) in enumerate([(1024, 512, 1), (1024, 512, 2), (768, 384, 2), (512, 256, 2),
-                                           (320, 128, 2), (160, 64, 2)], start=1):
+    for i, (cin, cout, res) in enumerate(
+        [(1024, 512, 1), (1024, 512, 2), (768, 384, 2), (512, 256, 2), (320, 128, 2), (160, 64, 2)], start=1
+    ):
         _block(sd, f"face_decoder_blocks.{i}.0", cin, cout, 3, transpose=True)
         for j in range(res):
             _block(sd, f"face_decoder_blocks.{i}.{j + 1}", cout, cout, 3)
@@ -47,7 +68,9 @@ def official_wav2lip_state_dict() -> dict:
 
 def test_wav2lip_official_layout_counts():
     sd = official_wav2lip_state_dict()
-    params = sum(v.numel() for k, v in sd.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    params = sum(
+        v.numel() for k, v in sd.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    )
     assert len(sd) == 352 and params == 36_298_035
     assert next(iter(sd)) == "face_encoder_blocks.0.0.conv_block.0.weight"
 
@@ -57,8 +80,15 @@ def test_wav2lip_training_checkpoint_with_module_prefix(tmp_path):
 
     sd = official_wav2lip_state_dict()
     path = tmp_path / "wav2lip.pth"
-    torch.save({"state_dict": {"module." + k: v for k, v in sd.items()}, "optimizer": {"state": {}},
-                "global_step": 250000, "global_epoch": 300}, path)
+    torch.save(
+        {
+            "state_dict": {"module." + k: v for k, v in sd.items()},
+            "optimizer": {"state": {}},
+            "global_step": 250000,
+            "global_epoch": 300,
+        },
+        path,
+    )
     assert list(load_checkpoint(path)) == list(sd)
     model = build_wav2lip(path)
     assert torch.equal(model.state_dict()["output_block.1.weight"], sd["output_block.1.weight"])
@@ -122,8 +152,13 @@ def _dcdw(sd: dict, prefix: str, inp: int, oup: int) -> None:
 def _conv_bn(sd: dict, name: str, inp: int, oup: int) -> None:
     sd[f"audio_model.conv{name}.weight"] = torch.randn(oup, inp, 3, 3) * 0.02
     sd[f"audio_model.conv{name}.bias"] = torch.zeros(oup)
-    for suffix, value in (("weight", torch.ones(oup)), ("bias", torch.zeros(oup)), ("running_mean", torch.zeros(oup)),
-                          ("running_var", torch.ones(oup)), ("num_batches_tracked", torch.tensor(0))):
+    for suffix, value in (
+        ("weight", torch.ones(oup)),
+        ("bias", torch.zeros(oup)),
+        ("running_mean", torch.zeros(oup)),
+        ("running_var", torch.ones(oup)),
+        ("num_batches_tracked", torch.tensor(0)),
+    ):
         sd[f"audio_model.bn{name}.{suffix}"] = value
 
 
@@ -159,7 +194,9 @@ def test_ultralight_both_layouts(tmp_path, old_layout):
     from lipsync_worker.engines.ultralight.network import Model, build_ultralight, load_state_dict_any
 
     sd = official_ultralight_state_dict(old_layout)
-    params = sum(v.numel() for k, v in sd.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    params = sum(
+        v.numel() for k, v in sd.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    )
     assert 12.0e6 < params < 12.4e6  # the published ~12.2M
     assert ("inc.inconv.0.conv.0.weight" in sd) == old_layout
     load_state_dict_any(Model(6, "hubert"), sd)
@@ -191,11 +228,24 @@ def test_musetalk_unet_matches_released_config():
     from lipsync_worker.engines.musetalk.network import build_unet
 
     released = {
-        "_class_name": "UNet2DConditionModel", "_diffusers_version": "0.6.0", "act_fn": "silu",
-        "attention_head_dim": 8, "block_out_channels": [320, 640, 1280, 1280], "center_input_sample": False,
-        "cross_attention_dim": 384, "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
-        "downsample_padding": 1, "flip_sin_to_cos": True, "freq_shift": 0, "in_channels": 8, "layers_per_block": 2,
-        "mid_block_scale_factor": 1, "norm_eps": 1e-05, "norm_num_groups": 32, "out_channels": 4, "sample_size": 64,
+        "_class_name": "UNet2DConditionModel",
+        "_diffusers_version": "0.6.0",
+        "act_fn": "silu",
+        "attention_head_dim": 8,
+        "block_out_channels": [320, 640, 1280, 1280],
+        "center_input_sample": False,
+        "cross_attention_dim": 384,
+        "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+        "downsample_padding": 1,
+        "flip_sin_to_cos": True,
+        "freq_shift": 0,
+        "in_channels": 8,
+        "layers_per_block": 2,
+        "mid_block_scale_factor": 1,
+        "norm_eps": 1e-05,
+        "norm_num_groups": 32,
+        "out_channels": 4,
+        "sample_size": 64,
         "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
     }
     with torch.device("meta"):
@@ -208,8 +258,15 @@ def test_musetalk_unet_matches_released_config():
     assert 845e6 < sum(v.numel() for v in ours.values()) < 855e6
 
 
-TINY_UNET = dict(block_out_channels=[32, 64], layers_per_block=1, down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"],
-                 up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"], norm_num_groups=8, attention_head_dim=4, sample_size=32)
+TINY_UNET = dict(
+    block_out_channels=[32, 64],
+    layers_per_block=1,
+    down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"],
+    up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"],
+    norm_num_groups=8,
+    attention_head_dim=4,
+    sample_size=32,
+)
 TINY_VAE = dict(block_out_channels=[8, 16, 16, 16], layers_per_block=1, norm_num_groups=4)
 
 
@@ -234,13 +291,20 @@ def test_musetalk_vae_old_attention_names():
     source = build_vae(TINY_VAE).state_dict()
     old = {}
     for key, value in source.items():
-        for new, name in ((".to_q.", ".query."), (".to_k.", ".key."), (".to_v.", ".value."), (".to_out.0.", ".proj_attn.")):
+        for new, name in (
+            (".to_q.", ".query."),
+            (".to_k.", ".key."),
+            (".to_v.", ".value."),
+            (".to_out.0.", ".proj_attn."),
+        ):
             key = key.replace(new, name)
         old[key] = value
     assert "encoder.mid_block.attentions.0.query.weight" in old
     loaded = build_vae(TINY_VAE, old, "vae.bin").state_dict()
-    assert torch.equal(loaded["decoder.mid_block.attentions.0.to_out.0.weight"],
-                       source["decoder.mid_block.attentions.0.to_out.0.weight"])
+    assert torch.equal(
+        loaded["decoder.mid_block.attentions.0.to_out.0.weight"],
+        source["decoder.mid_block.attentions.0.to_out.0.weight"],
+    )
 
 
 def test_whisper_tiny_encoder_from_conditional_generation_file():

@@ -1,6 +1,7 @@
 """Each neural engine end to end on CPU: random weights in the documented weights layout,
 the registry, per-avatar preparation (and its cache), a rendered clip of a real avatar,
 sessions batched together, and the `lipsync_weights` report."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,10 @@ def install_wav2lip(weights_dir):
 
     folder = weights_dir / "wav2lip"
     folder.mkdir()
-    torch.save({"state_dict": {"module." + k: v for k, v in random_state_dict(Wav2Lip()).items()},
-                "global_step": 1}, folder / "wav2lip.pth")
+    torch.save(
+        {"state_dict": {"module." + k: v for k, v in random_state_dict(Wav2Lip()).items()}, "global_step": 1},
+        folder / "wav2lip.pth",
+    )
 
 
 def install_musetalk(weights_dir):
@@ -40,7 +43,9 @@ def install_musetalk(weights_dir):
     (root / "sd-vae" / "config.json").write_text(json.dumps(TINY_VAE))
     torch.save(network.build_vae(TINY_VAE).state_dict(), root / "sd-vae" / "diffusion_pytorch_model.bin")
     encoder = network.build_whisper_encoder()
-    torch.save({"model.encoder." + k: v for k, v in encoder.state_dict().items()}, root / "whisper" / "pytorch_model.bin")
+    torch.save(
+        {"model.encoder." + k: v for k, v in encoder.state_dict().items()}, root / "whisper" / "pytorch_model.bin"
+    )
 
 
 def install_ultralight(weights_dir, avatar_id):
@@ -56,7 +61,9 @@ def install_ultralight(weights_dir, avatar_id):
     # As released (HubertForCTC, weight-norm as weight_g / weight_v).
     renamed = {}
     for key, value in state.items():
-        key = key.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v")
+        key = key.replace("parametrizations.weight.original0", "weight_g").replace(
+            "parametrizations.weight.original1", "weight_v"
+        )
         renamed["hubert." + key] = value
     renamed["lm_head.weight"] = torch.zeros(32, 1024)
     torch.save(renamed, hub / "pytorch_model.bin")
@@ -100,7 +107,11 @@ def test_unavailable_engines_name_the_missing_files(weights_dir):
     assert rows["wav2lip"]["available"] is False
     assert str(weights_dir / "wav2lip" / "wav2lip.pth") in rows["wav2lip"]["reason"]
     reason = rows["MuseTalk"]["reason"]
-    for path in ("MuseTalk/unet.pth", "MuseTalk/sd-vae/diffusion_pytorch_model.bin", "MuseTalk/whisper/pytorch_model.bin"):
+    for path in (
+        "MuseTalk/unet.pth",
+        "MuseTalk/sd-vae/diffusion_pytorch_model.bin",
+        "MuseTalk/whisper/pytorch_model.bin",
+    ):
         assert str(weights_dir / path) in reason
     assert str(weights_dir / "ultralight" / "hubert" / "pytorch_model.bin") in rows["ultralight"]["reason"]
 
@@ -140,7 +151,7 @@ def test_wav2lip_sessions_batch_together(weights_dir, neural_assets):
     assert max(calls) > engine.batch_size  # at least one device call served several sessions
     for name in results:
         assert len(results[name]) == len(alone)
-        assert max(np.abs(a.astype(int) - b).max() for a, b in zip(alone, results[name])) <= 2
+        assert max(np.abs(a.astype(int) - b).max() for a, b in zip(alone, results[name], strict=True)) <= 2
 
 
 def test_musetalk_renders_with_operator_config(weights_dir, neural_assets):
@@ -155,8 +166,9 @@ def test_ultralight_renders_the_avatars_own_checkpoint(weights_dir, neural_asset
     assert installed["mode"] == "hubert" and installed["path"].endswith("ultralight/avatars/42.pth")
     engine = get_engine_fresh("ultralight")
     with pytest.raises(Exception, match="no Ultralight checkpoint"):
-        engine.prepare(type(neural_assets)(dict(neural_assets.meta, avatar_id=7), neural_assets.track,
-                                           neural_assets.jpeg_frames))
+        engine.prepare(
+            type(neural_assets)(dict(neural_assets.meta, avatar_id=7), neural_assets.track, neural_assets.jpeg_frames)
+        )
     assets = type(neural_assets)(dict(neural_assets.meta, avatar_id=42), neural_assets.track, neural_assets.jpeg_frames)
     engine, handle, _ = render_and_check(engine, assets)
     engine.release(handle)

@@ -9,7 +9,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("email")
-        parser.add_argument("--password", help="Checked by the password validators (10+ characters, not common); a random one is printed when omitted.")
+        parser.add_argument(
+            "--password",
+            help="Checked by the password validators (10+ characters, not common); random when omitted.",
+        )
         parser.add_argument("--superuser", action="store_true", help="An operator who sees everything.")
 
     def handle(self, *args, email, password, superuser, **options):
