@@ -22,6 +22,13 @@ class OwnTutorFilter(admin.RelatedOnlyFieldListFilter):
     """Tutor filter listing only tutors that appear in the admin's own avatar list."""
 
 
+# Facts the admin shows but never edits: where the files are and what processing found.
+FILE_FIELDS = [
+    "video_path", "audio_path", "voice_reference_path", "assets_path", "preview_image_path", "frame_count",
+    "width", "height", "duration_seconds", "engine_url", "task_id", "created_at", "updated_at",
+]  # fmt: skip
+
+
 @admin.register(Avatar)
 class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_display = ["thumbnail", "name_column", "tutor", "engines", "status_badge", "progress_bar", "created_at"]
@@ -101,21 +108,7 @@ class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
                 "Files and video",
                 {
                     "classes": ["collapse"],
-                    "fields": [
-                        "video_path",
-                        "audio_path",
-                        "voice_reference_path",
-                        "assets_path",
-                        "preview_image_path",
-                        "frame_count",
-                        "width",
-                        "height",
-                        "duration_seconds",
-                        "engine_url",
-                        "task_id",
-                        "created_at",
-                        "updated_at",
-                    ],
+                    "fields": FILE_FIELDS,
                 },
             ),
         ]
@@ -133,19 +126,7 @@ class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
             "avatar_model",
             "tts_model",
             "support_clone",
-            "video_path",
-            "audio_path",
-            "voice_reference_path",
-            "assets_path",
-            "preview_image_path",
-            "frame_count",
-            "width",
-            "height",
-            "duration_seconds",
-            "engine_url",
-            "task_id",
-            "created_at",
-            "updated_at",
+            *FILE_FIELDS,
         ]
 
     # --- columns -------------------------------------------------------------------

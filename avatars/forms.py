@@ -9,7 +9,7 @@ from tutors.forms import ServiceForm
 
 from . import services
 from .models import Avatar
-from .serializers import AvatarCreateSerializer, AvatarUpdateSerializer
+from .serializers import AVATAR_SETUP_FIELDS, AvatarCreateSerializer, AvatarUpdateSerializer
 
 
 class AvatarAddForm(ServiceForm):
@@ -31,17 +31,7 @@ class AvatarAddForm(ServiceForm):
 
     class Meta:
         model = Avatar
-        fields = [
-            "tutor",
-            "name",
-            "display_name",
-            "description",
-            "avatar_model",
-            "tts_model",
-            "timbre",
-            "avatar_blur",
-            "support_clone",
-        ]
+        fields = ["tutor", "name", *AVATAR_SETUP_FIELDS]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -195,6 +195,13 @@ class AvatarListSerializer(serializers.Serializer):
     total = serializers.IntegerField()
 
 
+# The avatar's set-up beside its tutor, name and files: what the API's create, the admin's
+# add form and the batch command's columns share.
+AVATAR_SETUP_FIELDS = (
+    "display_name", "description", "avatar_model", "tts_model", "timbre", "avatar_blur", "support_clone",
+)  # fmt: skip
+
+
 class AvatarCreateSerializer(InputSerializer):
     """`POST /api/avatars/create`, the admin's add form and each row of `create_avatars`.
 

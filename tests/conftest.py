@@ -25,6 +25,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from tests import media
+from tutor_site.launcher import worker_command
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PASSWORD = "correct-horse-9"
@@ -123,26 +124,7 @@ class WorkerProcess:
         env = dict(env, **(extra_env or {}))
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "tutor_site.worker_app",
-                "worker",
-                "-Q",
-                queues,
-                "--pool",
-                "threads",
-                "--concurrency",
-                "2",
-                "-n",
-                f"{name}@%h",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-            ],
+            worker_command(queues, f"{name}@%h", "2", "--without-gossip", "--without-mingle"),
             cwd=BASE_DIR,
             env=env,
             stdout=self._log,

@@ -105,6 +105,15 @@ def _stop(procs: list[subprocess.Popen], timeout: float = 20.0) -> None:
             proc.kill()
 
 
+def worker_command(queues: str, name: str, concurrency: str = "2", *extra: str) -> list[str]:
+    """How a worker process starts: the worker settings, the threads pool (live sessions run
+    in the worker process beside the tasks), the queues it serves."""
+    return [
+        sys.executable, "-m", "celery", "-A", "tutor_site.worker_app", "worker", "-Q", queues,
+        "--pool", "threads", "--concurrency", concurrency, "-n", name, "--loglevel", "INFO", *extra,
+    ]  # fmt: skip
+
+
 def _manage(*args: str) -> None:
     subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), *args], check=True, cwd=BASE_DIR)
 
@@ -137,24 +146,9 @@ def run() -> int:
         # preprocessing job runs.
         procs.append(
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "tutor_site.worker_app",
-                    "worker",
-                    "-Q",
-                    "lipsync,tts",
-                    "--concurrency",
-                    os.environ.get("WORKER_CONCURRENCY", "2"),
-                    "--pool",
-                    "threads",
-                    "-n",
-                    f"worker@{socket.gethostname()}",
-                    "--loglevel",
-                    "INFO",
-                ],
+                worker_command(
+                    "lipsync,tts", f"worker@{socket.gethostname()}", os.environ.get("WORKER_CONCURRENCY", "2")
+                ),
                 cwd=BASE_DIR,
             )
         )

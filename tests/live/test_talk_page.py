@@ -4,34 +4,20 @@ spoken, subtitles appear. WebRTC stays on loopback (see tests/live/client.py).""
 from __future__ import annotations
 
 import contextlib
-import os
 
 import pytest
 from django.db import connections
 
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import PASSWORD
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    # Loopback-only WebRTC: loopback candidates allowed, real addresses instead of mDNS
-    # names (which the worker would otherwise have to resolve on the network; it drops
-    # every non-loopback candidate anyway).
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--autoplay-policy=no-user-gesture-required",
-]
+# Loopback-only WebRTC: real addresses instead of mDNS names (which the worker would
+# otherwise have to resolve on the network; it drops every non-loopback candidate anyway).
+TALK_ARGS = [*CHROMIUM_ARGS, "--disable-features=WebRtcHideLocalIpsWithMdns"]
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.integration,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Debian's chromium is not installed at {CHROMIUM}"),
 ]
 
 
@@ -41,7 +27,7 @@ def test_talk_page_plays_speaks_and_subtitles(started_avatar, daphne_server, adm
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     console: list[str] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=TALK_ARGS)
         page = browser.new_context(base_url=daphne_server.url).new_page()
         page.set_default_timeout(30_000)
         page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))

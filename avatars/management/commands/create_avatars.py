@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from avatars.models import AvatarStatus
 from avatars.selectors import avatar_queryset_for
-from avatars.serializers import AvatarCreateSerializer, input_validate
+from avatars.serializers import AVATAR_SETUP_FIELDS, AvatarCreateSerializer, input_validate
 from avatars.services import UploadSource, avatar_create, avatar_create_check
 from contracts.media_probe import AUDIO_CONTAINERS, VIDEO_CONTAINERS
 from tutor_site.exceptions import InvalidInput, ServiceError
@@ -58,16 +58,7 @@ COLUMN_ALIASES = {
 }
 # Columns that go to the serializer under their own name (tutor, video and voice are
 # resolved first: a tutor id or name, files relative to the manifest).
-SERIALIZER_COLUMNS = (
-    "name",
-    "display_name",
-    "description",
-    "avatar_model",
-    "tts_model",
-    "timbre",
-    "avatar_blur",
-    "support_clone",
-)
+SERIALIZER_COLUMNS = ("name", *AVATAR_SETUP_FIELDS)
 # A .webm could be either; beside a video it is another video, not its voice.
 VOICE_EXTENSIONS = sorted(set(AUDIO_CONTAINERS) - set(VIDEO_CONTAINERS))
 
