@@ -137,6 +137,12 @@ class WebRTCProxyView(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, path: str):
+        # Only the query: a cross-site navigation (GET) must not make the avatar speak or
+        # open a session with a signed-in admin's cookie.
+        if path.strip("/") != "is_speaking":
+            return Response(
+                {"detail": "This call changes things: send it as POST."}, status=405, headers={"Allow": "POST"}
+            )
         return self._handle(request, path)
 
     def _handle(self, request, path: str):

@@ -404,7 +404,7 @@ for _address in WEBRTC_HOST_ADDRESSES:
         ipaddress.ip_address(_address.strip())
     except ValueError as _exc:
         raise env.malformed("WEBRTC_HOST_ADDRESSES", "a comma-separated list of IP addresses", _exc) from None
-# How long POST /start waits for the warm-up before answering 202 with a job to poll.
+# How long POST /start?wait=1 waits for the warm-up before answering 202 with the job to poll.
 AVATAR_START_TIMEOUT = env.float("AVATAR_START_TIMEOUT", default=120.0)
 LIVE_MAX_SESSIONS_PER_WORKER = env.int("LIVE_MAX_SESSIONS_PER_WORKER", default=6)
 LIVE_MAX_SESSIONS_PER_ADMIN = env.int("LIVE_MAX_SESSIONS_PER_ADMIN", default=4)

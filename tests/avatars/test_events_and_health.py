@@ -8,6 +8,8 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from tests import media
+
 pytestmark = [pytest.mark.integration]
 
 
@@ -16,14 +18,16 @@ def _token(user) -> str:
 
 
 def test_events_socket_pushes_progress_until_ready(
-    transactional_db, daphne_server, celery_worker_process, api, admin_user, tutor, face_video
+    transactional_db, daphne_server, celery_worker_process, api, admin_user, tutor, tmp_path
 ):
+    # Long enough that processing is still under way when the socket connects.
+    video = media.write_video(tmp_path / "long.mp4", media.face_frames(seconds=10))
     response = api.post(
         "/api/avatars/create",
         {
             "tutor_id": tutor.pk,
             "name": "live_progress",
-            "prompt_face": SimpleUploadedFile("v.mp4", face_video.read_bytes()),
+            "prompt_face": SimpleUploadedFile("v.mp4", video.read_bytes()),
         },
         format="multipart",
     )

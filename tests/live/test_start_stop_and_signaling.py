@@ -269,3 +269,13 @@ def test_limits_and_a_dead_worker(
     response = api.post(f"/api/avatars/{mine.pk}/start?wait=1", {}, format="json")
     assert response.status_code == 200, response.content
     api.post(f"/api/avatars/{mine.pk}/stop")
+
+
+@pytest.mark.django_db
+def test_proxy_actions_that_change_things_refuse_get(api):
+    for action in ("offer", "human", "interrupt_talk"):
+        response = api.get(f"/api/avatars/webrtc/{action}", {"sessionid": "x", "text": "hi", "avatar_id": 1})
+        assert response.status_code == 405, (action, response.content)
+        assert response["Allow"] == "POST"
+    # The query stays available over GET (an unknown session is a clear 4xx, not a 405).
+    assert api.get("/api/avatars/webrtc/is_speaking", {"sessionid": "nope"}).status_code in (400, 404, 409)
