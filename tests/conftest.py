@@ -197,7 +197,16 @@ class DaphneServer:
         self._log = open(log_path, "ab")
         self.log_path = log_path
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "tutor_site.asgi:application"],
+            [
+                sys.executable,
+                "-m",
+                "tutor_site.web_server",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "tutor_site.asgi:application",
+            ],  # fmt: skip
             # The web process runs with the web settings: no worker app is installed there.
             cwd=BASE_DIR,
             env={**env, "DJANGO_SETTINGS_MODULE": "tutor_site.settings"},

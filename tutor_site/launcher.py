@@ -136,7 +136,7 @@ def run() -> int:
         port = os.environ.get("PORT", "8000")
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", host, "-p", port, "tutor_site.asgi:application"],
+                [sys.executable, "-m", "tutor_site.web_server", "-b", host, "-p", port, "tutor_site.asgi:application"],
                 cwd=BASE_DIR,
                 env={**os.environ, "DJANGO_SETTINGS_MODULE": "tutor_site.settings"},
             )

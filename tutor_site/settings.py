@@ -468,6 +468,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Request limits applied by the web server while a request arrives (tutor_site/web_server.py):
+# bodies of routes without uploads, the time a body may take, idle connections.
+REQUEST_MAX_BODY_MB = env.float("REQUEST_MAX_BODY_MB", default=2.0)
+REQUEST_BODY_TIMEOUT = env.float("REQUEST_BODY_TIMEOUT", default=120.0)
+HTTP_IDLE_TIMEOUT = env.int("HTTP_IDLE_TIMEOUT", default=30)
 # Sign-in lockout (API login, token refresh, admin login): failures per email and per
 # client address within the lockout window; then 429 until the window ends.
 LOGIN_MAX_FAILURES = env.int("LOGIN_MAX_FAILURES", default=5)

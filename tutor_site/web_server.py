@@ -1,0 +1,119 @@
+"""The web process's server: daphne, with limits applied while a request arrives.
+
+Daphne (Twisted) buffers a whole request body before Django runs, so a limit checked by
+Django comes too late: an 8 GB body without credentials would fill memory and /tmp first.
+Here the body is counted as it arrives and the request is answered 413 at once, before
+anything past the limit is kept, when its Content-Length or its bytes so far exceed the
+route's limit (uploads: AVATAR_MAX_UPLOAD_MB + VOICE_MAX_UPLOAD_MB; everything else:
+REQUEST_MAX_BODY_MB). A body must arrive within REQUEST_BODY_TIMEOUT seconds and a
+connection that sends nothing for HTTP_IDLE_TIMEOUT seconds is closed (slow clients hold
+no server resources for long); WebSocket frames and messages are capped too.
+
+    python -m tutor_site.web_server -b 127.0.0.1 -p 8000 tutor_site.asgi:application
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+from daphne import http_protocol
+from daphne.cli import CommandLineInterface
+from twisted.internet import reactor
+
+# Routes that take file uploads, with the larger limit.
+UPLOAD_ROUTES = re.compile(rb"^/(api/avatars/(create|\d+/render)|admin/avatars/avatar/add/)(\?|$)")
+
+
+def body_limit(path: bytes) -> int:
+    from django.conf import settings
+
+    if UPLOAD_ROUTES.match(path or b""):
+        return (settings.AVATAR_MAX_UPLOAD_MB + settings.VOICE_MAX_UPLOAD_MB + 1) * 1024 * 1024
+    return int(settings.REQUEST_MAX_BODY_MB * 1024 * 1024)
+
+
+class LimitedWebRequest(http_protocol.WebRequest):
+    """Daphne's request, refusing a body over its route's limit as it arrives."""
+
+    def gotLength(self, length):
+        from django.conf import settings
+
+        self._limit = body_limit(getattr(self.channel, "_path", b""))
+        self._received = 0
+        self._refused = False
+        super().gotLength(None if length is not None and length > self._limit else length)
+        if length is not None and length > self._limit:
+            self._refuse()
+            return
+        self._deadline = reactor.callLater(settings.REQUEST_BODY_TIMEOUT, self._too_slow)
+
+    def handleContentChunk(self, data):
+        if self._refused:
+            return
+        self._received += len(data)
+        if self._received > self._limit:
+            self._refuse()
+            return
+        super().handleContentChunk(data)
+
+    def requestReceived(self, command, path, version):
+        deadline = getattr(self, "_deadline", None)
+        if deadline is not None and deadline.active():
+            deadline.cancel()
+        if self._refused:
+            return
+        super().requestReceived(command, path, version)
+
+    def connectionLost(self, reason):
+        deadline = getattr(self, "_deadline", None)
+        if deadline is not None and deadline.active():
+            deadline.cancel()
+        super().connectionLost(reason)
+
+    def _refuse(self) -> None:
+        limit_mb = self._limit / (1024 * 1024)
+        self._answer_and_close(413, f"The request body is larger than this endpoint accepts ({limit_mb:g} MB).")
+
+    def _too_slow(self) -> None:
+        if not self._refused:
+            self._answer_and_close(408, "The request body did not arrive in time.")
+
+    def _answer_and_close(self, status: int, detail: str) -> None:
+        # Answered on the raw connection: Django never sees this request.
+        self._refused = True
+        body = json.dumps({"detail": detail}).encode()
+        reason = {408: b"Request Timeout", 413: b"Content Too Large"}[status]
+        head = b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+        transport = self.channel.transport
+        transport.write(head % (status, reason, len(body)) + body)
+        transport.loseConnection()
+
+
+class LimitedHTTPFactory(http_protocol.HTTPFactory):
+    def buildProtocol(self, addr):
+        from django.conf import settings
+
+        protocol = super().buildProtocol(addr)
+        protocol.requestFactory = LimitedWebRequest
+        protocol.timeOut = settings.HTTP_IDLE_TIMEOUT  # Twisted closes a connection idle this long
+        return protocol
+
+
+def main(argv: list[str] | None = None) -> None:
+    from daphne import server
+
+    server.HTTPFactory = LimitedHTTPFactory
+    args = list(sys.argv[1:] if argv is None else argv)
+    # WebSocket frames and messages: signaling and events are small JSON messages.
+    defaults = {"--websocket-max-message-size": "262144", "--websocket-max-frame-size": "262144",
+                "--websocket_connect_timeout": "10"}  # fmt: skip
+    for flag, value in defaults.items():
+        if flag not in args:
+            args[:0] = [flag, value]
+    CommandLineInterface().run(args)
+
+
+if __name__ == "__main__":
+    main()
