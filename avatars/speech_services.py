@@ -8,6 +8,7 @@ WebSocket by the worker). Jobs belong to the user who asked: anyone else gets a 
 from __future__ import annotations
 
 import base64
+import logging
 import uuid
 from dataclasses import dataclass
 
@@ -23,6 +24,8 @@ from contracts.tasks import task_send
 
 from .engine_selectors import tts_engine_list, tts_request_check
 from .selectors import avatar_get, avatar_voice_reference
+
+logger = logging.getLogger(__name__)
 
 # How long a finished preview can be fetched.
 PREVIEW_RESULT_SECONDS = 600
@@ -67,7 +70,8 @@ def speech_preview_request(
             expires=PREVIEW_RESULT_SECONDS,
         )
     except OperationalError as exc:
-        raise EngineUnavailable(f"The task queue cannot be reached: {exc}") from None
+        logger.warning("Could not queue a voice preview: %s", exc)
+        raise EngineUnavailable("The task queue cannot be reached right now; try again shortly.") from None
     return PreviewJob(job_id, avatar_id)
 
 

@@ -103,11 +103,11 @@ def preprocess_avatar(avatar_id: int, task_id: str) -> str:
             reason = exc.detail if isinstance(exc, InvalidMedia) else str(exc)
         avatar_services.avatar_preprocess_failed(avatar_id, task_id, reason)
         return "error"
-    except Exception as exc:
+    except Exception:
         storage_delete_prefix(assets_prefix)
         logger.exception("Preprocessing avatar %s failed", avatar_id)
         avatar_services.avatar_preprocess_failed(
-            avatar_id, task_id, f"Processing failed unexpectedly ({type(exc).__name__}: {exc}). Try reprocessing."
+            avatar_id, task_id, "Processing failed unexpectedly (the error is in the worker's log). Try reprocessing."
         )
         return "error"
     finally:

@@ -92,11 +92,11 @@ def render_avatar_clip(render_id: int, task_id: str) -> str:
         storage_delete(output_name)
         render_services.render_failed(render_id, task_id, "Rendering took too long and was stopped.")
         return "error"
-    except Exception as exc:
+    except Exception:
         storage_delete(output_name)
         logger.exception("Render %s failed", render_id)
         render_services.render_failed(
-            render_id, task_id, f"Rendering failed unexpectedly ({type(exc).__name__}: {exc})."
+            render_id, task_id, "Rendering failed unexpectedly (the error is in the worker's log)."
         )
         return "error"
     finally:

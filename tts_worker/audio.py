@@ -70,7 +70,8 @@ def decode_audio(source, sample_rate: int | None = None, *, max_seconds: float |
             for out in resampler.resample(None):
                 parts.append(out.to_ndarray().reshape(-1))
     except av.FFmpegError as exc:
-        raise InvalidMedia(f"The audio could not be decoded: {exc}") from exc
+        # FFmpeg's message names the file's path on the worker: not for the caller.
+        raise InvalidMedia("The audio could not be decoded: it is corrupt or not audio.") from exc
     pcm = np.concatenate(parts).astype(np.int16) if parts else np.zeros(0, np.int16)
     return pcm, int(rate)
 

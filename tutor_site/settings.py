@@ -404,6 +404,9 @@ for _address in WEBRTC_HOST_ADDRESSES:
         ipaddress.ip_address(_address.strip())
     except ValueError as _exc:
         raise env.malformed("WEBRTC_HOST_ADDRESSES", "a comma-separated list of IP addresses", _exc) from None
+# Viewers on the worker's own private network (a school LAN): accept their private-address
+# candidates. Off by default, so a viewer cannot make the worker probe its LAN.
+WEBRTC_ALLOW_PRIVATE_CANDIDATES = env.bool("WEBRTC_ALLOW_PRIVATE_CANDIDATES", default=False)
 # How long POST /start?wait=1 waits for the warm-up before answering 202 with the job to poll.
 AVATAR_START_TIMEOUT = env.float("AVATAR_START_TIMEOUT", default=120.0)
 LIVE_MAX_SESSIONS_PER_WORKER = env.int("LIVE_MAX_SESSIONS_PER_WORKER", default=6)

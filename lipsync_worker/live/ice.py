@@ -59,19 +59,32 @@ def loopback_only() -> bool:
 _CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ ", re.IGNORECASE)
 
 
+def candidate_allowed(address: str) -> bool:
+    """May the worker send connectivity checks to this remote candidate address?
+
+    Loopback-only mode: loopback addresses only. Otherwise public addresses, and private
+    ones only where WEBRTC_ALLOW_PRIVATE_CANDIDATES says viewers share the worker's network:
+    a viewer must not make the worker probe its own LAN, link-local or loopback services.
+    Hostnames (mDNS .local names) are never resolved."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if loopback_only():
+        return ip.is_loopback
+    if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast or ip.is_reserved:
+        return False
+    if ip.is_private:
+        return bool(settings.WEBRTC_ALLOW_PRIVATE_CANDIDATES)
+    return True
+
+
 def remote_sdp_filter(sdp: str) -> str:
-    """In loopback-only mode, drop the peer's candidates that are not loopback addresses
-    (LAN IPs, mDNS names): we could not reach them, and must not try."""
-    if not loopback_only():
-        return sdp
+    """The peer's SDP without the candidates we must not try (see `candidate_allowed`)."""
     kept = []
     for line in sdp.splitlines():
         match = _CANDIDATE.match(line)
-        if match:
-            try:
-                if not ipaddress.ip_address(match.group(1)).is_loopback:
-                    continue
-            except ValueError:  # a hostname (mDNS .local): never resolved here
-                continue
+        if match and not candidate_allowed(match.group(1)):
+            continue
         kept.append(line)
     return "\r\n".join(kept) + "\r\n"

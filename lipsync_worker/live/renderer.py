@@ -169,9 +169,15 @@ class Renderer:
                 offset_ms += frames * TICK_MS
         except ServiceError as exc:
             self._report({"type": "error", "detail": exc.detail, "utterance": utterance.id})
-        except Exception as exc:  # one failed text must not end the session
+        except Exception:  # one failed text must not end the session
             logger.exception("Live renderer %s: speaking failed", self.name)
-            self._report({"type": "error", "detail": f"Speaking failed: {exc}", "utterance": utterance.id})
+            self._report(
+                {
+                    "type": "error",
+                    "detail": "Speaking failed on the worker (the error is in its log).",
+                    "utterance": utterance.id,
+                }
+            )
         if not utterance.cancelled:
             await self.loop.run_in_executor(self._thread, self.frames.put, SpeechEnd(utterance), utterance.cancel_event)
 

@@ -223,9 +223,11 @@ class LiveRuntime:
             await handler(message)
         except ServiceError as exc:
             await self._reply(message, {"type": "error", "detail": exc.detail})
-        except Exception as exc:  # one bad request must not stop the runtime
+        except Exception:  # one bad request must not stop the runtime
             logger.exception("Live runtime: %s failed", kind)
-            await self._reply(message, {"type": "error", "detail": f"The worker could not handle {kind}: {exc}"})
+            await self._reply(
+                message, {"type": "error", "detail": f"The worker could not handle {kind} (the error is in its log)."}
+            )
 
     def _session(self, message: dict):
         session = self.sessions.get(message.get("session_id") or "")

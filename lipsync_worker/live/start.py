@@ -19,7 +19,8 @@ def live_avatar_warm_up(avatar_id: int, ref_file: str = "", engine_url: str = ""
     try:
         outcome = _warm_up(avatar_id, ref_file, engine_url, worker_name)
     except Exception as exc:
-        reason = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
+        logger.exception("Start of avatar %s failed", avatar_id)
+        reason = getattr(exc, "detail", None) or "The start failed on the worker (the error is in its log)."
         live_services.avatar_live_start_failed(avatar_id, reason)
         raise
     if outcome.get("status") != "active":
@@ -37,11 +38,11 @@ def _warm_up(avatar_id: int, ref_file: str, engine_url: str, worker_name: str) -
     runtime = runtime_get(worker_name)
     try:
         runtime.avatar_add(avatar, reference_path=reference_path, reference_text=reference_text)
-    except Exception as exc:  # reported to the caller, the worker keeps serving
+    except Exception:  # reported to the caller, the worker keeps serving
         logger.exception("Warm-up of avatar %s failed", avatar_id)
         return {
             "status": "error",
-            "detail": f"The avatar could not be loaded on the worker ({type(exc).__name__}: {exc}).",
+            "detail": "The avatar could not be loaded on the worker (the error is in its log).",
         }
     serving = live_services.avatar_live_started(
         avatar_id, serving_worker=runtime.name, serving_channel=runtime.channel, engine_url=engine_url

@@ -237,3 +237,23 @@ def test_wait_follows_processing_until_ready(
     assert error is not None and "1 of 3" in str(error)
     # Progress was followed stage by stage.
     assert "batch_one: inactive done 100%" in err, log
+
+
+def test_manifest_files_outside_its_folder_are_refused(db, admin_user, tutor, clips, face_video):
+    # Another tenant's media (or any file) beside or above the manifest's folder.
+    outside = clips.parent / "other-tenant" / "video.mp4"
+    outside.parent.mkdir()
+    shutil.copy(face_video, outside)
+    manifest = write_manifest(
+        clips,
+        [
+            f"{tutor.pk},up_one,,../other-tenant/video.mp4,,",
+            f"{tutor.pk},absolute,,{outside},,",
+            f"{tutor.pk},inside,,clips/../clips/ada.mp4,,",
+        ],
+    )
+    out, _err, _error = run(manifest, "--as", ADA)
+    assert "outside the manifest's folder" in summary_line(out, "up_one")
+    assert "outside the manifest's folder" in summary_line(out, "absolute")
+    assert "created" in summary_line(out, "inside")
+    assert set(Avatar.objects.values_list("name", flat=True)) == {"inside"}

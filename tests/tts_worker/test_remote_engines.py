@@ -34,7 +34,8 @@ def test_unreachable_server_is_unavailable_with_the_reason(settings):
     settings.COSYVOICE_URL = _closed_port_url()
     available, reason = get_engine("cosyvoice").availability()
     assert not available
-    assert "cannot be reached" in reason and settings.COSYVOICE_URL in reason
+    # The reason names the setting; the address stays out of what tenants see.
+    assert "cannot be reached" in reason and "COSYVOICE_URL" in reason and settings.COSYVOICE_URL not in reason
 
 
 def test_cosyvoice_sft_speaks_with_a_built_in_speaker(cosyvoice_server):
@@ -76,7 +77,7 @@ def test_server_that_dies_after_the_check_gives_a_clear_error(cosyvoice_server):
     engine = get_engine("cosyvoice")
     assert engine.availability()[0]
     cosyvoice_server.__exit__()
-    with pytest.raises(EngineUnavailable, match="failed"):
+    with pytest.raises(EngineUnavailable, match="did not answer"):
         list(engine.synthesize("Hello."))
 
 

@@ -92,10 +92,12 @@ class HTTPEngine(TTSEngine):
             return False, f"Not configured: set {self.url_setting} to the URL of {self.server_hint}."
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            return False, f"{self.url_setting} is not an http(s) URL: {url!r}."
+            return False, f"{self.url_setting} is not an http(s) URL."
         error = cached(f"up:{self.name}:{url}", lambda e: DOWN_TTL if e else UP_TTL, lambda: http_probe(url) or "ok")
         if error != "ok":
-            return False, f"The {self.display_name} server at {url} cannot be reached: {error}"
+            # Tenants see this reason: the server's address stays in the operator's log.
+            logger.warning("%s server at %s cannot be reached: %s", self.display_name, url, error)
+            return False, f"The {self.display_name} server ({self.url_setting}) cannot be reached."
         return True, ""
 
     def require_available(self) -> str:
@@ -112,15 +114,16 @@ class HTTPEngine(TTSEngine):
                 response = client.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
             forget(f"up:{self.name}:{self.base_url}")
-            raise EngineUnavailable(
-                f"The {self.display_name} server at {url} failed: {exc or exc.__class__.__name__}"
-            ) from exc
+            logger.warning("%s server call %s %s failed: %r", self.display_name, method, url, exc)
+            raise EngineUnavailable(f"The {self.display_name} server ({self.url_setting}) did not answer.") from exc
         if response.status_code >= 400:
+            # The server's own message (e.g. out of memory) helps; its address stays in the log.
+            logger.warning("%s server call %s %s answered %s", self.display_name, method, url, response.status_code)
             raise EngineUnavailable(
-                f"The {self.display_name} server at {url} answered {response.status_code}: {_error_text(response)}"
+                f"The {self.display_name} server answered {response.status_code}: {_error_text(response)}"
             )
         if not response.content:
-            raise EngineUnavailable(f"The {self.display_name} server at {url} returned no audio.")
+            raise EngineUnavailable(f"The {self.display_name} server returned no audio.")
         return response
 
 

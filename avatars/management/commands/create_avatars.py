@@ -92,7 +92,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("manifest", nargs="?", help="CSV file; relative paths in it are read from its folder.")
+        parser.add_argument("manifest", nargs="?", help="CSV file; its files are read from its folder (and below).")
         parser.add_argument("--dir", dest="directory", help="Create one avatar per video file in this folder.")
         parser.add_argument("--tutor", help="Tutor id or name: required with --dir; default for empty manifest cells.")
         parser.add_argument(
@@ -266,11 +266,16 @@ class Command(BaseCommand):
     def _source(base: Path, value: str, label: str) -> UploadSource:
         if not value:
             raise InvalidInput(f"The row has no {label} file.", field=label)
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            path = base / path
+        # Confined to the manifest's folder: a manifest must not read another tenant's media
+        # (or any other file the command's account can read) by an absolute path or '..'.
+        path = (base / value).resolve()
+        if not path.is_relative_to(base):
+            raise InvalidInput(
+                f"The {label} file '{value}' is outside the manifest's folder; put the files beside the manifest.",
+                field=label,
+            )
         if not path.is_file():
-            raise InvalidInput(f"The {label} file {path} does not exist.", field=label)
+            raise InvalidInput(f"The {label} file {value} does not exist.", field=label)
         return UploadSource(path=str(path), filename=path.name)
 
     # --- following processing -------------------------------------------------------------
