@@ -3,6 +3,7 @@
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from tutor_site.channels_auth import AuthWatchMixin
 from tutor_site.exceptions import ObjectNotFound
 
 from .events import avatar_group_name, avatar_state
@@ -34,7 +35,7 @@ def _state_for(user, avatar_id):
         return None
 
 
-class AvatarEventsConsumer(AsyncJsonWebsocketConsumer):
+class AvatarEventsConsumer(AuthWatchMixin, AsyncJsonWebsocketConsumer):
     """WS /ws/avatars/{id}/events/: the avatar's state now, then every change."""
 
     async def connect(self):
@@ -58,13 +59,18 @@ class AvatarEventsConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_NOT_FOUND)
             return
         await self.send_json({"event": "avatar.state", "avatar": state})
+        await self.auth_watch_start()
 
     async def disconnect(self, code):
+        await self.auth_watch_stop()
         if getattr(self, "group", None):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive_json(self, content, **kwargs):
         await self.send_json({"event": "error", "detail": "This channel only sends events."})
+
+    async def auth_closing(self, reason: str) -> None:
+        await self.send_json({"event": "error", "detail": f"{reason}: sign in again."})
 
     async def avatar_event(self, message):
         # Either the avatar's state, or a job of it that finished ({"event", "job"}).
@@ -98,7 +104,7 @@ def _offer_message(user, avatar_id, sdp, events_to):
     return live_offer_message(user, avatar_get(user, avatar_id), sdp, "offer", events_to=events_to)
 
 
-class SignalingConsumer(AsyncJsonWebsocketConsumer):
+class SignalingConsumer(AuthWatchMixin, AsyncJsonWebsocketConsumer):
     """WS /ws/avatars/{id}/session/: offer/answer, say, interrupt and bye for one live
     session, relayed to the worker serving the avatar; the worker's events come back here."""
 
@@ -124,6 +130,7 @@ class SignalingConsumer(AsyncJsonWebsocketConsumer):
             return
         self.user = user
         await self.accept(subprotocol=accept_protocol)
+        await self.auth_watch_start()
         channel, reason = await _serving_channel(user, self.avatar_id)
         if channel is None:
             await self.send_json({"type": "error", "detail": reason})
@@ -132,7 +139,11 @@ class SignalingConsumer(AsyncJsonWebsocketConsumer):
         state = await database_sync_to_async(avatar_state)(avatar)  # reads the start marker (Redis)
         await self.send_json({"type": "state", "state": "ready", "avatar": state})
 
+    async def auth_closing(self, reason: str) -> None:
+        await self.send_json({"type": "error", "detail": f"{reason}: sign in again."})
+
     async def disconnect(self, code):
+        await self.auth_watch_stop()
         if getattr(self, "session_id", None) and self.worker_channel:
             await self.channel_layer.send(self.worker_channel, {"type": "live.bye", "session_id": self.session_id})
 

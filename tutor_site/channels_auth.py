@@ -1,6 +1,9 @@
 """WebSocket authentication: a JWT (subprotocol `bearer.<token>` or `?token=`) or the
-admin session cookie, and an Origin check."""
+admin session cookie, and an Origin check; `AuthWatchMixin` ends sockets whose token
+expired or whose account was disabled."""
 
+import asyncio
+import time
 from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddlewareStack
@@ -12,15 +15,60 @@ from django.contrib.auth.models import AnonymousUser
 
 @database_sync_to_async
 def _user_from_jwt(raw: str):
+    """(user, expiry time) of a valid token of an active staff account; (None, None) otherwise."""
     from rest_framework_simplejwt.authentication import JWTAuthentication
     from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
 
     auth = JWTAuthentication()
     try:
-        user = auth.get_user(auth.get_validated_token(raw))
+        token = auth.get_validated_token(raw)
+        user = auth.get_user(token)
     except (InvalidToken, TokenError, AuthenticationFailed):
-        return None
-    return user if user.is_active and user.is_staff else None
+        return None, None
+    if not (user.is_active and user.is_staff):
+        return None, None
+    return user, float(token["exp"])
+
+
+@database_sync_to_async
+def _still_allowed(user_id) -> bool:
+    from tutors.models import User
+
+    return User.objects.filter(pk=user_id, is_active=True, is_staff=True).exists()
+
+
+class AuthWatchMixin:
+    """For consumers: the socket is closed (4401) when its token expires or its account is
+    deactivated, checked at the expiry and every WEBSOCKET_AUTH_RECHECK_SECONDS."""
+
+    async def auth_watch_start(self) -> None:
+        self._auth_watch = asyncio.get_running_loop().create_task(self._auth_watch_run())
+
+    async def auth_watch_stop(self) -> None:
+        task = getattr(self, "_auth_watch", None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _auth_watch_run(self) -> None:
+        user = self.scope.get("user")
+        expires = self.scope.get("auth_expires")
+        while True:
+            wait = settings.WEBSOCKET_AUTH_RECHECK_SECONDS
+            if expires is not None:
+                wait = min(wait, max(0.0, expires - time.time()))
+            await asyncio.sleep(wait)
+            expired = expires is not None and time.time() >= expires
+            if expired or not await _still_allowed(getattr(user, "pk", None)):
+                reason = "Your sign-in expired" if expired else "Your account was disabled"
+                await self.auth_closing(reason)
+                await self.close(code=CLOSE_AUTH_ENDED)
+                return
+
+    async def auth_closing(self, reason: str) -> None:
+        """Hook: tell the client why before the socket closes."""
+
+
+CLOSE_AUTH_ENDED = 4401
 
 
 def _jwt_from_scope(scope) -> str | None:
@@ -42,7 +90,8 @@ class JWTAuthMiddleware:
         token = _jwt_from_scope(scope)
         if token is not None:
             scope = dict(scope)
-            scope["user"] = await _user_from_jwt(token) or AnonymousUser()
+            user, expires = await _user_from_jwt(token)
+            scope["user"], scope["auth_expires"] = user or AnonymousUser(), expires
         return await self.app(scope, receive, send)
 
 

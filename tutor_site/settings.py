@@ -476,6 +476,8 @@ AUTH_PASSWORD_VALIDATORS = [
 REQUEST_MAX_BODY_MB = env.float("REQUEST_MAX_BODY_MB", default=2.0)
 REQUEST_BODY_TIMEOUT = env.float("REQUEST_BODY_TIMEOUT", default=120.0)
 HTTP_IDLE_TIMEOUT = env.int("HTTP_IDLE_TIMEOUT", default=30)
+# Open WebSockets re-check their account this often (and end at their token's expiry).
+WEBSOCKET_AUTH_RECHECK_SECONDS = env.float("WEBSOCKET_AUTH_RECHECK_SECONDS", default=30.0)
 # Sign-in lockout (API login, token refresh, admin login): failures per email and per
 # client address within the lockout window; then 429 until the window ends.
 LOGIN_MAX_FAILURES = env.int("LOGIN_MAX_FAILURES", default=5)
