@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 
@@ -15,7 +16,12 @@ class AvatarStatus(models.TextChoices):
 
 class Avatar(models.Model):
     tutor = models.ForeignKey("tutors.Tutor", on_delete=models.CASCADE, related_name="avatars")
-    name = models.CharField(max_length=64, unique=True, validators=[AVATAR_NAME_VALIDATOR])
+    # The tutor's admin, kept here so that names are unique per admin in the database (one
+    # admin's names say nothing about another's); moved with the tutor (tutors.services).
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="owned_avatars", editable=False
+    )
+    name = models.CharField(max_length=64, validators=[AVATAR_NAME_VALIDATOR])
     display_name = models.CharField(max_length=120, blank=True)
     description = models.TextField(blank=True)
     # Engine names; the choices come from the one engine catalogue (`contracts.engines`),
@@ -58,9 +64,18 @@ class Avatar(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="avatar_name_unique_per_admin")]
 
     def __str__(self):
         return self.display_name or self.name
+
+    def save(self, *args, **kwargs):
+        # The owner always is the tutor's admin (an invariant, whoever creates the row).
+        if self.owner_id is None and self.tutor_id is not None:
+            self.owner_id = (
+                type(self).tutor.field.related_model.objects.values_list("owner_id", flat=True).get(pk=self.tutor_id)
+            )
+        super().save(*args, **kwargs)
 
     @property
     def is_ready(self) -> bool:

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from contracts import media_probe as media
 from contracts import tasks
@@ -23,6 +23,7 @@ from tutors.selectors import tutor_get
 from .engine_selectors import lipsync_engine_resolve, tts_engine_resolve
 from .events import avatar_event_publish
 from .models import Avatar, AvatarStatus
+from .quotas import owner_lock, preprocessing_check
 from .storage import storage_delete_prefix, storage_save
 
 logger = logging.getLogger(__name__)
@@ -36,9 +37,14 @@ class UploadSource:
     filename: str
 
 
-def _name_free(name: str) -> None:
-    if Avatar.objects.filter(name=name).exists():
-        raise NameTaken(f"An avatar named '{name}' already exists; choose another name.", field="name")
+def _name_taken(name: str) -> NameTaken:
+    return NameTaken(f"An avatar named '{name}' already exists; choose another name.", field="name")
+
+
+def _name_free(owner_id: int, name: str) -> None:
+    """Names are unique per admin (another admin's names are none of this one's business)."""
+    if Avatar.objects.filter(owner_id=owner_id, name=name).exists():
+        raise _name_taken(name)
 
 
 def _enqueue_preprocess(avatar: Avatar) -> None:
@@ -76,7 +82,8 @@ def avatar_create_check(
     except ObjectNotFound as exc:
         exc.field = "tutor_id"
         raise
-    _name_free(name)
+    preprocessing_check(tutor.owner_id)  # before the media are probed; again under the lock when creating
+    _name_free(tutor.owner_id, name)
     avatar_model = lipsync_engine_resolve(avatar_model)
     tts_model = tts_engine_resolve(tts_model, support_clone=support_clone)
     try:
@@ -132,8 +139,11 @@ def avatar_create(
     stored: list[str] = []
     try:
         with transaction.atomic():
+            owner_lock(tutor.owner_id)  # the count and the new row in one step per admin (avatars.quotas)
+            preprocessing_check(tutor.owner_id)
             avatar = Avatar.objects.create(
                 tutor=tutor,
+                owner_id=tutor.owner_id,
                 name=name,
                 avatar_blur=avatar_blur,
                 support_clone=support_clone,
@@ -155,11 +165,18 @@ def avatar_create(
                 stored.append(avatar.audio_path)
             avatar.save(update_fields=["video_path", "audio_path", "updated_at"])
             _enqueue_preprocess(avatar)
-    except Exception:
+    except Exception as exc:
         if stored:
             storage_delete_prefix(stored[0].rsplit("/source/", 1)[0])
+        if isinstance(exc, IntegrityError) and _is_name_clash(exc):
+            raise _name_taken(name) from None  # a concurrent create took the name first
         raise
     return avatar
+
+
+def _is_name_clash(exc: IntegrityError) -> bool:
+    text = str(exc)
+    return "avatar_name_unique_per_admin" in text or "avatars_avatar.owner_id, avatars_avatar.name" in text
 
 
 def avatar_update(
@@ -214,6 +231,9 @@ def avatar_delete(avatar: Avatar) -> None:
 
 def avatar_reprocess(avatar: Avatar) -> Avatar:
     with transaction.atomic():
+        owner_id = Avatar.objects.filter(pk=avatar.pk).values_list("tutor__owner_id", flat=True).first()
+        if owner_id is not None:
+            owner_lock(owner_id)  # before the avatar's row: the order avatar_create locks in
         locked = Avatar.objects.select_for_update().get(pk=avatar.pk)
         if locked.status == AvatarStatus.PROCESSING:
             raise NotReady(f"Avatar '{locked.name}' is already being processed.")
@@ -221,6 +241,7 @@ def avatar_reprocess(avatar: Avatar) -> Avatar:
             raise NotReady(f"Avatar '{locked.name}' is active; stop it before reprocessing.")
         if not locked.video_path:
             raise NotReady(f"Avatar '{locked.name}' has no source video to process.")
+        preprocessing_check(owner_id, excluding=locked.pk)
         locked.status = AvatarStatus.PROCESSING
         locked.task_id = str(uuid.uuid4())
         locked.progress_stage, locked.progress_percent = "queued", 0

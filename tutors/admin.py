@@ -157,9 +157,7 @@ class TutorAdmin(ServiceAdminMixin, admin.ModelAdmin):
         # Only operators pick an owner (the field is not on an admin's form at all).
         owner = form.cleaned_data.get("owner") if request.user.is_superuser else None
         if change:
-            if owner is not None:
-                obj.owner = owner  # saved with the update
-            return tutor_update(obj, **form.validated)
+            return tutor_update(obj, new_owner=owner, **form.validated)
         return tutor_create(owner=owner or request.user, **form.validated)
 
     def delete_model(self, request, obj):

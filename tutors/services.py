@@ -5,7 +5,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from tutor_site.exceptions import InvalidInput
+from tutor_site.exceptions import InvalidInput, NameTaken
 
 from .models import Tutor, User
 
@@ -78,11 +78,30 @@ def tutor_create(*, owner: User, name: str, description: str = "") -> Tutor:
     return Tutor.objects.create(owner=owner, **data)
 
 
-def tutor_update(tutor: Tutor, **data) -> Tutor:
+def tutor_update(tutor: Tutor, *, new_owner: User | None = None, **data) -> Tutor:
+    """Change the tutor's fields; an operator may give it (and its avatars) to another admin,
+    unless that admin already has an avatar of the same name."""
+    from avatars.models import Avatar
+
     data = _clean_tutor_fields(dict(data))
-    for key, value in data.items():
-        setattr(tutor, key, value)
-    tutor.save()
+    with transaction.atomic():
+        for key, value in data.items():
+            setattr(tutor, key, value)
+        moving = new_owner is not None and new_owner.pk != tutor.owner_id
+        if moving:
+            clash = (
+                Avatar.objects.filter(owner=new_owner, name__in=tutor.avatars.values("name"))
+                .values_list("name", flat=True)
+                .first()
+            )
+            if clash:
+                raise NameTaken(
+                    f"{new_owner.email} already has an avatar named '{clash}'; rename one of them first.", field="owner"
+                )
+            tutor.owner = new_owner
+        tutor.save()
+        if moving:
+            Avatar.objects.filter(tutor=tutor).update(owner=new_owner)
     return tutor
 
 

@@ -183,3 +183,30 @@ def test_another_admins_tutor_is_not_found(other_api, tutor, face_video):
     response = _post(other_api, tutor, face_video)
     assert response.status_code == 404
     assert not Avatar.objects.exists()
+
+
+def test_names_are_unique_per_admin_only(api, other_api, tutor, other_admin, face_video):
+    from tutors.services import tutor_create
+
+    theirs = tutor_create(owner=other_admin, name="Their tutor")
+    assert _post(api, tutor, face_video, name="ada").status_code == 201
+    # Another admin may use the same name: a 409 would tell them this admin has one.
+    response = _post(other_api, theirs, face_video, name="ada")
+    assert response.status_code == 201, response.content
+    assert Avatar.objects.filter(name="ada").count() == 2
+
+
+def test_a_tutor_moves_to_another_admin_only_without_a_name_clash(admin_user, other_admin, tutor):
+    from tutor_site.exceptions import NameTaken
+    from tutors.services import tutor_create, tutor_update
+
+    Avatar.objects.create(tutor=tutor, name="ada", status="inactive")
+    theirs = tutor_create(owner=other_admin, name="Their tutor")
+    Avatar.objects.create(tutor=theirs, name="ada", status="inactive")
+    with pytest.raises(NameTaken, match="already has an avatar named 'ada'"):
+        tutor_update(tutor, new_owner=other_admin)
+    tutor.refresh_from_db()
+    assert tutor.owner == admin_user
+    Avatar.objects.filter(tutor=theirs).update(name="ada-2")
+    tutor_update(tutor, new_owner=other_admin)
+    assert set(Avatar.objects.filter(owner=other_admin).values_list("name", flat=True)) == {"ada", "ada-2"}

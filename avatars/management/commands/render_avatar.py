@@ -32,7 +32,12 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         ref = str(opts["avatar"])
         avatar = Avatar.objects.filter(pk=int(ref)).first() if ref.isdigit() else None
-        avatar = avatar or Avatar.objects.filter(name=ref).first()
+        if avatar is None:
+            # Names are unique per admin only: a name shared by several admins needs the id.
+            named = list(Avatar.objects.filter(name=ref).values_list("pk", flat=True)[:5])
+            if len(named) > 1:
+                raise CommandError(f"Several admins have an avatar named '{ref}' (ids {named}): give the id.")
+            avatar = Avatar.objects.filter(pk=named[0]).first() if named else None
         if avatar is None:
             raise CommandError(f"No avatar with the id or name '{ref}'.")
         if not workers_by_queue().get("lipsync"):
