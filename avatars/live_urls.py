@@ -6,6 +6,7 @@ from . import live_views
 urlpatterns = [
     path("<int:avatar_id>/start", live_views.AvatarStartView.as_view(), name="avatar-start"),
     path("<int:avatar_id>/stop", live_views.AvatarStopView.as_view(), name="avatar-stop"),
+    path("<int:avatar_id>/ice-servers", live_views.AvatarIceServersView.as_view(), name="avatar-ice-servers"),
     path("webrtc/<path:path>", live_views.WebRTCProxyView.as_view(), name="avatar-webrtc"),
 ]
 

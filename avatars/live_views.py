@@ -13,6 +13,7 @@ from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from contracts.ice_servers import ice_servers_for
 from tutor_site.exceptions import InvalidInput, ObjectNotFound
 
 from . import live_services
@@ -126,6 +127,17 @@ class AvatarStopView(APIView):
         return Response({"status": "success", "message": f"Avatar '{avatar.name}' stopped successfully"})
 
 
+class AvatarIceServersView(APIView):
+    """The ICE servers a viewer of this avatar should use, with its own short-lived TURN
+    credentials (the talk page gets the same; other clients ask here)."""
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, avatar_id: int):
+        avatar_get(request.user, avatar_id)  # another admin's avatar: 404
+        servers = ice_servers_for(f"user-{request.user.pk}")
+        return Response({"ice_servers": servers, "ttl": settings.TURN_TTL if settings.TURN_SECRET else None})
+
+
 class WebRTCProxyView(APIView):
     """The LiveTalking-style HTTP API (offer, human, interrupt_talk, is_speaking)."""
 
@@ -188,7 +200,7 @@ def talk_page(request, avatar_id: int):
         "status": avatar.status,
         "wsPath": f"/ws/avatars/{avatar.pk}/session/",
         "startUrl": f"/api/avatars/{avatar.pk}/start",
-        "iceServers": settings.WEBRTC_ICE_SERVERS,
+        "iceServers": ice_servers_for(f"user-{request.user.pk}"),
         "adminUrl": reverse("admin:avatars_avatar_change", args=[avatar.pk]),
     }
     return render(request, "avatars/talk.html", {"avatar": avatar, "config": config})

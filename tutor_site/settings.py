@@ -351,6 +351,8 @@ AVATAR_MAX_FPS = env.float("AVATAR_MAX_FPS", default=60.0)
 AVATAR_MAX_STREAMS = env.int("AVATAR_MAX_STREAMS", default=4)
 VOICE_MAX_SECONDS = env.float("VOICE_MAX_SECONDS", default=60.0)
 VOICE_MAX_UPLOAD_MB = env.int("VOICE_MAX_UPLOAD_MB", default=50)
+# Avatars of one admin being processed at once; one more is refused (429) until one is ready.
+AVATAR_MAX_PROCESSING_PER_ADMIN = env.int("AVATAR_MAX_PROCESSING_PER_ADMIN", default=3)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 # --- Engines.
@@ -360,6 +362,8 @@ DEFAULT_TTS_MODEL = env.str("DEFAULT_TTS_MODEL", default="piper")
 # --- TTS worker.
 TTS_VOICES_DIR = Path(env.str("TTS_VOICES_DIR", default=str(DATA_DIR / "voices")))
 TTS_MAX_TEXT_CHARS = env.int("TTS_MAX_TEXT_CHARS", default=5000)
+# Characters of text one admin may send to speech per minute (live say, proxy human, renders, previews).
+TTS_MAX_CHARS_PER_MINUTE = env.int("TTS_MAX_CHARS_PER_MINUTE", default=5000)
 TTS_PREVIEW_MAX_CHARS = env.int("TTS_PREVIEW_MAX_CHARS", default=500)
 TTS_PREVIEW_TIMEOUT = env.float("TTS_PREVIEW_TIMEOUT", default=30.0)
 TTS_STREAM_TTL = env.int("TTS_STREAM_TTL", default=300)
@@ -383,6 +387,8 @@ TACOTRON_LANGUAGE = env.str("TACOTRON_LANGUAGE", default="en")
 LIPSYNC_WARM_AVATARS_MAX = env.int("LIPSYNC_WARM_AVATARS_MAX", default=4)
 # Offline talking clips: the longest speech accepted (seconds).
 RENDER_MAX_SECONDS = env.float("RENDER_MAX_SECONDS", default=120.0)
+# Talking clips of one admin queued or rendering at once; one more is refused (429).
+RENDER_MAX_QUEUED_PER_ADMIN = env.int("RENDER_MAX_QUEUED_PER_ADMIN", default=5)
 # The share of frames in which exactly one face must be found for a usable avatar.
 FACE_MIN_FRAME_RATIO = env.float("FACE_MIN_FRAME_RATIO", default=0.6)
 
@@ -404,6 +410,11 @@ for _address in WEBRTC_HOST_ADDRESSES:
         ipaddress.ip_address(_address.strip())
     except ValueError as _exc:
         raise env.malformed("WEBRTC_HOST_ADDRESSES", "a comma-separated list of IP addresses", _exc) from None
+# TURN with short-lived credentials per peer (coturn `use-auth-secret`): the server URLs,
+# the shared secret, and how long a credential lasts.
+TURN_URLS = env.list("TURN_URLS", default=[])
+TURN_SECRET = env.str("TURN_SECRET", default="")
+TURN_TTL = env.int("TURN_TTL", default=3600)
 # Viewers on the worker's own private network (a school LAN): accept their private-address
 # candidates. Off by default, so a viewer cannot make the worker probe its LAN.
 WEBRTC_ALLOW_PRIVATE_CANDIDATES = env.bool("WEBRTC_ALLOW_PRIVATE_CANDIDATES", default=False)
@@ -411,6 +422,10 @@ WEBRTC_ALLOW_PRIVATE_CANDIDATES = env.bool("WEBRTC_ALLOW_PRIVATE_CANDIDATES", de
 AVATAR_START_TIMEOUT = env.float("AVATAR_START_TIMEOUT", default=120.0)
 LIVE_MAX_SESSIONS_PER_WORKER = env.int("LIVE_MAX_SESSIONS_PER_WORKER", default=6)
 LIVE_MAX_SESSIONS_PER_ADMIN = env.int("LIVE_MAX_SESSIONS_PER_ADMIN", default=4)
+# Started (warmed) avatars per admin: one more stops the least recently used one without sessions, else 429.
+LIVE_MAX_ACTIVE_AVATARS_PER_ADMIN = env.int("LIVE_MAX_ACTIVE_AVATARS_PER_ADMIN", default=3)
+# A live session longer than this is ended by its worker, with an error event saying why (0: no limit).
+LIVE_MAX_SESSION_SECONDS = env.float("LIVE_MAX_SESSION_SECONDS", default=3600.0)
 # A worker refreshes its heartbeat every LIVE_HEARTBEAT_SECONDS; without one for
 # LIVE_HEARTBEAT_TTL seconds it counts as dead and its avatars can be started elsewhere.
 LIVE_HEARTBEAT_SECONDS = env.float("LIVE_HEARTBEAT_SECONDS", default=3.0)

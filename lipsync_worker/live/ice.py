@@ -9,6 +9,7 @@ which is what we want in a worker: one policy for every peer it hosts.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 
 from django.conf import settings
@@ -37,8 +38,10 @@ def rtc_configuration():
     from aiortc import RTCConfiguration, RTCIceServer
 
     # An explicit list: with None, aiortc falls back to a public Google STUN server.
+    from contracts.ice_servers import ice_servers_for
+
     servers = []
-    for server in settings.WEBRTC_ICE_SERVERS or []:
+    for server in ice_servers_for(f"worker-{os.getpid()}"):
         servers.append(
             RTCIceServer(urls=server["urls"], username=server.get("username"), credential=server.get("credential"))
         )
@@ -48,7 +51,7 @@ def rtc_configuration():
 def loopback_only() -> bool:
     """True when we offer loopback candidates only and use no STUN/TURN: then nothing but
     a loopback peer can reach us, and we must not send checks anywhere else."""
-    if settings.WEBRTC_ICE_SERVERS:
+    if settings.WEBRTC_ICE_SERVERS or (settings.TURN_URLS and settings.TURN_SECRET):
         return False
     try:
         return all(ipaddress.ip_address(a).is_loopback for a in host_addresses())
