@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
-LIPSYNC_QUEUE = "lipsync"
+LIPSYNC_QUEUE = "lipsync"  # preprocessing and renders (prefork children, time and memory limits)
+LIVE_QUEUE = "live"  # starts, served by the worker process that hosts the live sessions
 TTS_QUEUE = "tts"
 
 # lipsync queue. Routing is by the name's prefix (settings.CELERY_TASK_ROUTES).
 PREPROCESS_AVATAR = "lipsync_worker.preprocess_avatar"  # (avatar_id, task_id) -> status string
 RENDER_AVATAR = "lipsync_worker.render_avatar"  # (render_id, task_id) -> status string
-LIVE_START = "lipsync_worker.live_start"  # (avatar_id, ref_file, engine_url) -> LiveStartResult
+LIVE_START = "lipsync_worker.live_start"  # live queue: (avatar_id, ref_file, engine_url) -> LiveStartResult
 # tts queue
 TTS_PREVIEW = (
     "tts_worker.tasks.tts_preview"  # (text, tts_model, voice, reference_path, reference_text) -> TTSPreviewResult

@@ -6,7 +6,7 @@ from __future__ import annotations
 from celery.signals import worker_ready, worker_shutdown
 
 from contracts.catalogue import CataloguePublisher
-from contracts.tasks import LIPSYNC_QUEUE, worker_consumes
+from contracts.tasks import LIPSYNC_QUEUE, LIVE_QUEUE, worker_consumes
 
 from .engines import engine_list
 
@@ -16,7 +16,7 @@ _publisher: CataloguePublisher | None = None
 @worker_ready.connect
 def _publish(sender=None, **_kwargs):
     global _publisher
-    if worker_consumes(sender, LIPSYNC_QUEUE):
+    if worker_consumes(sender, LIPSYNC_QUEUE) or worker_consumes(sender, LIVE_QUEUE):
         _publisher = CataloguePublisher("lipsync", getattr(sender, "hostname", "") or "lipsync", engine_list).start()
 
 

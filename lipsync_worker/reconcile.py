@@ -10,7 +10,7 @@ import threading
 from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 
-from contracts.tasks import LIPSYNC_QUEUE, worker_consumes
+from contracts.tasks import LIVE_QUEUE, worker_consumes
 
 logger = logging.getLogger(__name__)
 _stop = threading.Event()
@@ -30,7 +30,7 @@ def _run() -> None:
 
 @worker_ready.connect
 def _start(sender=None, **_kwargs):
-    if worker_consumes(sender, LIPSYNC_QUEUE):
+    if worker_consumes(sender, LIVE_QUEUE):
         threading.Thread(target=_run, name="live-reconcile", daemon=True).start()
 
 

@@ -1,4 +1,6 @@
-"""Celery tasks of the `lipsync` queue. Thin: they take ids and call the services."""
+"""Celery tasks of the `lipsync` queue (preprocessing, renders: prefork children with time
+and memory limits) and the `live` queue (starts: the process that hosts live sessions).
+Thin: they take ids and call the services."""
 
 from celery import shared_task
 
@@ -7,22 +9,38 @@ from contracts import tasks as contract
 # Connected to the worker signals: the live runtime starts with the worker, and the
 # worker publishes its engines and resets avatars whose worker died.
 from . import catalogue as _catalogue  # noqa: F401
+from . import job_limits as _job_limits  # noqa: F401
 from . import reconcile as _reconcile  # noqa: F401
+from .job_limits import running_job
 from .live import signals as _live_signals  # noqa: F401
 
 
 @shared_task(name=contract.PREPROCESS_AVATAR, acks_late=True, reject_on_worker_lost=True)
 def preprocess_avatar_task(avatar_id: int, task_id: str) -> str:
+    from avatars import services
+    from avatars.storage import storage_delete_prefix
+
     from .preprocess_job import preprocess_avatar
 
-    return preprocess_avatar(avatar_id, task_id)
+    def fail(reason: str) -> None:
+        storage_delete_prefix(f"avatars/{avatar_id}/assets/{task_id}")
+        services.avatar_preprocess_failed(avatar_id, task_id, reason)
+
+    with running_job(f"Preprocessing of avatar {avatar_id}", fail):
+        return preprocess_avatar(avatar_id, task_id)
 
 
 @shared_task(name=contract.RENDER_AVATAR, acks_late=True, reject_on_worker_lost=True)
 def render_avatar_task(render_id: int, task_id: str) -> str:
+    from avatars import render_services
+
     from .render_job import render_avatar_clip
 
-    return render_avatar_clip(render_id, task_id)
+    def fail(reason: str) -> None:
+        render_services.render_failed(render_id, task_id, reason)
+
+    with running_job(f"Render {render_id}", fail):
+        return render_avatar_clip(render_id, task_id)
 
 
 # No late ack: a start redelivered minutes after its worker died helps nobody; the web

@@ -114,17 +114,24 @@ def _free_port() -> int:
 
 
 class WorkerProcess:
-    """A real `celery worker` subprocess serving the lipsync and tts queues."""
+    """A real `celery worker` subprocess serving the lipsync, tts and live queues (threads),
+    or the prefork job worker of `make run` with `pool="prefork"`."""
 
     def __init__(
-        self, env: dict, log_path: Path, name: str, extra_env: dict | None = None, queues: str = "lipsync,tts"
+        self,
+        env: dict,
+        log_path: Path,
+        name: str,
+        extra_env: dict | None = None,
+        queues: str = "lipsync,tts,live",
+        pool: str = "threads",
     ):
         self.log_path = log_path
         self.name = name
         env = dict(env, **(extra_env or {}))
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
-            worker_command(queues, f"{name}@%h", "2", "--without-gossip", "--without-mingle"),
+            worker_command(queues, f"{name}@%h", "2", "--without-gossip", "--without-mingle", pool=pool),
             cwd=BASE_DIR,
             env=env,
             stdout=self._log,
@@ -167,13 +174,14 @@ def start_worker(process_env, tmp_path_factory):
     started: list[WorkerProcess] = []
     logs = tmp_path_factory.mktemp("worker-logs")
 
-    def start(name: str = "w", queues: str = "lipsync,tts", **extra_env) -> WorkerProcess:
+    def start(name: str = "w", queues: str = "lipsync,tts,live", pool: str = "threads", **extra_env) -> WorkerProcess:
         worker = WorkerProcess(
             process_env,
             logs / f"{name}-{len(started)}.log",
             f"{name}{len(started)}",
             {k: str(v) for k, v in extra_env.items()},
             queues=queues,
+            pool=pool,
         )
         started.append(worker)
         return worker

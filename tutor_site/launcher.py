@@ -105,12 +105,13 @@ def _stop(procs: list[subprocess.Popen], timeout: float = 20.0) -> None:
             proc.kill()
 
 
-def worker_command(queues: str, name: str, concurrency: str = "2", *extra: str) -> list[str]:
-    """How a worker process starts: the worker settings, the threads pool (live sessions run
-    in the worker process beside the tasks), the queues it serves."""
+def worker_command(queues: str, name: str, concurrency: str = "2", *extra: str, pool: str = "threads") -> list[str]:
+    """How a worker process starts: the worker settings, the queues it serves, its pool.
+    The `live` and `tts` queues use threads (live sessions run in the worker process beside
+    the tasks); the `lipsync` jobs use prefork, where time and memory limits are real."""
     return [
         sys.executable, "-m", "celery", "-A", "tutor_site.worker_app", "worker", "-Q", queues,
-        "--pool", "threads", "--concurrency", concurrency, "-n", name, "--loglevel", "INFO", *extra,
+        "--pool", pool, "--concurrency", concurrency, "-n", name, "--loglevel", "INFO", *extra,
     ]  # fmt: skip
 
 
@@ -141,14 +142,14 @@ def run() -> int:
                 env={**os.environ, "DJANGO_SETTINGS_MODULE": "tutor_site.settings"},
             )
         )
-        # Threads, not prefork: the live sessions run in the worker process beside the
-        # tasks, and a speaking session needs the tts queue served while a long
-        # preprocessing job runs.
+        # Live sessions and speech in one threads worker; preprocessing and renders in
+        # prefork children with hard time and memory limits.
+        host_name = socket.gethostname()
+        concurrency = os.environ.get("WORKER_CONCURRENCY", "2")
+        procs.append(subprocess.Popen(worker_command("live,tts", f"live@{host_name}", concurrency), cwd=BASE_DIR))
         procs.append(
             subprocess.Popen(
-                worker_command(
-                    "lipsync,tts", f"worker@{socket.gethostname()}", os.environ.get("WORKER_CONCURRENCY", "2")
-                ),
+                worker_command("lipsync", f"jobs@{host_name}", "1", "--max-tasks-per-child", "20", pool="prefork"),
                 cwd=BASE_DIR,
             )
         )

@@ -284,6 +284,8 @@ CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_DEFAULT_QUEUE = "lipsync"
 CELERY_TASK_ROUTES = {
+    # Exact names first: starts go to the worker that hosts live sessions.
+    "lipsync_worker.live_start": {"queue": "live"},
     "lipsync_worker.*": {"queue": "lipsync"},
     "tts_worker.*": {"queue": "tts"},
 }
@@ -385,6 +387,9 @@ TACOTRON_SPEAKERS = env.list("TACOTRON_SPEAKERS", default=[])
 TACOTRON_LANGUAGE = env.str("TACOTRON_LANGUAGE", default="en")
 # How many prepared avatars a lip-sync worker keeps in memory (least recently used go first).
 LIPSYNC_WARM_AVATARS_MAX = env.int("LIPSYNC_WARM_AVATARS_MAX", default=4)
+# Resident memory a preprocessing or render process may use before its job is failed with
+# the reason and the process replaced (0: no limit).
+LIPSYNC_JOB_MEMORY_MB = env.int("LIPSYNC_JOB_MEMORY_MB", default=3072)
 # Offline talking clips: the longest speech accepted (seconds).
 RENDER_MAX_SECONDS = env.float("RENDER_MAX_SECONDS", default=120.0)
 # Talking clips of one admin queued or rendering at once; one more is refused (429).

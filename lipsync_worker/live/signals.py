@@ -12,21 +12,21 @@ import threading
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 
 logger = logging.getLogger(__name__)
-_serves_lipsync = False
+_serves_live = False
 _worker_name = ""
 
 
 @worker_init.connect
 def _note_queues(sender=None, **_kwargs):
-    global _serves_lipsync, _worker_name
+    global _serves_live, _worker_name
     amqp = getattr(getattr(sender, "app", None), "amqp", None)
     queues = set(amqp.queues.consume_from or {}) if amqp else set()
-    _serves_lipsync = not queues or "lipsync" in queues
+    _serves_live = not queues or "live" in queues
     _worker_name = getattr(sender, "hostname", "") or ""
 
 
 def _start() -> None:
-    if not _serves_lipsync:
+    if not _serves_live:
         return
     from .runtime import runtime_get
 
