@@ -226,9 +226,13 @@ class SignalingConsumer(AuthWatchMixin, AsyncJsonWebsocketConsumer):
         return True
 
     async def _say(self, content):
-        from .live_services import live_text_validate
+        from .live_services import live_say_charge, live_text_validate
 
+        if not self.session_id:
+            await self._error("No session yet: send an offer first.")
+            return
         text = live_text_validate(content.get("text"), content.get("tts_model"), content.get("voice"))
+        await database_sync_to_async(live_say_charge)(self.user, self.avatar_id, text)  # TTS_MAX_CHARS_PER_MINUTE
         await self._relay(
             {
                 "type": "live.say",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import posixpath
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -19,12 +20,14 @@ from django.db import transaction
 
 from contracts import live_registry as registry
 from contracts import tasks
+from contracts.store import client, redis_key
 from contracts.tasks import task_send
-from tutor_site.exceptions import EngineUnavailable, InvalidInput, NotReady, ObjectNotFound
+from tutor_site.exceptions import EngineUnavailable, InvalidInput, NotReady, ObjectNotFound, TooManyRequests
 
 from .engine_selectors import tts_engine_resolve
 from .events import avatar_event_publish
 from .models import Avatar, AvatarStatus
+from .quotas import avatar_owner_id, owner_lock, tts_chars_charge
 from .selectors import avatar_get, avatar_voice_reference
 
 
@@ -193,7 +196,9 @@ def avatar_start(
     False, `job_id`): the worker reports the outcome on the avatar's events channel
     (`avatar.started` or `avatar.start_failed` with the reason). With `wait`, waits up to
     AVATAR_START_TIMEOUT for it (the contract's synchronous start). Idempotent: an avatar
-    already served by a live worker is answered at once, and a start under way is reused."""
+    already served by a live worker is answered at once, and a start under way is reused.
+    A new start takes one of the admin's LIVE_MAX_ACTIVE_AVATARS_PER_ADMIN places
+    (`_active_slot_take`: the least recently used avatar without sessions is stopped, or 429)."""
     from celery.exceptions import TimeoutError as CeleryTimeout
 
     avatar_live_reconcile(avatar_id=avatar.pk)
@@ -201,6 +206,7 @@ def avatar_start(
     problem = _not_startable(avatar)
     if problem:
         raise problem
+    avatar_live_used(avatar)
     if avatar_is_serving(avatar):
         return StartResult(avatar, started=True)
     ref_file = avatar_reference_for_start(avatar, ref_file)[0] if ref_file else ""
@@ -210,7 +216,7 @@ def avatar_start(
         result = _job_result(pending)
     else:
         job_id = _start_job_new_id(avatar.pk)
-        _start_pending_set(avatar.pk, job_id)
+        _active_slot_take(avatar, job_id)
         try:
             result = task_send(
                 tasks.LIVE_START, avatar.pk, ref_file, engine_url, task_id=job_id, expires=max(60, 3 * timeout)
@@ -234,6 +240,68 @@ def avatar_start(
         raise NotReady(outcome.get("detail") or f"Avatar '{avatar.name}' could not be started.")
     avatar.refresh_from_db()
     return StartResult(avatar, started=True)
+
+
+# --- warmed avatars per admin -------------------------------------------------------------
+# An admin keeps at most LIVE_MAX_ACTIVE_AVATARS_PER_ADMIN avatars started (served by a live
+# worker) or starting. When a start would pass that, the admin's least recently used served
+# avatar without open sessions is stopped to make room; when every one has sessions, 429.
+# "Used" is a start or a session opened (a Redis sorted set per admin: avatar id -> time).
+
+ACTIVE_RETRY_SECONDS = 60
+_USED_TTL = 30 * 24 * 3600
+
+
+def _used_key(owner_id: int) -> str:
+    return redis_key("quota", "live-used", owner_id)
+
+
+def avatar_live_used(avatar: Avatar) -> None:
+    """Remember that the avatar was used now (a start, a session opened)."""
+    key = _used_key(avatar_owner_id(avatar))
+    with client().pipeline() as pipe:
+        pipe.zadd(key, {str(avatar.pk): time.time()})
+        pipe.expire(key, _USED_TTL)
+        pipe.execute()
+
+
+def _active_slot_take(avatar: Avatar, job_id: str) -> list[Avatar]:
+    """Record the avatar's start job as under way, within the admin's limit of started avatars:
+    decided under the admin's lock (the marker is set before it is released, so a concurrent
+    start counts this one). Returns the avatars stopped to make room."""
+    limit = settings.LIVE_MAX_ACTIVE_AVATARS_PER_ADMIN
+    owner_id = avatar_owner_id(avatar)
+    stopped: list[Avatar] = []
+    with transaction.atomic():
+        owner_lock(owner_id)
+        if limit > 0:
+            others = Avatar.objects.filter(tutor__owner_id=owner_id).exclude(pk=avatar.pk)
+            served = [
+                a
+                for a in others.filter(status=AvatarStatus.ACTIVE).exclude(serving_channel="")
+                if registry.worker_alive(a.serving_channel)
+            ]
+            ready = others.filter(status=AvatarStatus.INACTIVE).values_list("pk", flat=True)
+            starting = avatar_start_pending_many(ready)
+            excess = len(served) + len(starting) + 1 - limit
+            if excess > 0:
+                idle = [a for a in served if registry.avatar_session_count(a.pk) == 0]
+                if len(idle) < excess:
+                    raise TooManyRequests(
+                        f"You already have {len(served) + len(starting)} avatars started or starting, the limit per "
+                        f"admin (LIVE_MAX_ACTIVE_AVATARS_PER_ADMIN = {limit}), and none can be stopped for "
+                        f"'{avatar.name}': each has open live sessions. Close a session or stop an avatar first.",
+                        retry_after=ACTIVE_RETRY_SECONDS,
+                    )
+                with client().pipeline(transaction=False) as pipe:
+                    for a in idle:
+                        pipe.zscore(_used_key(owner_id), str(a.pk))
+                    used = {a.pk: score or 0.0 for a, score in zip(idle, pipe.execute(), strict=True)}
+                for victim in sorted(idle, key=lambda a: (used[a.pk], a.pk))[:excess]:
+                    # Without waiting for the worker: the decision is made, the lock is short.
+                    stopped.append(avatar_stop(avatar=victim, wait=False))
+        _start_pending_set(avatar.pk, job_id)
+    return stopped
 
 
 def avatar_live_started(avatar_id: int, *, serving_worker: str, serving_channel: str, engine_url: str) -> Avatar | None:
@@ -427,19 +495,29 @@ def live_offer_message(user, avatar: Avatar, sdp, sdp_type="offer", events_to: s
     if sdp_type not in (None, "", "offer"):
         raise InvalidInput("type must be 'offer'.", field="type")
     channel = live_serving_channel(avatar)
+    avatar_live_used(avatar)
     return channel, {
         "type": "live.offer",
         "avatar_id": avatar.pk,
-        "user_id": user.pk,
+        # Whose LIVE_MAX_SESSIONS_PER_ADMIN the session counts against: the avatar's admin.
+        "user_id": avatar_owner_id(avatar),
         "sdp": sdp,
         "sdp_type": "offer",
         "events_to": events_to,
     }
 
 
+def _refusal(event: dict, default: str):
+    """A worker's `error` event as the exception to raise (a limit: 429 with Retry-After)."""
+    detail = event.get("detail") or default
+    if event.get("status") == TooManyRequests.status_code:
+        return TooManyRequests(detail, retry_after=event.get("retry_after") or 30)
+    return NotReady(detail)
+
+
 def live_answer_check(event: dict) -> dict:
     if event.get("type") != "answer":
-        raise NotReady(event.get("detail") or "The worker refused the session.")
+        raise _refusal(event, "The worker refused the session.")
     return event
 
 
@@ -450,10 +528,19 @@ def live_offer(user, avatar: Avatar, sdp, sdp_type="offer") -> dict:
 
 def live_session_request(user, session_id, message: dict) -> dict:
     """Relay a say / interrupt / query to the worker hosting the session (HTTP proxy)."""
-    record, _avatar = live_session_for(user, session_id)
+    record, avatar = live_session_for(user, session_id)
     if not registry.worker_alive(record["channel"]):
         raise NotReady("The worker hosting this session stopped; open a new session.")
+    if message.get("type") == "live.say":
+        # Before it travels: past the quota no TTS job starts (with interrupt, none is cancelled).
+        tts_chars_charge(avatar_owner_id(avatar), message.get("text") or "")
     event = live_request(record["channel"], {**message, "session_id": str(session_id)})
     if event.get("type") == "error":
-        raise NotReady(event.get("detail") or "The worker refused the request.")
+        raise _refusal(event, "The worker refused the request.")
     return event
+
+
+def live_say_charge(user, avatar_id, text: str) -> None:
+    """A `say` on the session WebSocket: count its text against the avatar's admin's
+    TTS_MAX_CHARS_PER_MINUTE (429's message, sent back as an `error` event)."""
+    tts_chars_charge(avatar_owner_id(avatar_get(user, avatar_id)), text)

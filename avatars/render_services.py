@@ -16,6 +16,7 @@ from tutor_site.exceptions import InvalidMedia, NotReady
 from .engine_selectors import tts_request_check
 from .events import avatar_event_publish
 from .models import Avatar, AvatarRender, RenderStatus
+from .quotas import avatar_owner_id, owner_lock, renders_queued_check, tts_chars_charge
 from .services import UploadSource
 from .storage import storage_delete_prefix, storage_save
 
@@ -40,7 +41,8 @@ def render_create(
 ) -> AvatarRender:
     """Queue a talking clip of `avatar` speaking `text` (through TTS) or the uploaded `audio`
     (one or the other: `RenderCreateSerializer` validated the request). Checks here what
-    needs the avatar, the media or the engines."""
+    needs the avatar, the media or the engines, and the admin's quotas: queued clips
+    (RENDER_MAX_QUEUED_PER_ADMIN) and speech characters (TTS_MAX_CHARS_PER_MINUTE)."""
     if not avatar.is_ready:
         reason = f": {avatar.error_message}" if avatar.error_message else ""
         raise NotReady(f"Avatar '{avatar.name}' is {avatar.status}; it can talk once it is ready{reason}")
@@ -55,7 +57,13 @@ def render_create(
             raise
     else:
         tts_model, voice, text = tts_request_check(text, tts_model, voice or None)
+    owner_id = avatar_owner_id(avatar)
     with transaction.atomic():
+        # The admin's quotas, decided under the admin's lock (see avatars.quotas).
+        owner_lock(owner_id)
+        renders_queued_check(owner_id)
+        if audio is None:
+            tts_chars_charge(owner_id, text)
         render = AvatarRender.objects.create(
             avatar=avatar,
             text=text,

@@ -23,6 +23,7 @@ from contracts.store import client, redis_key
 from contracts.tasks import task_send
 
 from .engine_selectors import tts_engine_list, tts_request_check
+from .quotas import avatar_owner_id, tts_chars_charge
 from .selectors import avatar_get, avatar_voice_reference
 
 logger = logging.getLogger(__name__)
@@ -44,10 +45,13 @@ def _owner_key(job_id: str) -> str:
 def speech_preview_request(
     user, *, text, tts_model: str = "", voice: str = "", avatar_id: int | None = None
 ) -> PreviewJob:
-    """Check the request against what the tts workers reported and queue it."""
+    """Check the request against what the tts workers reported and the admin's
+    TTS_MAX_CHARS_PER_MINUTE, and queue it."""
     reference_path = reference_text = ""
+    quota_owner = user.pk  # TTS_MAX_CHARS_PER_MINUTE: the caller's, or the avatar's admin's
     if avatar_id is not None:
         avatar = avatar_get(user, avatar_id)
+        quota_owner = avatar_owner_id(avatar)
         tts_model = tts_model or avatar.tts_model
         voice = voice or (avatar.timbre if tts_model == avatar.tts_model else "")
         reference_path, reference_text = avatar_voice_reference(avatar)
@@ -55,6 +59,7 @@ def speech_preview_request(
     row = next(r for r in tts_engine_list() if r["id"] == tts_model)
     if not row.get("supports_clone"):
         reference_path = reference_text = ""
+    tts_chars_charge(quota_owner, text)
     job_id = str(uuid.uuid4())
     try:
         client().set(_owner_key(job_id), str(user.pk), ex=PREVIEW_RESULT_SECONDS)

@@ -14,11 +14,18 @@ from django.core.files.storage import default_storage
 
 
 def storage_save(name: str, local_path: str | Path) -> str:
-    """Store a local file under exactly `name` (replacing what was there)."""
+    """Store a local file under exactly `name` (replacing what was there), whole or not at
+    all: a copy that fails half-way (the disk full) leaves no partial file behind."""
     if default_storage.exists(name):
         default_storage.delete(name)
-    with open(local_path, "rb") as fh:
-        saved = default_storage.save(name, File(fh, name=os.path.basename(name)))
+    try:
+        with open(local_path, "rb") as fh:
+            saved = default_storage.save(name, File(fh, name=os.path.basename(name)))
+    except BaseException:
+        with contextlib.suppress(Exception):
+            if default_storage.exists(name):
+                default_storage.delete(name)
+        raise
     return saved
 
 

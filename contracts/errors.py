@@ -64,6 +64,76 @@ class EngineUnavailable(ServiceError):
     status_code = 503
 
 
+class ServiceUnavailable(ServiceError):
+    """A part of the system (the database, Redis) cannot be reached for a moment: nothing
+    was done, and the same request can be sent again shortly (sent with Retry-After)."""
+
+    status_code = 503
+    retry_after = 5
+
+
+class InsufficientStorage(ServiceError):
+    """The server's disk is full: nothing was stored."""
+
+    status_code = 507
+
+
+# What the user is told: answering a request (nothing was done), or as the reason a job ended.
+_OUTAGES = {
+    "disk": (
+        InsufficientStorage,
+        "The server's storage is full; nothing was stored. Try again later, or ask the operator to free space.",
+        "The server's storage is full, so the result could not be saved; try again once space has been freed.",
+    ),
+    "queue": (
+        ServiceUnavailable,
+        "The job queue (Redis) cannot be reached for a moment; nothing was started. Try again in a few seconds.",
+        "The connection to the job queue (Redis) was lost while this ran; start it again.",
+    ),
+    "database": (
+        ServiceUnavailable,
+        "The database cannot be reached for a moment; nothing was saved. Try again in a few seconds.",
+        "The database could not be reached while this ran; start it again.",
+    ),
+}
+
+
+def outage_kind(exc: BaseException) -> str | None:
+    """ "disk", "queue" (Redis), "database" when `exc` (or one of its causes) is such an
+    outage, else None."""
+    import errno
+
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "disk"
+        module, name = type(exc).__module__ or "", type(exc).__name__
+        if module.startswith("redis") and name in ("ConnectionError", "TimeoutError", "BusyLoadingError"):
+            return "queue"
+        if module.startswith("kombu") and name == "OperationalError":
+            return "queue"
+        if module.startswith("django.db") and name in ("OperationalError", "InterfaceError"):
+            return "database"
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+def outage_error(exc: BaseException) -> ServiceError | None:
+    """The error to answer for a failure of the infrastructure rather than of the request
+    (the database or Redis unreachable, the disk full), or None; looks through the causes."""
+    kind = outage_kind(exc)
+    if kind is None:
+        return None
+    error_type, detail, _job = _OUTAGES[kind]
+    return error_type(detail)
+
+
+def outage_reason(exc: BaseException) -> str | None:
+    """The same, said as the reason a worker's job ended (recorded on the avatar or render)."""
+    kind = outage_kind(exc)
+    return _OUTAGES[kind][2] if kind else None
+
+
 _TYPES = {
     cls.__name__: cls
     for cls in (
@@ -75,6 +145,8 @@ _TYPES = {
         NotReady,
         EngineUnavailable,
         TooManyRequests,
+        ServiceUnavailable,
+        InsufficientStorage,
     )
 }
 

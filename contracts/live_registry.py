@@ -5,7 +5,9 @@
 - `live:session:<id>`: which avatar, admin and runtime a session belongs to (for the HTTP
   proxy, which only gets a session id), refreshed with the heartbeat.
 - `live:user:<id>`: a sorted set of the admin's open session ids (score = expiry time), for
-  the per-admin limit across workers.
+  the per-admin limit across workers: `session_reserve` checks and adds in one step (a Lua
+  script), so concurrent offers on any workers cannot pass LIVE_MAX_SESSIONS_PER_ADMIN.
+- `live:avatar:<id>`: the same for an avatar's open sessions (is it in use?).
 """
 
 from __future__ import annotations
@@ -52,36 +54,71 @@ def workers() -> dict[str, dict]:
     return found
 
 
-def session_add(session_id: str, *, avatar_id: int, user_id: int, channel: str) -> None:
+# KEYS: the admin's set, the avatar's set, the session record. ARGV: now, expiry, ttl, limit
+# (<= 0: none), session id, record. Returns -1 when recorded, else the sessions already open.
+_RESERVE_SCRIPT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local open = redis.call('ZCARD', KEYS[1])
+local limit = tonumber(ARGV[4])
+if limit > 0 and open >= limit and not redis.call('ZSCORE', KEYS[1], ARGV[5]) then
+  return open
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[5])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('SET', KEYS[3], ARGV[6], 'EX', ARGV[3])
+return -1
+"""
+_reserve = None
+
+
+def session_reserve(session_id: str, *, avatar_id: int, user_id: int, channel: str, limit: int) -> int | None:
+    """Record a new session if the admin has fewer than `limit` open (check and add in one
+    step): None when recorded, else how many are open (nothing recorded). Released by
+    `session_remove`, or by expiry when its worker stops refreshing it."""
+    global _reserve
+    if _reserve is None:
+        _reserve = client().register_script(_RESERVE_SCRIPT)
     ttl = _session_ttl()
-    with client().pipeline() as pipe:
-        pipe.set(
-            _key("session", session_id),
-            json.dumps({"avatar_id": avatar_id, "user_id": user_id, "channel": channel}),
-            ex=ttl,
-        )
-        pipe.zadd(_key("user", user_id), {session_id: time.time() + ttl})
-        pipe.expire(_key("user", user_id), ttl)
-        pipe.execute()
+    now = time.time()
+    record = json.dumps({"avatar_id": avatar_id, "user_id": user_id, "channel": channel})
+    open_ = _reserve(
+        keys=[_key("user", user_id), _key("avatar", avatar_id), _key("session", session_id)],
+        args=[now, now + ttl, ttl, int(limit), session_id, record],
+        client=client(),
+    )
+    return None if int(open_) < 0 else int(open_)
 
 
-def session_refresh(sessions: dict[str, int]) -> None:
-    """Keep the records of open sessions (id -> user id) from expiring."""
+def session_add(session_id: str, *, avatar_id: int, user_id: int, channel: str) -> None:
+    """Record a session whatever the admin's count (`session_reserve` with no limit)."""
+    session_reserve(session_id, avatar_id=avatar_id, user_id=user_id, channel=channel, limit=0)
+
+
+def session_refresh(sessions: dict[str, tuple[int, int]]) -> None:
+    """Keep the records of open sessions (id -> (user id, avatar id)) from expiring. Only
+    those still recorded: a session removed meanwhile is not brought back."""
     if not sessions:
         return
     ttl = _session_ttl()
+    expiry = time.time() + ttl
     with client().pipeline() as pipe:
-        for session_id, user_id in sessions.items():
+        for session_id, (user_id, avatar_id) in sessions.items():
             pipe.expire(_key("session", session_id), ttl)
-            pipe.zadd(_key("user", user_id), {session_id: time.time() + ttl})
-            pipe.expire(_key("user", user_id), ttl)
+            for key in (_key("user", user_id), _key("avatar", avatar_id)):
+                pipe.zadd(key, {session_id: expiry}, xx=True)
+                pipe.expire(key, ttl)
         pipe.execute()
 
 
-def session_remove(session_id: str, user_id: int) -> None:
+def session_remove(session_id: str, user_id: int, avatar_id: int | None = None) -> None:
     with client().pipeline() as pipe:
         pipe.delete(_key("session", session_id))
         pipe.zrem(_key("user", user_id), session_id)
+        if avatar_id is not None:
+            pipe.zrem(_key("avatar", avatar_id), session_id)
         pipe.execute()
 
 
@@ -92,9 +129,17 @@ def session_get(session_id: str) -> dict | None:
     return json.loads(value) if value else None
 
 
-def user_session_count(user_id: int) -> int:
-    key = _key("user", user_id)
+def _open_count(key: str) -> int:
     with client().pipeline() as pipe:
         pipe.zremrangebyscore(key, "-inf", time.time())
         pipe.zcard(key)
         return int(pipe.execute()[1])
+
+
+def user_session_count(user_id: int) -> int:
+    return _open_count(_key("user", user_id))
+
+
+def avatar_session_count(avatar_id: int) -> int:
+    """Open sessions of an avatar, on whichever worker."""
+    return _open_count(_key("avatar", avatar_id))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import time
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -13,9 +12,10 @@ from django.conf import settings
 from avatars import services as avatar_services
 from avatars.models import Avatar
 from avatars.storage import storage_delete_prefix, storage_local_path, storage_save
-from contracts.errors import InvalidMedia
+from contracts.errors import InvalidMedia, outage_kind, outage_reason
 
 from .asset_pipeline import PREVIEW_FILE, PreprocessError, preprocess_video
+from .workdirs import job_workdir
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def preprocess_avatar(avatar_id: int, task_id: str) -> str:
     # A killed earlier attempt of this same job may have left files: start clean.
     storage_delete_prefix(assets_prefix)
     report = _ProgressReporter(avatar_id, task_id)
-    workdir = tempfile.mkdtemp(prefix=f"avatar-{avatar_id}-", dir=settings.FILE_UPLOAD_TEMP_DIR)
+    workdir = job_workdir(f"avatar-{avatar_id}-{task_id}-")
     try:
         report("decoding", 0, "Starting")
         with storage_local_path(avatar.video_path) as video:
@@ -103,11 +103,20 @@ def preprocess_avatar(avatar_id: int, task_id: str) -> str:
             reason = exc.detail if isinstance(exc, InvalidMedia) else str(exc)
         avatar_services.avatar_preprocess_failed(avatar_id, task_id, reason)
         return "error"
-    except Exception:
+    except Exception as exc:
         storage_delete_prefix(assets_prefix)
-        logger.exception("Preprocessing avatar %s failed", avatar_id)
+        if outage_kind(exc) == "database":
+            raise  # nothing can be recorded now: the task runs the job again once it is back
+        # Redis gone, the disk full: say so; anything else is a bug, in the log.
+        reason = outage_reason(exc)
+        if reason:
+            logger.warning("Preprocessing avatar %s stopped: %s", avatar_id, reason, exc_info=True)
+        else:
+            logger.exception("Preprocessing avatar %s failed", avatar_id)
         avatar_services.avatar_preprocess_failed(
-            avatar_id, task_id, "Processing failed unexpectedly (the error is in the worker's log). Try reprocessing."
+            avatar_id,
+            task_id,
+            reason or "Processing failed unexpectedly (the error is in the worker's log). Try reprocessing.",
         )
         return "error"
     finally:

@@ -17,10 +17,15 @@ _stop = threading.Event()
 
 
 def _run() -> None:
+    from django.db import close_old_connections
+
     from avatars.live_services import avatar_live_reconcile
 
     while not _stop.wait(settings.LIVE_HEARTBEAT_SECONDS):
         try:
+            # This thread's database connection outlives a database restart: drop it when
+            # it is broken (CONN_HEALTH_CHECKS), or every pass after one would fail.
+            close_old_connections()
             reset = avatar_live_reconcile()
             if reset:
                 logger.info("Avatars %s lost their worker; set inactive", reset)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import time
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -14,11 +13,12 @@ from django.conf import settings
 from avatars import render_services
 from avatars.models import AvatarRender
 from avatars.storage import storage_delete, storage_local_path, storage_save
-from contracts.errors import ServiceError
+from contracts.errors import ServiceError, outage_kind, outage_reason
 
 from .render_encoder import render_clip
 from .speech import segment_from_file, segment_from_tts_chunk, segment_join
 from .warm_avatars import warm_avatar_get
+from .workdirs import job_workdir
 
 logger = logging.getLogger(__name__)
 OUTPUT_NAME = "clip.mp4"
@@ -57,7 +57,7 @@ def render_avatar_clip(render_id: int, task_id: str) -> str:
             last[0] = now
             render_services.render_progress_set(render_id, task_id, percent, message)
 
-    workdir = tempfile.mkdtemp(prefix=f"render-{render_id}-", dir=settings.FILE_UPLOAD_TEMP_DIR)
+    workdir = job_workdir(f"render-{render_id}-{task_id}-")
     try:
         report(1, "Loading the avatar")
         warm = warm_avatar_get(render.avatar)
@@ -92,11 +92,18 @@ def render_avatar_clip(render_id: int, task_id: str) -> str:
         storage_delete(output_name)
         render_services.render_failed(render_id, task_id, "Rendering took too long and was stopped.")
         return "error"
-    except Exception:
+    except Exception as exc:
         storage_delete(output_name)
-        logger.exception("Render %s failed", render_id)
+        if outage_kind(exc) == "database":
+            raise  # nothing can be recorded now: the task runs the job again once it is back
+        # Redis gone, the disk full: say so; anything else is a bug, in the log.
+        reason = outage_reason(exc)
+        if reason:
+            logger.warning("Render %s stopped: %s", render_id, reason, exc_info=True)
+        else:
+            logger.exception("Render %s failed", render_id)
         render_services.render_failed(
-            render_id, task_id, "Rendering failed unexpectedly (the error is in the worker's log)."
+            render_id, task_id, reason or "Rendering failed unexpectedly (the error is in the worker's log)."
         )
         return "error"
     finally:

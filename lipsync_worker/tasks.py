@@ -3,6 +3,7 @@ and memory limits) and the `live` queue (starts: the process that hosts live ses
 Thin: they take ids and call the services."""
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from contracts import tasks as contract
 
@@ -14,8 +15,18 @@ from . import reconcile as _reconcile  # noqa: F401
 from .job_limits import running_job
 from .live import signals as _live_signals  # noqa: F401
 
+# The database unreachable (restarting): the job runs again a little later rather than being
+# lost (the jobs record nothing then, and a rerun starts clean).
+DATABASE_RETRY = {
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 30,
+}
 
-@shared_task(name=contract.PREPROCESS_AVATAR, acks_late=True, reject_on_worker_lost=True)
+
+@shared_task(name=contract.PREPROCESS_AVATAR, acks_late=True, reject_on_worker_lost=True, **DATABASE_RETRY)
 def preprocess_avatar_task(avatar_id: int, task_id: str) -> str:
     from avatars import services
     from avatars.storage import storage_delete_prefix
@@ -30,7 +41,7 @@ def preprocess_avatar_task(avatar_id: int, task_id: str) -> str:
         return preprocess_avatar(avatar_id, task_id)
 
 
-@shared_task(name=contract.RENDER_AVATAR, acks_late=True, reject_on_worker_lost=True)
+@shared_task(name=contract.RENDER_AVATAR, acks_late=True, reject_on_worker_lost=True, **DATABASE_RETRY)
 def render_avatar_task(render_id: int, task_id: str) -> str:
     from avatars import render_services
 

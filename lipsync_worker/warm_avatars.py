@@ -49,7 +49,9 @@ def warm_avatar_get(avatar) -> WarmAvatar:
         old = _warm.pop(avatar.pk, None)
         _warm[avatar.pk] = warm
         evicted = [old] if old is not None else []
-        for key in [k for k in _warm if k not in _pinned]:
+        # Least recently used first (a use moves an entry to the end); never a pinned one, nor
+        # the one just loaded (its caller is about to use it): pinned avatars can overfill it.
+        for key in [k for k in _warm if k not in _pinned and k != avatar.pk]:
             if len(_warm) <= settings.LIPSYNC_WARM_AVATARS_MAX:
                 break
             evicted.append(_warm.pop(key))

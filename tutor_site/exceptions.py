@@ -4,6 +4,8 @@ Services raise these; views, admin actions, consumers and commands catch them (t
 through `api_exception_handler`) so that every surface reports the same message.
 """
 
+import logging
+
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
@@ -12,23 +14,30 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from contracts.errors import (  # the types live in the shared layer; re-exported for the web apps
     EngineUnavailable,
+    InsufficientStorage,
     InvalidInput,
     InvalidMedia,
     NameTaken,
     NotReady,
     ObjectNotFound,
     ServiceError,
+    ServiceUnavailable,
     TooManyRequests,
+    outage_error,
 )
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "EngineUnavailable",
+    "InsufficientStorage",
     "InvalidInput",
     "InvalidMedia",
     "NameTaken",
     "NotReady",
     "ObjectNotFound",
     "ServiceError",
+    "ServiceUnavailable",
     "TooManyRequests",
     "api_exception_handler",
 ]
@@ -47,9 +56,15 @@ def _flatten_validation(detail) -> str:
 
 
 def api_exception_handler(exc, context):
+    if not isinstance(exc, (ServiceError, drf_exceptions.APIException)):
+        # The database or Redis down, the disk full: a clear 503 / 507, not an HTML 500.
+        outage = outage_error(exc)
+        if outage is not None:
+            logger.warning("Answered %s: %s", outage.status_code, outage.detail, exc_info=exc)
+            exc = outage
     if isinstance(exc, ServiceError):
         response = Response(exc.as_dict(), status=exc.status_code)
-        if isinstance(exc, TooManyRequests):
+        if isinstance(exc, (TooManyRequests, ServiceUnavailable)):
             response["Retry-After"] = str(exc.retry_after)
         return response
     if isinstance(exc, Http404):

@@ -146,11 +146,18 @@ def run() -> int:
         # prefork children with hard time and memory limits.
         host_name = socket.gethostname()
         concurrency = os.environ.get("WORKER_CONCURRENCY", "2")
-        procs.append(subprocess.Popen(worker_command("live,tts", f"live@{host_name}", concurrency), cwd=BASE_DIR))
+        # The worker settings in the environment from the start: `tutor_site` creates the
+        # Celery app when it is imported, before worker_app could choose them, and without
+        # them Celery sets up no Django (no tasks at all).
+        worker_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tutor_site.worker_settings"}
+        procs.append(
+            subprocess.Popen(worker_command("live,tts", f"live@{host_name}", concurrency), cwd=BASE_DIR, env=worker_env)
+        )
         procs.append(
             subprocess.Popen(
                 worker_command("lipsync", f"jobs@{host_name}", "1", "--max-tasks-per-child", "20", pool="prefork"),
                 cwd=BASE_DIR,
+                env=worker_env,
             )
         )
         print(f"Virtual Tutor: http://{host}:{port}/admin/  (API docs: http://{host}:{port}/api/docs/)", flush=True)

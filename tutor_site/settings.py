@@ -260,6 +260,16 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # --- Redis: Celery broker, channel layer and cache.
 REDIS_URL = _redis_url()
 REDIS_KEY_PREFIX = env.str("REDIS_KEY_PREFIX", default="vt")
+
+
+def _redis_retry():
+    """Reconnect and retry a command whose pooled connection died (Redis restarted)."""
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
+    return Retry(ExponentialBackoff(cap=0.5, base=0.05), 3)
+
+
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -272,8 +282,10 @@ CHANNEL_LAYERS = {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         # redis-py 8 reads with a 5 s socket timeout by default, exactly channels_redis'
         # 5 s blocking pop: an idle consumer then dies with TimeoutError. Give reads room.
+        # After Redis restarts, pooled connections are dead: without a retry the first send
+        # on each fails, and a live session's answer or event is lost.
         "CONFIG": {
-            "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "retry": _redis_retry()}],
             "prefix": f"{REDIS_KEY_PREFIX}:asgi",
             "capacity": 500,
         },
@@ -339,7 +351,7 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 # Uploads always land in a temporary file: PyAV probes them by path before anything is stored.
-FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHandler"]
+FILE_UPLOAD_HANDLERS = ["tutor_site.uploads.TemporaryFileUploadHandler"]
 FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "tmp")
 Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 

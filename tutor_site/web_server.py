@@ -14,13 +14,17 @@ no server resources for long); WebSocket frames and messages are capped too.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import re
 import sys
 
 from daphne import http_protocol
 from daphne.cli import CommandLineInterface
 from twisted.internet import reactor
+
+logger = logging.getLogger("tutor_site.web_server")  # run as __main__
 
 # Routes that take file uploads, with the larger limit.
 UPLOAD_ROUTES = re.compile(rb"^/(api/avatars/(create|\d+/render)|admin/avatars/avatar/add/)(\?|$)")
@@ -36,6 +40,13 @@ def body_limit(path: bytes) -> int:
 
 class LimitedWebRequest(http_protocol.WebRequest):
     """Daphne's request, refusing a body over its route's limit as it arrives."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Twisted would parse a form body into `args` once it has arrived, which daphne never
+        # reads: a multipart upload read whole into memory and taken apart by the email
+        # package, about 12 times its size (a 45 MB upload: 700 MB), authenticated or not.
+        self._parsePOSTFormSubmission = False
 
     def gotLength(self, length):
         from django.conf import settings
@@ -56,7 +67,17 @@ class LimitedWebRequest(http_protocol.WebRequest):
         if self._received > self._limit:
             self._refuse()
             return
-        super().handleContentChunk(data)
+        try:
+            super().handleContentChunk(data)  # a temporary file (TMPDIR) past 100 kB
+        except OSError as exc:
+            from contracts.errors import outage_error
+
+            outage = outage_error(exc)
+            if outage is None:
+                raise
+            # The disk is full: say so (507), rather than dropping the connection unanswered.
+            logger.warning("Request body not kept: %s", exc)
+            self._answer_and_close(outage.status_code, outage.detail)
 
     def requestReceived(self, command, path, version):
         deadline = getattr(self, "_deadline", None)
@@ -83,8 +104,15 @@ class LimitedWebRequest(http_protocol.WebRequest):
     def _answer_and_close(self, status: int, detail: str) -> None:
         # Answered on the raw connection: Django never sees this request.
         self._refused = True
+        with contextlib.suppress(Exception):
+            self.content.close()  # what was kept of the body (a temporary file) goes now
         body = json.dumps({"detail": detail}).encode()
-        reason = {408: b"Request Timeout", 413: b"Content Too Large"}[status]
+        reason = {
+            408: b"Request Timeout",
+            413: b"Content Too Large",
+            503: b"Service Unavailable",
+            507: b"Insufficient Storage",
+        }[status]
         head = b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
         transport = self.channel.transport
         transport.write(head % (status, reason, len(body)) + body)

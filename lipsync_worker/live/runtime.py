@@ -14,6 +14,7 @@ encoding) go to the loop's default executor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -26,9 +27,12 @@ import numpy as np
 from django.conf import settings
 
 from contracts import live_registry as registry
-from contracts.errors import ServiceError
+from contracts.errors import ServiceError, TooManyRequests
 
 logger = logging.getLogger(__name__)
+
+# Retry-After of a session refused for the admin's limit.
+SESSION_RETRY_SECONDS = 30
 
 # Decoded idle frames are kept per avatar up to this many bytes (a long full-HD avatar
 # would need gigabytes; beyond the budget frames are decoded on use).
@@ -146,7 +150,8 @@ class LiveRuntime:
             "avatars": sorted(self.avatars),
             "max_sessions": settings.LIVE_MAX_SESSIONS_PER_WORKER,
         }
-        sessions = {s.id: s.user_id for s in self.sessions.values() if s is not None}
+        # Only sessions whose reservation is recorded (one being reserved is not refreshed into it).
+        sessions = {s.id: (s.user_id, s.avatar.avatar_id) for s in self.sessions.values() if s.registered}
         await self.loop.run_in_executor(
             None, lambda: (registry.worker_beat(self.channel, facts), registry.session_refresh(sessions))
         )
@@ -222,7 +227,10 @@ class LiveRuntime:
         try:
             await handler(message)
         except ServiceError as exc:
-            await self._reply(message, {"type": "error", "detail": exc.detail})
+            event = {"type": "error", "detail": exc.detail}
+            if isinstance(exc, TooManyRequests):  # the web answers it as a 429 with Retry-After
+                event.update(status=exc.status_code, retry_after=exc.retry_after)
+            await self._reply(message, event)
         except Exception:  # one bad request must not stop the runtime
             logger.exception("Live runtime: %s failed", kind)
             await self._reply(
@@ -246,20 +254,31 @@ class LiveRuntime:
                 f"The worker serving this avatar already hosts {len(self.sessions)} live sessions, "
                 f"its limit (LIVE_MAX_SESSIONS_PER_WORKER); try again when one has closed."
             )
-        user_id = message["user_id"]
-        open_ = await self.loop.run_in_executor(None, registry.user_session_count, user_id)
-        if open_ >= settings.LIVE_MAX_SESSIONS_PER_ADMIN:
-            raise ServiceError(
-                f"You already have {open_} live sessions open, the limit per admin "
-                f"(LIVE_MAX_SESSIONS_PER_ADMIN); close one first."
-            )
-        session = LiveSession(self, live, user_id=user_id, reply_to=message.get("events_to"))
-        self.sessions[session.id] = session  # counted now, so concurrent offers respect the limit
+        session = LiveSession(self, live, user_id=message["user_id"], reply_to=message.get("events_to"))
+        # Counted here, before any await, so that concurrent offers respect the worker's limit;
+        # the admin's limit (all workers) is a reservation in Redis, checked and added at once.
+        self.sessions[session.id] = session
         try:
-            await self.loop.run_in_executor(None, session.register)
+            open_ = await self.loop.run_in_executor(None, session.reserve)
+        except BaseException:
+            self.sessions.pop(session.id, None)
+            with contextlib.suppress(Exception):  # the reservation may have been recorded
+                await self.loop.run_in_executor(None, session.unregister)
+            raise
+        if open_ is not None:
+            self.sessions.pop(session.id, None)
+            raise TooManyRequests(
+                f"You already have {open_} live sessions open, the limit per admin "
+                f"(LIVE_MAX_SESSIONS_PER_ADMIN = {settings.LIVE_MAX_SESSIONS_PER_ADMIN}); close one first.",
+                retry_after=SESSION_RETRY_SECONDS,
+            )
+        if session.closed:  # the avatar was stopped while the place was reserved
+            await self.loop.run_in_executor(None, session.unregister)
+            raise ServiceError("This avatar was stopped meanwhile; start it again.")
+        try:
             sdp = await session.answer(message["sdp"], message.get("sdp_type") or "offer")
         except BaseException:
-            await session.close("offer failed")
+            await session.close("offer failed")  # releases the reservation
             raise
         await self._reply(message, {"type": "answer", "sdp": sdp, "sdp_type": "answer", "session_id": session.id})
         await self._beat()
@@ -302,7 +321,7 @@ class LiveRuntime:
     async def session_closed(self, session) -> None:
         if self.sessions.get(session.id) is session:
             del self.sessions[session.id]
-        await self.loop.run_in_executor(None, registry.session_remove, session.id, session.user_id)
+        await self.loop.run_in_executor(None, session.unregister)
 
     async def _close_all(self, reason: str) -> None:
         for session in list(self.sessions.values()):

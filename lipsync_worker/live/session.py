@@ -50,6 +50,7 @@ class LiveSession:
         self.reply_to = reply_to
         self.loop = asyncio.get_running_loop()
         self.closed = False
+        self.registered = False  # the reservation in the live registry is recorded
         self._tasks: set[asyncio.Task] = set()
         self.frames = FrameQueue(MAX_AHEAD)
         self.peer = Peer(on_state=self._on_connection_state, on_connect_timeout=self._on_connect_timeout)
@@ -84,7 +85,24 @@ class LiveSession:
         if not self.closed:
             self.clock.start()
             self.renderer.start()
+            if settings.LIVE_MAX_SESSION_SECONDS > 0:
+                self._spawn(self._end_at_max_length(settings.LIVE_MAX_SESSION_SECONDS))
         return answer
+
+    async def _end_at_max_length(self, seconds: float) -> None:
+        """LIVE_MAX_SESSION_SECONDS after the answer: say why, then close."""
+        await asyncio.sleep(seconds)
+        if self.closed:
+            return
+        await self.emit(
+            {
+                "type": "error",
+                "detail": f"This live session reached its maximum length of {seconds:g} s "
+                "(LIVE_MAX_SESSION_SECONDS) and was closed; open a new session to go on.",
+                "reason": "max_length",
+            }
+        )
+        await self.close("maximum length reached")
 
     async def _on_connection_state(self, state: str) -> None:
         await self.emit({"type": "state", "state": state})
@@ -150,7 +168,20 @@ class LiveSession:
         await self.emit({"type": "state", "state": "closed", "reason": reason})
         logger.info("Live session %s of avatar %s closed (%s)", self.id, self.avatar.avatar_id, reason)
 
-    def register(self) -> None:
-        registry.session_add(
-            self.id, avatar_id=self.avatar.avatar_id, user_id=self.user_id, channel=self.runtime.channel
+    def reserve(self) -> int | None:
+        """Record the session if its admin is under LIVE_MAX_SESSIONS_PER_ADMIN (checked and
+        added in one step, across workers): None when recorded, else how many are open."""
+        open_ = registry.session_reserve(
+            self.id,
+            avatar_id=self.avatar.avatar_id,
+            user_id=self.user_id,
+            channel=self.runtime.channel,
+            limit=settings.LIVE_MAX_SESSIONS_PER_ADMIN,
         )
+        self.registered = open_ is None
+        return open_
+
+    def unregister(self) -> None:
+        """Release the reservation (the session closed or its offer failed)."""
+        self.registered = False
+        registry.session_remove(self.id, self.user_id, self.avatar.avatar_id)

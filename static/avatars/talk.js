@@ -1,11 +1,26 @@
 // Talk page: a WebRTC viewer of one avatar. Signaling over WS /ws/avatars/{id}/session/
 // (the admin's session cookie authenticates it); media comes from the lip-sync worker.
+// A connection lost by accident (the web server restarting, the network, Redis) is opened
+// again with a growing delay (1 s, 2 s, 4 s ... 30 s, with jitter), and a new session with it;
+// the server's refusals (not started, signed out, not found, misuse) are not retried.
 (function () {
   "use strict";
   const cfg = JSON.parse(document.getElementById("talk-config").textContent);
   const $ = (id) => document.getElementById(id);
   const video = $("talk-video"), subtitles = $("talk-subtitles"), stateEl = $("talk-state"), errorEl = $("talk-error");
   let ws = null, pc = null, sessionId = null, currentUtterance = null;
+  // Reconnection: how many tries since the last session that worked, the pending try.
+  const RETRY_FIRST_MS = 1000, RETRY_MAX_MS = 30000;
+  let retries = 0, retryTimer = null, leaving = false;
+  // Close codes after which trying again cannot help (see avatars/consumers.py).
+  const FINAL_CLOSES = {
+    4401: "Your sign-in ended: sign in again, then reload this page.",
+    4404: "This avatar does not exist (any more).",
+    4409: "",  // not started: the Start button says what to do
+    4429: "Too many messages were sent; reload the page to connect again.",
+    1009: "A message was too large; reload the page to connect again.",
+  };
+  const CLOSE_RESTART = 4000;  // ours: the media connection failed, open a new session
 
   function setState(state) { stateEl.textContent = state; stateEl.dataset.state = state; }
   function showError(text) { errorEl.textContent = text; errorEl.hidden = !text; }
@@ -34,7 +49,15 @@
     pc.addTransceiver("audio", {direction: "recvonly"});
     const stream = new MediaStream();
     pc.addEventListener("track", (event) => { stream.addTrack(event.track); video.srcObject = stream; });
-    pc.addEventListener("connectionstatechange", () => setState(pc.connectionState));
+    const peer = pc;
+    peer.addEventListener("connectionstatechange", () => {
+      if (peer !== pc) return;  // an earlier session's peer, closing
+      setState(peer.connectionState);
+      if (peer.connectionState === "connected") { retries = 0; showError(""); }
+      // The media path is gone while signaling still works (the worker restarted, the
+      // network changed): start over with a new session.
+      if (peer.connectionState === "failed" && ws && ws.readyState === WebSocket.OPEN) ws.close(CLOSE_RESTART);
+    });
     await pc.setLocalDescription(await pc.createOffer());
     await gatheringDone(pc);
     send({type: "offer", sdp: pc.localDescription.sdp});
@@ -69,18 +92,38 @@
   }
 
   function connect() {
+    clearTimeout(retryTimer); retryTimer = null;
     if (ws && ws.readyState <= WebSocket.OPEN) return;
-    showError("");
-    setState("connecting");
+    if (!retries) showError("");
+    setState(retries ? "reconnecting" : "connecting");
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    ws = new WebSocket(`${scheme}://${location.host}${cfg.wsPath}`);
-    ws.addEventListener("message", (message) => onEvent(JSON.parse(message.data)));
-    ws.addEventListener("close", (event) => {
-      if (event.code === 4409) $("talk-start").hidden = false;
-      if (pc) pc.close();
-      pc = null; sessionId = null;
-      setState(event.code === 4409 ? "not started" : "disconnected");
-    });
+    const socket = new WebSocket(`${scheme}://${location.host}${cfg.wsPath}`);
+    ws = socket;
+    socket.addEventListener("message", (message) => { if (socket === ws) onEvent(JSON.parse(message.data)); });
+    socket.addEventListener("close", (event) => { if (socket === ws) onClose(event); });
+  }
+
+  function onClose(event) {
+    ws = null;
+    if (pc) pc.close();  // the worker ends this session when its peer goes
+    pc = null; sessionId = null;
+    if (leaving) return;
+    if (event.code in FINAL_CLOSES) {
+      if (event.code === 4409) { $("talk-start").hidden = false; setState("not started"); }
+      else { setState("disconnected"); showError(FINAL_CLOSES[event.code]); }
+      retries = 0;
+      return;
+    }
+    reconnectLater();
+  }
+
+  function reconnectLater() {
+    const delay = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** retries) * (0.5 + Math.random() / 2);
+    retries += 1;
+    setState("reconnecting");
+    showError(`Connection lost; reconnecting in ${Math.ceil(delay / 1000)} s (try ${retries})...`);
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(connect, delay);
   }
 
   $("talk-start").addEventListener("click", async () => {
@@ -100,11 +143,11 @@
         body = await poll.json().catch(() => ({}));
         if (status === 200 && body.status === "failed") status = 409;
       }
-      if (status === 200) { $("talk-start").hidden = true; connect(); }
+      if (status === 200) { $("talk-start").hidden = true; retries = 0; connect(); }
       else showError(body.detail || body.message || `Start failed (HTTP ${status})`);
     } finally { $("talk-start").disabled = false; }
   });
-  $("talk-connect").addEventListener("click", connect);
+  $("talk-connect").addEventListener("click", () => { retries = 0; connect(); });
   $("talk-unmute").addEventListener("click", () => { video.muted = false; video.play().catch(() => {}); });
   $("talk-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -115,7 +158,7 @@
     if (send({type: "say", text, interrupt: $("talk-interrupt-first").checked})) $("talk-text").value = "";
   });
   $("talk-interrupt").addEventListener("click", () => send({type: "interrupt"}));
-  window.addEventListener("beforeunload", () => { if (sessionId) send({type: "bye"}); });
+  window.addEventListener("beforeunload", () => { leaving = true; if (sessionId) send({type: "bye"}); });
 
   if (cfg.status === "active") connect(); else { $("talk-start").hidden = false; setState("not started"); }
 })();

@@ -9,21 +9,20 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from avatars.models import Avatar, AvatarStatus
 from tests import media
 from tests.conftest import wait_for
-from tutor_site.celery import app as celery_app
 
 pytestmark = [pytest.mark.integration]
 
+
 @pytest.fixture
-def private_queue():
-    """Route this test's jobs to a worker of its own, away from the session's worker (each
+def private_queue(monkeypatch):
+    """Send this test's jobs to a worker of its own, away from the session's worker (each
     test stops its worker: the next one takes the queue)."""
+    from avatars import services
+    from contracts.tasks import task_send
+
     queue = "lipsync-limits-test"
-    saved = celery_app.conf.task_routes
-    celery_app.conf.task_routes = {"lipsync_worker.*": {"queue": queue}}
-    celery_app.amqp.flush_routes()
-    yield queue
-    celery_app.conf.task_routes = saved
-    celery_app.amqp.flush_routes()
+    monkeypatch.setattr(services, "task_send", lambda *args, **options: task_send(*args, **options, queue=queue))
+    return queue
 
 
 def _create(api, tutor, video, name):
