@@ -52,12 +52,14 @@ def clean_redis():
 
 
 @pytest.fixture(autouse=True)
-def _signin_failures_forgotten():
-    """Each test starts with no failed sign-ins counted (lockouts are per email and address)."""
+def _counters_forgotten():
+    """Each test starts with no failed sign-ins counted (lockouts are per email and address),
+    no speech characters counted and no avatar use recorded (quotas)."""
     yield
     client = redis.Redis.from_url(settings.REDIS_URL)
-    for key in client.scan_iter(f"*{settings.REDIS_KEY_PREFIX}*signin-failures*", count=1000):
-        client.delete(key)
+    for pattern in (f"*{settings.REDIS_KEY_PREFIX}*signin-failures*", f"{settings.REDIS_KEY_PREFIX}:quota:*"):
+        for key in client.scan_iter(pattern, count=1000):
+            client.delete(key)
 
 
 @pytest.fixture

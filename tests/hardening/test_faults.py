@@ -48,6 +48,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from tests import media
 from tests.conftest import PASSWORD, DaphneServer, wait_for
 from tests.live import conftest as live_fixtures
+from tutor_site.launcher import redis_server_command
 
 # The live tests' fixtures: avatars with real assets, loopback-only ICE for aiortc viewers.
 live_assets = live_fixtures.live_assets
@@ -92,28 +93,7 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [
-                self.executable,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--requirepass",
-                self.password,
-                "--dir",
-                str(self.folder),
-                "--dbfilename",
-                "dump.rdb",
-                "--save",
-                "60",
-                "1",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-                "--logfile",
-                str(self.folder / "redis.log"),
-            ],  # fmt: skip
+            redis_server_command(self.executable, self.port, self.password, self.folder),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
@@ -358,6 +338,17 @@ def _nothing_active_points_at_nothing(redis_server: PrivateRedis) -> list:
     ]
 
 
+def _wait_for_render_progress(render_id: int, percent: int) -> None:
+    from avatars.models import AvatarRender
+
+    wait_for(
+        lambda: AvatarRender.objects.get(pk=render_id).progress_percent >= percent,
+        timeout=60,
+        interval=0.05,
+        message=f"the render to reach {percent}%",
+    )
+
+
 def test_redis_restart_during_a_live_session(system, admin_user, make_avatar):
     from tests.live.client import LiveClient
 
@@ -447,12 +438,7 @@ def test_redis_restart_during_a_render(system, admin_user, make_avatar, media_ro
     assert response.status_code == 202, response.text
     render_id = response.json()["id"]
     # Restart Redis while the speech streams from the tts worker to the lipsync worker.
-    wait_for(
-        lambda: AvatarRender.objects.get(pk=render_id).progress_percent >= 2,
-        timeout=60,
-        interval=0.05,
-        message="the render to start",
-    )
+    _wait_for_render_progress(render_id, 2)
     progress_at_fault = AvatarRender.objects.get(pk=render_id).progress_percent
     redis_server.restart(down_seconds=3.0)
     render = _render_wait(render_id, timeout=120)
@@ -636,12 +622,7 @@ def test_worker_killed_mid_render(web, private_redis, start_worker, admin_user, 
     assert response.status_code == 202, response.text
     render_id = response.json()["id"]
     # Kill it while it renders frames (after the speech is decoded, before the clip is saved).
-    wait_for(
-        lambda: AvatarRender.objects.get(pk=render_id).progress_percent >= 35,
-        timeout=60,
-        interval=0.05,
-        message="the render to be under way",
-    )
+    _wait_for_render_progress(render_id, 35)
     doomed.kill()
     render = AvatarRender.objects.get(pk=render_id)
     assert render.status == "processing" and render.progress_percent < 99

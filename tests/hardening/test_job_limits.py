@@ -1,13 +1,13 @@
 """Preprocessing and renders run in prefork children where limits are real: a job past the
-time limit or the memory limit fails with the reason, its process is replaced, nothing is
-left half-written, and the worker goes on serving."""
+memory limit fails with the reason, its process is replaced, nothing is left half-written,
+and the worker goes on serving."""
 
 import pytest
 from django.core.files.storage import default_storage
-from django.core.files.uploadedfile import SimpleUploadedFile
 
 from avatars.models import Avatar, AvatarStatus
 from tests import media
+from tests.avatars.test_avatars_api import _create
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.integration]
@@ -25,16 +25,6 @@ def private_queue(monkeypatch):
     return queue
 
 
-def _create(api, tutor, video, name):
-    response = api.post(
-        "/api/avatars/create",
-        {"tutor_id": tutor.pk, "name": name, "prompt_face": SimpleUploadedFile("v.mp4", video.read_bytes())},
-        format="multipart",
-    )
-    assert response.status_code == 201, response.content
-    return response.json()["id"]
-
-
 def _finished(avatar_id):
     return Avatar.objects.get(pk=avatar_id).status != AvatarStatus.PROCESSING
 
@@ -45,7 +35,7 @@ def test_a_job_past_the_memory_limit_fails_with_the_reason_and_the_worker_goes_o
     # Less than a job needs: the child is stopped as soon as the job starts to work.
     worker = start_worker("memcap", queues=private_queue, pool="prefork", LIPSYNC_JOB_MEMORY_MB=80)
     video = media.write_video(tmp_path / "clip.mp4", media.face_frames(3.0))
-    avatar_id = _create(api, tutor, video, "memory_hog")
+    avatar_id = _create(api, tutor, video, "memory_hog")["id"]
     wait_for(lambda: _finished(avatar_id), timeout=90, message="the job to be stopped")
     avatar = Avatar.objects.get(pk=avatar_id)
     assert avatar.status == AvatarStatus.ERROR
@@ -54,19 +44,4 @@ def test_a_job_past_the_memory_limit_fails_with_the_reason_and_the_worker_goes_o
     # The worker replaced its child and still serves: the redelivered message did nothing more.
     assert worker.proc.poll() is None
     assert "replacing this process" in worker.log()
-    worker.stop()
-
-
-def test_a_job_past_the_time_limit_fails_with_the_reason(
-    transactional_db, start_worker, private_queue, api, tutor, tmp_path
-):
-    worker = start_worker(
-        "timecap", queues=private_queue, pool="prefork", CELERY_TASK_SOFT_TIME_LIMIT=1, CELERY_TASK_TIME_LIMIT=5
-    )
-    video = media.write_video(tmp_path / "long.mp4", media.face_frames(12.0))
-    avatar_id = _create(api, tutor, video, "slowpoke")
-    wait_for(lambda: _finished(avatar_id), timeout=90, message="the job to be stopped")
-    avatar = Avatar.objects.get(pk=avatar_id)
-    assert avatar.status == AvatarStatus.ERROR and "took too long" in avatar.error_message
-    assert not default_storage.exists(f"avatars/{avatar_id}/assets/{avatar.task_id}")
     worker.stop()

@@ -13,8 +13,6 @@ from io import StringIO
 from types import SimpleNamespace
 
 import pytest
-import redis
-from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.urls import reverse
@@ -27,15 +25,6 @@ from tests.live.conftest import live_assets, make_avatar, token  # noqa: F401 - 
 from tutors.services import tutor_create
 
 SAY_TEXT = "Good morning, class."
-
-
-@pytest.fixture(autouse=True)
-def _quota_counters_forgotten():
-    """Each test starts with no speech characters counted and no avatar use recorded."""
-    yield
-    client = redis.Redis.from_url(django_settings.REDIS_URL)
-    for key in client.scan_iter(f"{django_settings.REDIS_KEY_PREFIX}:quota:*", count=1000):
-        client.delete(key)
 
 
 @pytest.fixture
