@@ -22,6 +22,8 @@ class OwnTutorFilter(admin.RelatedOnlyFieldListFilter):
     """Tutor filter listing only tutors that appear in the admin's own avatar list."""
 
 
+# The avatar's picture and state, shown live at the top of its page.
+LIVE_FIELDS = ["preview", "status_badge", "progress_bar", "live_column"]
 # Facts the admin shows but never edits: where the files are and what processing found.
 FILE_FIELDS = [
     "video_path", "audio_path", "voice_reference_path", "assets_path", "preview_image_path", "frame_count",
@@ -90,18 +92,7 @@ class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
             # The progress row also shows the error reason, live.
             (
                 None,
-                {
-                    "fields": [
-                        "preview",
-                        "status_badge",
-                        "progress_bar",
-                        "live_column",
-                        "tutor",
-                        "name",
-                        "display_name",
-                        "description",
-                    ]
-                },
+                {"fields": [*LIVE_FIELDS, "tutor", "name", "display_name", "description"]},
             ),
             ("Engines and voice", {"fields": ["avatar_model", "tts_model", "timbre", "support_clone", "avatar_blur"]}),
             (
@@ -117,10 +108,7 @@ class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
         if obj is None:
             return []
         return [
-            "preview",
-            "status_badge",
-            "progress_bar",
-            "live_column",
+            *LIVE_FIELDS,
             "tutor",
             "name",
             "avatar_model",

@@ -18,11 +18,12 @@ from django.conf import settings
 from kombu.exceptions import OperationalError
 
 from contracts import tasks
+from contracts.engines import tts_engine
 from contracts.errors import EngineUnavailable, ObjectNotFound, error_from_payload
 from contracts.store import client, redis_key
 from contracts.tasks import task_send
 
-from .engine_selectors import tts_engine_list, tts_request_check
+from .engine_selectors import tts_request_check
 from .quotas import avatar_owner_id, tts_chars_charge
 from .selectors import avatar_get, avatar_voice_reference
 
@@ -56,8 +57,7 @@ def speech_preview_request(
         voice = voice or (avatar.timbre if tts_model == avatar.tts_model else "")
         reference_path, reference_text = avatar_voice_reference(avatar)
     tts_model, voice, text = tts_request_check(text, tts_model, voice, max_chars=settings.TTS_PREVIEW_MAX_CHARS)
-    row = next(r for r in tts_engine_list() if r["id"] == tts_model)
-    if not row.get("supports_clone"):
+    if not tts_engine(tts_model).supports_clone:
         reference_path = reference_text = ""
     tts_chars_charge(quota_owner, text)
     job_id = str(uuid.uuid4())

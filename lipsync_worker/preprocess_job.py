@@ -12,9 +12,10 @@ from django.conf import settings
 from avatars import services as avatar_services
 from avatars.models import Avatar
 from avatars.storage import storage_delete_prefix, storage_local_path, storage_save
-from contracts.errors import InvalidMedia, outage_kind, outage_reason
+from contracts.errors import InvalidMedia
 
 from .asset_pipeline import PREVIEW_FILE, PreprocessError, preprocess_video
+from .job_failures import unexpected_failure_reason
 from .workdirs import job_workdir
 
 logger = logging.getLogger(__name__)
@@ -103,21 +104,14 @@ def preprocess_avatar(avatar_id: int, task_id: str) -> str:
             reason = exc.detail if isinstance(exc, InvalidMedia) else str(exc)
         avatar_services.avatar_preprocess_failed(avatar_id, task_id, reason)
         return "error"
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - logged and recorded by unexpected_failure_reason
         storage_delete_prefix(assets_prefix)
-        if outage_kind(exc) == "database":
-            raise  # nothing can be recorded now: the task runs the job again once it is back
-        # Redis gone, the disk full: say so; anything else is a bug, in the log.
-        reason = outage_reason(exc)
-        if reason:
-            logger.warning("Preprocessing avatar %s stopped: %s", avatar_id, reason, exc_info=True)
-        else:
-            logger.exception("Preprocessing avatar %s failed", avatar_id)
-        avatar_services.avatar_preprocess_failed(
-            avatar_id,
-            task_id,
-            reason or "Processing failed unexpectedly (the error is in the worker's log). Try reprocessing.",
+        reason = unexpected_failure_reason(
+            exc,
+            f"Preprocessing avatar {avatar_id}",
+            "Processing failed unexpectedly (the error is in the worker's log). Try reprocessing.",
         )
+        avatar_services.avatar_preprocess_failed(avatar_id, task_id, reason)
         return "error"
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -13,8 +13,9 @@ from django.conf import settings
 from avatars import render_services
 from avatars.models import AvatarRender
 from avatars.storage import storage_delete, storage_local_path, storage_save
-from contracts.errors import ServiceError, outage_kind, outage_reason
+from contracts.errors import ServiceError
 
+from .job_failures import unexpected_failure_reason
 from .render_encoder import render_clip
 from .speech import segment_from_file, segment_from_tts_chunk, segment_join
 from .warm_avatars import warm_avatar_get
@@ -92,19 +93,12 @@ def render_avatar_clip(render_id: int, task_id: str) -> str:
         storage_delete(output_name)
         render_services.render_failed(render_id, task_id, "Rendering took too long and was stopped.")
         return "error"
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - logged and recorded by unexpected_failure_reason
         storage_delete(output_name)
-        if outage_kind(exc) == "database":
-            raise  # nothing can be recorded now: the task runs the job again once it is back
-        # Redis gone, the disk full: say so; anything else is a bug, in the log.
-        reason = outage_reason(exc)
-        if reason:
-            logger.warning("Render %s stopped: %s", render_id, reason, exc_info=True)
-        else:
-            logger.exception("Render %s failed", render_id)
-        render_services.render_failed(
-            render_id, task_id, reason or "Rendering failed unexpectedly (the error is in the worker's log)."
+        reason = unexpected_failure_reason(
+            exc, f"Render {render_id}", "Rendering failed unexpectedly (the error is in the worker's log)."
         )
+        render_services.render_failed(render_id, task_id, reason)
         return "error"
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -77,11 +77,22 @@ def iter_frames_at_fps(
             f"The video decodes to more frames than {max_emitted // TARGET_FPS - 1} s allows: the file is malformed."
         )
 
+    step = 1.0 / fps
+    next_index = 0
+
+    def emit(image: np.ndarray, until: float) -> Iterator[np.ndarray]:
+        """`image` for every target tick before `until` (seconds)."""
+        nonlocal next_index
+        while next_index * step < until - 1e-6:
+            if stats.emitted >= max_emitted:
+                raise over_limit()
+            stats.emitted += 1
+            yield image
+            next_index += 1
+
     with open_media(path, "video") as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        step = 1.0 / fps
-        next_index = 0
         previous = None
         previous_time = None
         for frame in container.decode(stream):
@@ -95,23 +106,12 @@ def iter_frames_at_fps(
                 previous, previous_time = image, t
                 continue
             # The previous frame is shown on [previous_time, t): emit it for every target tick there.
-            while next_index * step < t - 1e-6:
-                if stats.emitted >= max_emitted:
-                    raise over_limit()
-                stats.emitted += 1
-                yield previous
-                next_index += 1
+            yield from emit(previous, t)
             previous, previous_time = image, t
         if previous is not None:
             # The last frame lasts one source frame; container durations often add padding.
             rate = float(stream.average_rate or 0) or fps
-            end = previous_time + 1.0 / rate
-            while next_index * step < end - 1e-6:
-                if stats.emitted >= max_emitted:
-                    raise over_limit()
-                stats.emitted += 1
-                yield previous
-                next_index += 1
+            yield from emit(previous, previous_time + 1.0 / rate)
 
 
 def prefetched(iterator: Iterator, depth: int = 8) -> Iterator:
