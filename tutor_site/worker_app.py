@@ -1,6 +1,7 @@
 """Entry point of the worker processes:
 
-    celery -A tutor_site.worker_app worker -Q lipsync --pool threads
+    celery -A tutor_site.worker_app worker -Q lipsync --pool prefork   # jobs
+    celery -A tutor_site.worker_app worker -Q live,tts --pool threads  # live sessions, speech
 
 The same Celery app as the web's, with the worker settings (which install the worker apps,
 whose tasks Celery then discovers). The web process imports `tutor_site.celery` only.
