@@ -21,12 +21,14 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-from .engines import LIPSYNC_ENGINES, TTS_ENGINES
+from .engines import ASR_ENGINES, LIPSYNC_ENGINES, RESPONDERS, TTS_ENGINES
 from .store import client, redis_key
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["lipsync", "tts"]
+Kind = Literal["lipsync", "tts", "asr", "llm"]
+# The queue whose workers report each kind (ASR and responders run beside the live sessions).
+KIND_QUEUES = {"lipsync": "lipsync", "tts": "tts", "asr": "live", "llm": "live"}
 REFRESH_SECONDS = 60.0
 # A record outlives three missed refreshes before its worker counts as gone.
 TTL_SECONDS = int(3 * REFRESH_SECONDS + 10)
@@ -44,6 +46,13 @@ def _static_rows(kind: Kind) -> list[dict]:
             }
             for e in LIPSYNC_ENGINES
         ]
+    if kind == "asr":
+        return [
+            {"id": e.name, "display_name": e.display_name, "licence": e.licence, "offline": e.offline}
+            for e in ASR_ENGINES
+        ]
+    if kind == "llm":
+        return [{"id": e.name, "display_name": e.display_name, "licence": e.licence, "model": ""} for e in RESPONDERS]
     return [
         {
             "id": e.name,
@@ -82,7 +91,7 @@ def catalogue_read(kind: Kind) -> list[dict]:
     for record in records:
         for row in record.get("engines", []):
             reported.setdefault(row.get("id"), []).append(row)
-    queue = "lipsync" if kind == "lipsync" else "tts"
+    queue = KIND_QUEUES[kind]
     rows = []
     for static in _static_rows(kind):
         candidates = reported.get(static["id"], [])

@@ -1,4 +1,5 @@
-"""The engine catalogues: every lip-sync and TTS engine the platform knows, as plain data.
+"""The engine catalogues: every lip-sync, TTS, ASR engine and responder the platform knows,
+as plain data.
 
 This is the one registry of engine names. The web reads it for model field choices and
 input validation (adding an engine here needs no migration: the fields take their choices
@@ -74,6 +75,49 @@ TTS_ENGINES: tuple[TTSEngineEntry, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class ASREngineEntry:
+    name: str
+    display_name: str
+    licence: str
+    # True when it runs inside the worker on weights on disk; False for a server of the operator.
+    offline: bool = True
+
+
+@dataclass(frozen=True)
+class ResponderEntry:
+    """What answers a student: a retrieval over the avatar's knowledge base, or an LLM."""
+
+    name: str
+    display_name: str
+    licence: str
+
+
+# ASR and responders run in the worker hosting the live sessions (the `live` queue).
+ASR_ENGINES: tuple[ASREngineEntry, ...] = (
+    ASREngineEntry(
+        "pocketsphinx", "PocketSphinx (CPU, offline)", "BSD-2-Clause; its US English model ships in the wheel"
+    ),
+    ASREngineEntry(
+        "faster-whisper",
+        "faster-whisper (the operator's CTranslate2 model)",
+        "MIT code; Whisper weights MIT (OpenAI), or the supplied model's licence",
+    ),
+    ASREngineEntry(
+        "openai", "OpenAI-compatible transcription server (ASR_URL)", "The operator's server's terms", offline=False
+    ),
+)
+DEFAULT_ASR_ENGINE = "pocketsphinx"
+
+RESPONDERS: tuple[ResponderEntry, ...] = (
+    ResponderEntry("knowledge", "Knowledge base (offline retrieval)", "Ours (same as this project)"),
+    ResponderEntry(
+        "openai", "OpenAI-compatible chat server (LLM_BASE_URL)", "The operator's server's and model's terms"
+    ),
+)
+DEFAULT_RESPONDER = "knowledge"
+
+
 def lipsync_engine(name: str) -> LipsyncEngineEntry | None:
     return next((e for e in LIPSYNC_ENGINES if e.name == name), None)
 
@@ -102,3 +146,29 @@ def tts_engine_choices() -> list[tuple[str, str]]:
 
 def clone_engine_names() -> list[str]:
     return [e.name for e in TTS_ENGINES if e.supports_clone]
+
+
+def asr_engine(name: str) -> ASREngineEntry | None:
+    return next((e for e in ASR_ENGINES if e.name == name), None)
+
+
+def asr_engine_names() -> list[str]:
+    return [e.name for e in ASR_ENGINES]
+
+
+def asr_engine_choices() -> list[tuple[str, str]]:
+    """Choices of `Avatar.asr_model`."""
+    return [(e.name, e.display_name) for e in ASR_ENGINES]
+
+
+def responder(name: str) -> ResponderEntry | None:
+    return next((e for e in RESPONDERS if e.name == name), None)
+
+
+def responder_names() -> list[str]:
+    return [e.name for e in RESPONDERS]
+
+
+def responder_choices() -> list[tuple[str, str]]:
+    """Choices of `Avatar.llm_model` (the responder)."""
+    return [(e.name, e.display_name) for e in RESPONDERS]

@@ -457,6 +457,48 @@ LIVE_MAX_PENDING_SAYS = env.int("LIVE_MAX_PENDING_SAYS", default=8)
 # A peer that has not connected after this many seconds is closed.
 LIVE_CONNECT_TIMEOUT = env.float("LIVE_CONNECT_TIMEOUT", default=30.0)
 
+# --- Conversations: listening (VAD, ASR), answering (responders), knowledge bases.
+# Voice activity: speech starts after VAD_MIN_SPEECH_MS above VAD_THRESHOLD and ends after
+# VAD_END_SILENCE_MS below it (the pause that ends a question).
+VAD_THRESHOLD = env.float("VAD_THRESHOLD", default=0.5)
+VAD_MIN_SPEECH_MS = env.int("VAD_MIN_SPEECH_MS", default=160)
+VAD_END_SILENCE_MS = env.int("VAD_END_SILENCE_MS", default=400)
+# Longest question heard: speech past this is cut and transcribed as it is.
+ASR_MAX_UTTERANCE_SECONDS = env.float("ASR_MAX_UTTERANCE_SECONDS", default=30.0)
+# faster-whisper: CTranslate2 models the operator put under ASR_MODELS_DIR/<name>/ (nothing
+# downloads); ASR_WHISPER_MODEL names the one to use (the first found when empty).
+ASR_MODELS_DIR = Path(env.str("ASR_MODELS_DIR", default=str(DATA_DIR / "asr-models")))
+ASR_WHISPER_MODEL = env.str("ASR_WHISPER_MODEL", default="")
+# An OpenAI-compatible /v1/audio/transcriptions server: unset = the engine is unavailable.
+ASR_URL = env.url_str("ASR_URL", default="")
+ASR_API_KEY = env.str("ASR_API_KEY", default="")
+ASR_MODEL = env.str("ASR_MODEL", default="whisper-1")
+ASR_TIMEOUT = env.float("ASR_TIMEOUT", default=15.0)
+# An OpenAI-compatible chat-completions server (Ollama, vLLM, llama.cpp, hosted APIs):
+# unset LLM_BASE_URL = the `openai` responder is unavailable.
+LLM_BASE_URL = env.url_str("LLM_BASE_URL", default="")
+LLM_API_KEY = env.str("LLM_API_KEY", default="")
+LLM_MODEL = env.str("LLM_MODEL", default="")
+# Seconds to the first token, then between tokens, before the answer is given up.
+LLM_TIMEOUT = env.float("LLM_TIMEOUT", default=20.0)
+LLM_MAX_TOKENS = env.int("LLM_MAX_TOKENS", default=300)
+LLM_TEMPERATURE = env.float("LLM_TEMPERATURE", default=0.3)
+# Said when the knowledge base has nothing on the question, or the LLM fails.
+CONVERSATION_FALLBACK_ANSWER = env.str(
+    "CONVERSATION_FALLBACK_ANSWER", default="I'm sorry, I don't know that yet. Could you ask me something else?"
+)
+# Turns (student and avatar) given to the responder as memory; passages retrieved per question.
+CONVERSATION_MEMORY_TURNS = env.int("CONVERSATION_MEMORY_TURNS", default=6)
+CONVERSATION_PASSAGES = env.int("CONVERSATION_PASSAGES", default=3)
+# Longest question (typed or transcribed) and the sentences a knowledge answer is trimmed to.
+CONVERSATION_MAX_QUESTION_CHARS = env.int("CONVERSATION_MAX_QUESTION_CHARS", default=500)
+KNOWLEDGE_ANSWER_SENTENCES = env.int("KNOWLEDGE_ANSWER_SENTENCES", default=3)
+# Knowledge documents: size of an upload, of the extracted text, and documents per avatar.
+KNOWLEDGE_MAX_FILE_MB = env.int("KNOWLEDGE_MAX_FILE_MB", default=10)
+KNOWLEDGE_MAX_TEXT_CHARS = env.int("KNOWLEDGE_MAX_TEXT_CHARS", default=500_000)
+KNOWLEDGE_MAX_PDF_PAGES = env.int("KNOWLEDGE_MAX_PDF_PAGES", default=300)
+KNOWLEDGE_MAX_DOCUMENTS = env.int("KNOWLEDGE_MAX_DOCUMENTS", default=100)
+
 # --- REST API.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
