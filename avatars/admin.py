@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
+from conversations.services import avatar_create_with_settings, avatar_update_with_settings
 from tutor_site.exceptions import ServiceError
 from tutors.admin import ServiceAdminMixin
 from tutors.selectors import tutor_queryset_for
@@ -9,7 +10,7 @@ from tutors.selectors import tutor_queryset_for
 from . import live_services, services
 from .forms import AvatarAddForm, AvatarChangeForm
 from .models import Avatar, AvatarStatus
-from .selectors import avatar_get, avatar_queryset_for
+from .selectors import avatar_access_check, avatar_get, avatar_may, avatar_queryset_for
 
 
 def _start_pending(avatar) -> str:
@@ -29,6 +30,8 @@ FILE_FIELDS = [
     "video_path", "audio_path", "voice_reference_path", "assets_path", "preview_image_path", "frame_count",
     "width", "height", "duration_seconds", "engine_url", "task_id", "created_at", "updated_at",
 ]  # fmt: skip
+# The avatar in conversation (editable), and where its knowledge and conversations are.
+CONVERSATION_FIELDS = ["persona", "greeting", "language", "asr_model", "llm_model"]
 
 
 @admin.register(Avatar)
@@ -70,6 +73,14 @@ class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
         changelist.result_list = rows
         return changelist
 
+    # Per avatar, the selectors' access level: a `use` grantee sees the page read-only, a
+    # `manage` grantee edits it, only the owner side deletes (avatars.selectors).
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and avatar_may(request.user, obj, "manage")
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and avatar_may(request.user, obj, "own")
+
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "tutor":
             kwargs["queryset"] = tutor_queryset_for(request.user)
@@ -87,6 +98,7 @@ class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
                     "Engines and voice",
                     {"fields": ["avatar_model", "tts_model", "timbre", "prompt_voice", "support_clone", "avatar_blur"]},
                 ),
+                ("Conversation", {"fields": CONVERSATION_FIELDS}),
             ]
         return [
             # The progress row also shows the error reason, live.
@@ -95,6 +107,7 @@ class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
                 {"fields": [*LIVE_FIELDS, "tutor", "name", "display_name", "description"]},
             ),
             ("Engines and voice", {"fields": ["avatar_model", "tts_model", "timbre", "support_clone", "avatar_blur"]}),
+            ("Conversation", {"fields": [*CONVERSATION_FIELDS, "knowledge_links"]}),
             (
                 "Files and video",
                 {
@@ -114,6 +127,7 @@ class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
             "avatar_model",
             "tts_model",
             "support_clone",
+            "knowledge_links",
             *FILE_FIELDS,
         ]
 
@@ -159,6 +173,19 @@ class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
     @admin.display(description="Lip-sync / TTS", ordering="avatar_model")
     def engines(self, obj):
         return format_html('{}<br><span class="avatar-sub">{}</span>', obj.avatar_model, obj.tts_model)
+
+    @admin.display(description="Knowledge and conversations")
+    def knowledge_links(self, obj):
+        documents = obj.knowledge_documents.count()
+        conversations = obj.conversations.count()
+        return format_html(
+            '<a href="{}">{} document(s)</a> (<a href="{}">add one</a>) · <a href="{}">{} conversation(s)</a>',
+            reverse("admin:conversations_knowledgedocument_changelist") + f"?avatar__id__exact={obj.pk}",
+            documents,
+            reverse("admin:conversations_knowledgedocument_add") + f"?avatar={obj.pk}",
+            reverse("admin:conversations_conversation_changelist") + f"?avatar__id__exact={obj.pk}",
+            conversations,
+        )
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, obj):
@@ -210,14 +237,19 @@ class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     def service_save(self, request, obj, form, change):
         if change:
-            return services.avatar_update(obj, **form.validated)
-        return services.avatar_create(user=request.user, **form.validated)
+            return avatar_update_with_settings(obj, **form.validated)
+        return avatar_create_with_settings(user=request.user, **form.validated)
 
     def delete_model(self, request, obj):
         services.avatar_delete(obj)
 
     def delete_queryset(self, request, queryset):
         for avatar in queryset:
+            try:
+                avatar_access_check(avatar, "own", "delete it")
+            except ServiceError as exc:  # a shared avatar among the selected ones
+                self.message_user(request, exc.detail, messages.WARNING)
+                continue
             services.avatar_delete(avatar)
 
     @admin.action(description="Reprocess selected avatars", permissions=["change"])
@@ -225,6 +257,7 @@ class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
         done = 0
         for avatar in queryset:
             try:
+                avatar_access_check(avatar, "own", "reprocess it")
                 services.avatar_reprocess(avatar)
                 done += 1
             except ServiceError as exc:

@@ -3,11 +3,12 @@
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from tutor_site.channels_auth import AuthWatchMixin
-from tutor_site.exceptions import ObjectNotFound
+from tutor_site.channels_auth import AuthWatchMixin, EventsRedisLostMixin, RedisLostMixin
+from tutor_site.exceptions import Forbidden, ObjectNotFound
 
 from .events import avatar_group_name, avatar_state
 from .selectors import avatar_get
+from .share_events import AvatarAccessWatchMixin
 
 # Close codes: 4401 not authenticated, 4404 no such avatar for this user.
 CLOSE_UNAUTHENTICATED = 4401
@@ -15,10 +16,10 @@ CLOSE_NOT_FOUND = 4404
 
 
 @database_sync_to_async
-def _avatar_for(user, avatar_id):
+def _avatar_for(user, avatar_id, need: str):
     try:
-        return avatar_get(user, avatar_id)
-    except ObjectNotFound:
+        return avatar_get(user, avatar_id, need)
+    except (ObjectNotFound, Forbidden):
         return None
 
 
@@ -35,7 +36,7 @@ def _state_for(user, avatar_id):
         return None
 
 
-class AvatarEventsConsumer(AuthWatchMixin, AsyncJsonWebsocketConsumer):
+class AvatarEventsConsumer(EventsRedisLostMixin, AvatarAccessWatchMixin, AuthWatchMixin, AsyncJsonWebsocketConsumer):
     """WS /ws/avatars/{id}/events/: the avatar's state now, then every change."""
 
     async def connect(self):
@@ -45,7 +46,9 @@ class AvatarEventsConsumer(AuthWatchMixin, AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated or not user.is_staff:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        avatar = await _avatar_for(user, self.scope["url_route"]["kwargs"]["avatar_id"])
+        avatar_id = self.scope["url_route"]["kwargs"]["avatar_id"]
+        await self.access_watch_start(user.pk, avatar_id)  # a share revoked from now on closes it
+        avatar = await _avatar_for(user, avatar_id, "view")
         if avatar is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
@@ -63,6 +66,7 @@ class AvatarEventsConsumer(AuthWatchMixin, AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code):
         await self.auth_watch_stop()
+        await self.access_watch_stop()
         if getattr(self, "group", None):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -92,7 +96,7 @@ def _serving_channel(user, avatar_id):
     from .live_services import live_serving_channel
 
     try:
-        return live_serving_channel(avatar_get(user, avatar_id)), None
+        return live_serving_channel(avatar_get(user, avatar_id, "use")), None
     except ServiceError as exc:
         return None, exc.detail
 
@@ -101,12 +105,13 @@ def _serving_channel(user, avatar_id):
 def _offer_message(user, avatar_id, sdp, events_to):
     from .live_services import live_offer_message
 
-    return live_offer_message(user, avatar_get(user, avatar_id), sdp, "offer", events_to=events_to)
+    return live_offer_message(user, avatar_get(user, avatar_id, "use"), sdp, "offer", events_to=events_to)
 
 
-class SignalingConsumer(AuthWatchMixin, AsyncJsonWebsocketConsumer):
-    """WS /ws/avatars/{id}/session/: offer/answer, say, interrupt and bye for one live
-    session, relayed to the worker serving the avatar; the worker's events come back here."""
+class SignalingConsumer(RedisLostMixin, AvatarAccessWatchMixin, AuthWatchMixin, AsyncJsonWebsocketConsumer):
+    """WS /ws/avatars/{id}/session/: offer/answer, say, ask (a typed question), interrupt and
+    bye for one live session, relayed to the worker serving the avatar; the worker's events
+    (state, speech, transcripts, answers, errors) come back here."""
 
     async def connect(self):
         import time
@@ -124,7 +129,8 @@ class SignalingConsumer(AuthWatchMixin, AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.avatar_id = self.scope["url_route"]["kwargs"]["avatar_id"]
-        avatar = await _avatar_for(user, self.avatar_id)
+        await self.access_watch_start(user.pk, self.avatar_id)  # a share revoked from now on ends the session
+        avatar = await _avatar_for(user, self.avatar_id, "use")
         if avatar is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
@@ -144,6 +150,7 @@ class SignalingConsumer(AuthWatchMixin, AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code):
         await self.auth_watch_stop()
+        await self.access_watch_stop()
         if getattr(self, "session_id", None) and self.worker_channel:
             await self.channel_layer.send(self.worker_channel, {"type": "live.bye", "session_id": self.session_id})
 
@@ -191,11 +198,15 @@ class SignalingConsumer(AuthWatchMixin, AsyncJsonWebsocketConsumer):
         if not isinstance(content, dict) or not isinstance(content.get("type"), str):
             await self._error("Messages must be JSON objects with a 'type'.")
             return
-        handler = {"offer": self._offer, "say": self._say, "interrupt": self._interrupt, "bye": self._bye}.get(
-            content["type"]
-        )
+        handler = {
+            "offer": self._offer,
+            "say": self._say,
+            "ask": self._ask,
+            "interrupt": self._interrupt,
+            "bye": self._bye,
+        }.get(content["type"])
         if handler is None:
-            await self._error(f"Unknown message type '{content['type'][:40]}'; use offer, say, interrupt or bye.")
+            await self._error(f"Unknown message type '{content['type'][:40]}'; use offer, say, ask, interrupt or bye.")
             return
         from tutor_site.exceptions import ServiceError
 
@@ -242,6 +253,14 @@ class SignalingConsumer(AuthWatchMixin, AsyncJsonWebsocketConsumer):
                 "voice": content.get("voice") or "",
             }
         )
+
+    async def _ask(self, content):
+        from .live_services import live_question_validate
+
+        if not self.session_id:
+            await self._error("No session yet: send an offer first.")
+            return
+        await self._relay({"type": "live.ask", "text": live_question_validate(content.get("text"))})
 
     async def _interrupt(self, content):
         await self._relay({"type": "live.interrupt"})

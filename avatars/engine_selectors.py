@@ -9,10 +9,14 @@ from django.conf import settings
 
 from contracts.catalogue import catalogue_read
 from contracts.engines import (
+    DEFAULT_ASR_ENGINE,
     DEFAULT_LIPSYNC_ENGINE,
+    DEFAULT_RESPONDER,
+    asr_engine_names,
     clone_engine_names,
     lipsync_engine,
     lipsync_engine_names,
+    responder_names,
     tts_engine_names,
 )
 from contracts.errors import EngineUnavailable, InvalidInput
@@ -24,6 +28,16 @@ def lipsync_engine_list() -> list[dict]:
 
 def tts_engine_list() -> list[dict]:
     return catalogue_read("tts")
+
+
+def asr_engine_list() -> list[dict]:
+    """Speech recognition engines as the live workers reported them (id, available, reason, …)."""
+    return catalogue_read("asr")
+
+
+def llm_engine_list() -> list[dict]:
+    """Responders (knowledge base, LLM servers) as the live workers reported them."""
+    return catalogue_read("llm")
 
 
 def _row(rows: list[dict], name: str) -> dict:
@@ -69,6 +83,37 @@ def tts_engine_resolve(requested: str | None, *, support_clone: bool = False) ->
             field="support_clone",
         )
     return tts_model
+
+
+def asr_engine_resolve(requested: str | None) -> str:
+    """A known ASR engine name (the default when none is asked for). Like `tts_model`, an
+    engine no live worker can run now is accepted: workers come and go, and the live
+    session says why it cannot listen when it opens."""
+    names = asr_engine_names()
+    if requested in (None, ""):
+        return DEFAULT_ASR_ENGINE
+    if requested not in names:
+        raise InvalidInput(
+            f"Unknown asr_model '{requested}'; choose one of: {', '.join(names)}.",
+            field="asr_model",
+            extra={"valid_asr_models": names},
+        )
+    return requested
+
+
+def responder_resolve(requested: str | None) -> str:
+    """A known responder name for `llm_model` (the default when none is asked for); its
+    availability is the live session's to report, as for `asr_engine_resolve`."""
+    names = responder_names()
+    if requested in (None, ""):
+        return DEFAULT_RESPONDER
+    if requested not in names:
+        raise InvalidInput(
+            f"Unknown llm_model '{requested}'; choose one of: {', '.join(names)}.",
+            field="llm_model",
+            extra={"valid_llm_models": names},
+        )
+    return requested
 
 
 def tts_text_check(text, *, max_chars: int | None = None) -> str:

@@ -1,4 +1,5 @@
-"""Reads about live serving: which active avatars lost their worker (no heartbeat)."""
+"""Reads about live serving: which active avatars lost their worker (no heartbeat), and how
+an avatar converses in its sessions."""
 
 from __future__ import annotations
 
@@ -15,3 +16,18 @@ def avatars_on_dead_workers() -> list[int]:
         channel for channel in set(rows.values_list("serving_channel", flat=True)) if not registry.worker_alive(channel)
     }
     return sorted(pk for pk, channel in rows.values_list("pk", "serving_channel") if channel in dead)
+
+
+def live_conversation_settings(avatar_id: int) -> dict:
+    """How the avatar converses, read when a live session opens (so an edit applies to the
+    next session without a restart): who it is, what it says first, how it hears and answers."""
+    row = (
+        Avatar.objects.filter(pk=avatar_id)
+        .values("name", "display_name", "persona", "greeting", "language", "asr_model", "llm_model")
+        .first()
+    )
+    if row is None:
+        return {}
+    row["avatar_name"] = row.pop("display_name") or row.pop("name")
+    row.pop("name", None)
+    return row

@@ -477,12 +477,26 @@ def live_text_validate(text, tts_model=None, voice=None) -> str:
     return text
 
 
+def live_question_validate(text) -> str:
+    """Check a typed question (`ask`, the proxy's `human` with type 'chat') before it travels."""
+    limit = settings.CONVERSATION_MAX_QUESTION_CHARS
+    if not isinstance(text, str) or not any(ch.isalnum() for ch in text):
+        raise InvalidInput("text must be a question (a non-empty string).", field="text")
+    text = text.strip()
+    if len(text) > limit:
+        raise InvalidInput(
+            f"The question is too long: {len(text)} characters, at most {limit} (CONVERSATION_MAX_QUESTION_CHARS).",
+            field="text",
+        )
+    return text
+
+
 def live_session_for(user, session_id) -> tuple[dict, Avatar]:
     """The session's record when it belongs to an avatar this user may use; else 404."""
     record = registry.session_get(str(session_id or ""))
     if record is None:
         raise ObjectNotFound(f"Session {session_id} not found.")
-    avatar = avatar_get(user, record["avatar_id"])  # another admin's session: 404 like its avatar
+    avatar = avatar_get(user, record["avatar_id"], "use")  # a session of an avatar it cannot see: 404
     return record, avatar
 
 
@@ -501,6 +515,8 @@ def live_offer_message(user, avatar: Avatar, sdp, sdp_type="offer", events_to: s
         "avatar_id": avatar.pk,
         # Whose LIVE_MAX_SESSIONS_PER_ADMIN the session counts against: the avatar's admin.
         "user_id": avatar_owner_id(avatar),
+        # Who opens it (the owner side or a grantee): the conversation record's `user`.
+        "opened_by": getattr(user, "pk", None),
         "sdp": sdp,
         "sdp_type": "offer",
         "events_to": events_to,
@@ -543,4 +559,4 @@ def live_session_request(user, session_id, message: dict) -> dict:
 def live_say_charge(user, avatar_id, text: str) -> None:
     """A `say` on the session WebSocket: count its text against the avatar's admin's
     TTS_MAX_CHARS_PER_MINUTE (429's message, sent back as an `error` event)."""
-    tts_chars_charge(avatar_owner_id(avatar_get(user, avatar_id)), text)
+    tts_chars_charge(avatar_owner_id(avatar_get(user, avatar_id, "use")), text)

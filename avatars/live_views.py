@@ -3,6 +3,7 @@
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import render
 from django.urls import reverse
@@ -14,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from contracts.ice_servers import ice_servers_for
-from tutor_site.exceptions import InvalidInput, ObjectNotFound
+from tutor_site.exceptions import Forbidden, InvalidInput, ObjectNotFound
 
 from . import live_services
 from .selectors import avatar_get
@@ -54,7 +55,7 @@ class AvatarStartView(APIView):
         (its outcome comes over WS /ws/avatars/{id}/events/ as `avatar.started` or
         `avatar.start_failed`, or from GET .../start?job_id=); 200 when it already runs.
         `?wait=1`: the synchronous start (200 once active, 202 if still warming at the timeout)."""
-        avatar = avatar_get(request.user, avatar_id)
+        avatar = avatar_get(request.user, avatar_id, "use")
         data = input_validate(AvatarStartSerializer, request.data)
         wait = input_validate(AvatarStartQuerySerializer, request.query_params)["wait"]
         result = live_services.avatar_start(
@@ -106,7 +107,7 @@ class AvatarStartView(APIView):
     )
     def get(self, request, avatar_id: int):
         """How a start job stands: 202 `starting`; 200 `active` or `failed` (with `detail`)."""
-        avatar = avatar_get(request.user, avatar_id)
+        avatar = avatar_get(request.user, avatar_id, "use")
         job_id = input_validate(AvatarStartQuerySerializer, request.query_params).get("job_id") or None
         job = live_services.avatar_start_job(avatar, job_id)
         avatar.refresh_from_db()
@@ -123,7 +124,7 @@ class AvatarStartView(APIView):
 class AvatarStopView(APIView):
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request, avatar_id: int):
-        avatar = live_services.avatar_stop(avatar=avatar_get(request.user, avatar_id))
+        avatar = live_services.avatar_stop(avatar=avatar_get(request.user, avatar_id, "use"))
         return Response({"status": "success", "message": f"Avatar '{avatar.name}' stopped successfully"})
 
 
@@ -133,7 +134,7 @@ class AvatarIceServersView(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, avatar_id: int):
-        avatar_get(request.user, avatar_id)  # another admin's avatar: 404
+        avatar_get(request.user, avatar_id, "use")  # an avatar the user cannot see: 404
         servers = ice_servers_for(f"user-{request.user.pk}")
         return Response({"ice_servers": servers, "ttl": settings.TURN_TTL if settings.TURN_SECRET else None})
 
@@ -165,7 +166,7 @@ class WebRTCProxyView(APIView):
         if action == "offer":
             if data.get("avatar_id") in (None, ""):
                 raise InvalidInput("avatar_id is required.", field="avatar_id")
-            avatar = avatar_get(request.user, data["avatar_id"])
+            avatar = avatar_get(request.user, data["avatar_id"], "use")
             answer = live_services.live_offer(request.user, avatar, data.get("sdp"), data.get("type") or "offer")
             return Response({"sdp": answer["sdp"], "type": "answer", "sessionid": answer["session_id"]})
         session_id = data.get("sessionid")
@@ -173,8 +174,14 @@ class WebRTCProxyView(APIView):
             raise InvalidInput("sessionid is required.", field="sessionid")
         if action == "human":
             kind = data.get("type") or "echo"
+            if kind == "chat":  # a question: the avatar's responder answers it
+                text = live_services.live_question_validate(data.get("text"))
+                live_services.live_session_request(request.user, session_id, {"type": "live.ask", "text": text})
+                return Response({"code": 0, "msg": "ok"})
             if kind != "echo":
-                raise InvalidInput("Only type 'echo' (speak the text as given) is supported.", field="type")
+                raise InvalidInput(
+                    "type is 'echo' (speak the text as given) or 'chat' (answer it as a question).", field="type"
+                )
             interrupt = data.get("interrupt") in (True, "true", "True", "1", 1)
             text = live_services.live_text_validate(data.get("text"))
             live_services.live_session_request(
@@ -191,9 +198,11 @@ class WebRTCProxyView(APIView):
 @staff_member_required
 def talk_page(request, avatar_id: int):
     try:
-        avatar = avatar_get(request.user, avatar_id)
+        avatar = avatar_get(request.user, avatar_id, "use")
     except ObjectNotFound:
         raise Http404("No such avatar.") from None
+    except Forbidden as exc:
+        raise PermissionDenied(exc.detail) from None
     config = {
         "avatarId": avatar.pk,
         "avatarName": str(avatar),

@@ -2,9 +2,23 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 
-from contracts.engines import DEFAULT_LIPSYNC_ENGINE, lipsync_engine_choices, tts_engine_choices
+from contracts.engines import (
+    DEFAULT_ASR_ENGINE,
+    DEFAULT_LIPSYNC_ENGINE,
+    DEFAULT_RESPONDER,
+    asr_engine_choices,
+    lipsync_engine_choices,
+    responder_choices,
+    tts_engine_choices,
+)
 
 AVATAR_NAME_VALIDATOR = RegexValidator(r"^[A-Za-z0-9_-]+$", "Use only letters, digits, '_' and '-' in an avatar name.")
+# A BCP-47-like tag: a 2-3 letter language, then optional script/region/variant subtags
+# ("en", "en-GB", "pt-BR", "zh-Hans-CN").
+LANGUAGE_PATTERN = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$"
+LANGUAGE_VALIDATOR = RegexValidator(LANGUAGE_PATTERN, "Give a language code such as 'en', 'en-GB' or 'pt-BR' (BCP 47).")
+PERSONA_MAX_CHARS = 4000
+GREETING_MAX_CHARS = 500
 
 
 class AvatarStatus(models.TextChoices):
@@ -34,6 +48,14 @@ class Avatar(models.Model):
     status = models.CharField(
         max_length=20, choices=AvatarStatus.choices, default=AvatarStatus.PROCESSING, db_index=True
     )
+    # The tutor in conversation: who they are and how they teach (given to the responder),
+    # what they say when a live session opens, the language spoken, and the engines that
+    # hear the student (ASR) and answer (responder). Lengths are checked by the serializers.
+    persona = models.TextField(blank=True, help_text="Who the tutor is and how they teach.")
+    greeting = models.TextField(blank=True, help_text="Said when a live session opens.")
+    language = models.CharField(max_length=16, default="en", validators=[LANGUAGE_VALIDATOR])
+    asr_model = models.CharField("ASR model", max_length=20, choices=asr_engine_choices, default=DEFAULT_ASR_ENGINE)
+    llm_model = models.CharField("Responder", max_length=20, choices=responder_choices, default=DEFAULT_RESPONDER)
     # Paths are names in the Django storage, never the client's file names.
     video_path = models.CharField(max_length=255, blank=True)
     audio_path = models.CharField(max_length=255, blank=True)
@@ -121,3 +143,28 @@ class AvatarRender(models.Model):
     @property
     def storage_prefix(self) -> str:
         return f"{self.avatar.storage_prefix}/renders/{self.pk}"
+
+
+class SharePermission(models.TextChoices):
+    USE = "use", "Use (talk, start, render)"
+    MANAGE = "manage", "Manage (also edit and knowledge)"
+
+
+class AvatarShare(models.Model):
+    """An avatar shared by its owner side (its admin or its tutor's account) with another
+    account; what the grantee may do is decided in `avatars.selectors`."""
+
+    avatar = models.ForeignKey(Avatar, on_delete=models.CASCADE, related_name="shares")
+    grantee = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="avatar_shares")
+    permission = models.CharField(max_length=10, choices=SharePermission.choices, default=SharePermission.USE)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["avatar", "grantee"], name="avatar_share_unique_grantee")]
+
+    def __str__(self):
+        return f"{self.avatar} shared with {self.grantee} ({self.permission})"

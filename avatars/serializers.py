@@ -8,10 +8,10 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
 
-from contracts.engines import lipsync_engine_choices, tts_engine_choices
+from contracts.engines import asr_engine_choices, lipsync_engine_choices, responder_choices, tts_engine_choices
 from tutor_site.exceptions import InvalidInput
 
-from .models import AVATAR_NAME_VALIDATOR
+from .models import AVATAR_NAME_VALIDATOR, GREETING_MAX_CHARS, LANGUAGE_PATTERN, PERSONA_MAX_CHARS
 from .services import UploadSource
 
 NAME_REQUIRED = "An avatar needs a name (letters, digits, '_' and '-')."
@@ -79,6 +79,42 @@ class ChoiceInput(serializers.ChoiceField):
             error_messages={"invalid_choice": f"Unknown {name} '{{input}}'; choose one of: {valid}."},
             **kwargs,
         )
+
+
+class LanguageInput(serializers.RegexField):
+    """A BCP-47-like language tag, written the usual way ("en", "en-GB", "zh-Hans");
+    blank means the default ("en")."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        message = "language must be a language code such as 'en', 'en-GB' or 'pt-BR' (BCP 47)."
+        super().__init__(
+            LANGUAGE_PATTERN,
+            max_length=16,
+            allow_blank=True,
+            error_messages={"invalid": message, "max_length": message},
+            **kwargs,
+        )
+
+    def validate_empty_values(self, data):
+        return super().validate_empty_values("" if data is None else data)
+
+    def run_validation(self, data=empty):
+        return super().run_validation(data) or "en"
+
+    def to_internal_value(self, data):
+        tag = super().to_internal_value(data).strip()
+        language, *subtags = tag.split("-")
+        # Case conventions of BCP 47: language lower, script title, region upper.
+        written = [language.lower()]
+        for subtag in subtags:
+            if len(subtag) == 4 and subtag.isalpha():
+                written.append(subtag.title())
+            elif len(subtag) == 2 and subtag.isalpha():
+                written.append(subtag.upper())
+            else:
+                written.append(subtag.lower())
+        return "-".join(written)
 
 
 @extend_schema_field(OpenApiTypes.BINARY)
@@ -169,6 +205,11 @@ class AvatarSerializer(serializers.Serializer):
     avatar_blur = serializers.BooleanField()
     support_clone = serializers.BooleanField()
     status = serializers.CharField()
+    persona = serializers.CharField()
+    greeting = serializers.CharField()
+    language = serializers.CharField()
+    asr_model = serializers.CharField()
+    llm_model = serializers.CharField()
     preview_image_path = serializers.CharField()
     preview_url = serializers.SerializerMethodField()
     video_path = serializers.CharField()
@@ -189,6 +230,28 @@ class AvatarSerializer(serializers.Serializer):
             return None
         return reverse("avatar-preview", args=[avatar.pk])
 
+    # The caller's access (avatars.selectors): on rows read through the selector (list, detail).
+    shared = serializers.SerializerMethodField(help_text="Shared with the caller by its owner.")
+    permission = serializers.SerializerMethodField(help_text="own, manage or use.")
+    owner_name = serializers.SerializerMethodField(help_text="The owning tutor's name.")
+
+    def get_shared(self, avatar) -> bool | None:
+        level = getattr(avatar, "access_level", None)
+        return None if level is None else level != "own"
+
+    def get_permission(self, avatar) -> str | None:
+        return getattr(avatar, "access_level", None)
+
+    def get_owner_name(self, avatar) -> str | None:
+        return getattr(avatar, "owner_name", None)
+
+    def to_representation(self, avatar):
+        body = super().to_representation(avatar)
+        if getattr(avatar, "access_level", None) is None:  # a row a service returned: not known here
+            for key in ("shared", "permission", "owner_name"):
+                body.pop(key, None)
+        return body
+
 
 class AvatarListSerializer(serializers.Serializer):
     avatars = AvatarSerializer(many=True)
@@ -200,6 +263,16 @@ class AvatarListSerializer(serializers.Serializer):
 AVATAR_SETUP_FIELDS = (
     "display_name", "description", "avatar_model", "tts_model", "timbre", "avatar_blur", "support_clone",
 )  # fmt: skip
+# The avatar in conversation, set at create and by PATCH; written by
+# `conversations.services` (avatar_create_with_settings / avatar_update_with_settings).
+AVATAR_CONVERSATION_FIELDS = ("persona", "greeting", "language", "asr_model", "llm_model")
+
+
+PERSONA_HELP = "Who the tutor is and how they teach."
+GREETING_HELP = "Said when a live session opens."
+LANGUAGE_HELP = "BCP 47 language code; default 'en'."
+ASR_MODEL_HELP = "Speech recognition engine (GET /api/avatars/asr-models); blank: the default."
+LLM_MODEL_HELP = "What answers the student (GET /api/avatars/llm-models); blank: the default."
 
 
 class AvatarCreateSerializer(InputSerializer):
@@ -232,6 +305,12 @@ class AvatarCreateSerializer(InputSerializer):
         error_messages={"required": "prompt_face (the tutor's video) is required."}, help_text="The tutor's video."
     )
     prompt_voice = UploadInput(required=False, help_text="A voice recording, for cloning.")
+    # The conversation fields (AVATAR_CONVERSATION_FIELDS).
+    persona = TextInput("persona", PERSONA_MAX_CHARS, help_text=PERSONA_HELP)
+    greeting = TextInput("greeting", GREETING_MAX_CHARS, help_text=GREETING_HELP)
+    language = LanguageInput(help_text=LANGUAGE_HELP)
+    asr_model = ChoiceInput("asr_model", asr_engine_choices, help_text=ASR_MODEL_HELP)
+    llm_model = ChoiceInput("llm_model", responder_choices, help_text=LLM_MODEL_HELP)
 
     def validate(self, attrs):
         if attrs.get("support_clone") and attrs.get("prompt_voice") is None:
@@ -254,6 +333,12 @@ class AvatarUpdateSerializer(InputSerializer):
             "null": "status can only be set to 'active' or 'inactive'.",
         },
     )
+    # The conversation fields (AVATAR_CONVERSATION_FIELDS).
+    persona = TextInput("persona", PERSONA_MAX_CHARS, help_text=PERSONA_HELP)
+    greeting = TextInput("greeting", GREETING_MAX_CHARS, help_text=GREETING_HELP)
+    language = LanguageInput(help_text=LANGUAGE_HELP)
+    asr_model = ChoiceInput("asr_model", asr_engine_choices, help_text=ASR_MODEL_HELP)
+    llm_model = ChoiceInput("llm_model", responder_choices, help_text=LLM_MODEL_HELP)
 
     def unknown_fields_message(self, unknown: list[str]) -> str:
         editable = ", ".join(sorted(self.fields))

@@ -51,7 +51,7 @@ def speech_preview_request(
     reference_path = reference_text = ""
     quota_owner = user.pk  # TTS_MAX_CHARS_PER_MINUTE: the caller's, or the avatar's admin's
     if avatar_id is not None:
-        avatar = avatar_get(user, avatar_id)
+        avatar = avatar_get(user, avatar_id, "use")
         quota_owner = avatar_owner_id(avatar)
         tts_model = tts_model or avatar.tts_model
         voice = voice or (avatar.timbre if tts_model == avatar.tts_model else "")

@@ -9,10 +9,11 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from conversations.services import avatar_create_with_settings, avatar_update_with_settings
 from tutor_site.exceptions import InvalidInput, ObjectNotFound
 
 from . import render_services, services
-from .engine_selectors import lipsync_engine_list
+from .engine_selectors import asr_engine_list, lipsync_engine_list, llm_engine_list
 from .models import RenderStatus
 from .selectors import avatar_get, avatar_list, render_get
 from .serializers import (
@@ -27,7 +28,7 @@ from .serializers import (
 )
 
 
-def _int_param(request, name: str, default: int, maximum: int) -> int:
+def query_int(request, name: str, default: int, maximum: int) -> int:
     raw = request.query_params.get(name)
     if raw in (None, ""):
         return default
@@ -58,8 +59,8 @@ class AvatarListView(APIView):
             status=request.query_params.get("status"),
             search=request.query_params.get("search"),
         )
-        limit = _int_param(request, "limit", 100, 1000)
-        offset = _int_param(request, "offset", 0, 10**9)
+        limit = query_int(request, "limit", 100, 1000)
+        offset = query_int(request, "offset", 0, 10**9)
         total = qs.count()
         avatars = AvatarSerializer(qs[offset : offset + limit], many=True).data
         return Response({"avatars": avatars, "total": total})
@@ -71,7 +72,7 @@ class AvatarCreateView(APIView):
     @extend_schema(request={"multipart/form-data": AvatarCreateSerializer}, responses={201: AvatarSerializer})
     def post(self, request):
         data = input_validate(AvatarCreateSerializer, request.data)
-        avatar = services.avatar_create(user=request.user, **data)
+        avatar = avatar_create_with_settings(user=request.user, **data)
         return Response(AvatarSerializer(avatar).data, status=status.HTTP_201_CREATED)
 
 
@@ -84,13 +85,15 @@ class AvatarDetailView(APIView):
 
     @extend_schema(request=AvatarUpdateSerializer, responses=AvatarSerializer)
     def patch(self, request, avatar_id: int):
-        avatar = avatar_get(request.user, avatar_id)
-        avatar = services.avatar_update(avatar, **input_validate(AvatarUpdateSerializer, request.data, partial=True))
+        avatar = avatar_get(request.user, avatar_id, "manage")
+        avatar = avatar_update_with_settings(
+            avatar, **input_validate(AvatarUpdateSerializer, request.data, partial=True)
+        )
         return Response(AvatarSerializer(avatar).data)
 
     @extend_schema(responses=StatusMessageSerializer)
     def delete(self, request, avatar_id: int):
-        avatar = avatar_get(request.user, avatar_id)
+        avatar = avatar_get(request.user, avatar_id, "own", action="delete it")
         name = avatar.name
         services.avatar_delete(avatar)
         return Response({"status": "success", "message": f"Avatar '{name}' deleted successfully"})
@@ -110,7 +113,7 @@ class AvatarPreviewView(APIView):
 class AvatarReprocessView(APIView):
     @extend_schema(request=None, responses={202: AvatarSerializer})
     def post(self, request, avatar_id: int):
-        avatar = services.avatar_reprocess(avatar_get(request.user, avatar_id))
+        avatar = services.avatar_reprocess(avatar_get(request.user, avatar_id, "own", action="reprocess it"))
         return Response(AvatarSerializer(avatar).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -118,6 +121,22 @@ class AvatarModelListView(APIView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         return Response({"models": lipsync_engine_list()})
+
+
+class ASRModelListView(APIView):
+    """Speech recognition engines: available on a live worker, or why not."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request):
+        return Response(asr_engine_list())
+
+
+class LLMModelListView(APIView):
+    """Responders (the knowledge base, LLM servers): available on a live worker, or why not."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request):
+        return Response(llm_engine_list())
 
 
 class AvatarRenderCreateView(APIView):
@@ -128,7 +147,7 @@ class AvatarRenderCreateView(APIView):
         responses={202: RenderSerializer},
     )
     def post(self, request, avatar_id: int):
-        avatar = avatar_get(request.user, avatar_id)
+        avatar = avatar_get(request.user, avatar_id, "use")
         render = render_services.render_create(avatar, **input_validate(RenderCreateSerializer, request.data))
         return Response(RenderSerializer(render).data, status=status.HTTP_202_ACCEPTED)
 
@@ -159,6 +178,6 @@ class AvatarRenderDetailView(APIView):
 
     @extend_schema(responses=StatusMessageSerializer)
     def delete(self, request, avatar_id: int, render_id: int):
-        render = render_get(request.user, avatar_id, render_id)
+        render = render_get(request.user, avatar_id, render_id, "own", action="delete its talking clips")
         render_services.render_delete(render)
         return Response({"status": "success", "message": f"Render {render_id} deleted successfully"})

@@ -44,6 +44,13 @@ class ObjectNotFound(ServiceError):
     status_code = 404
 
 
+class Forbidden(ServiceError):
+    """The caller can see the object but its role does not allow this action (a shared
+    avatar's grantee deleting it, a tutor account changing its tutor)."""
+
+    status_code = 403
+
+
 class NotReady(ServiceError):
     """The object exists but is in a state that does not allow the request yet."""
 
@@ -142,6 +149,7 @@ _TYPES = {
         InvalidMedia,
         NameTaken,
         ObjectNotFound,
+        Forbidden,
         NotReady,
         EngineUnavailable,
         TooManyRequests,

@@ -64,21 +64,25 @@ def _counters_forgotten():
 
 @pytest.fixture
 def published_catalogues():
-    """Publish the engine catalogues from this process, as a lipsync and a tts worker do when
-    they start (the web reads them); call the fixture's value again after changing settings.
-    Withdrawn afterwards, so tests with real workers see only theirs."""
+    """Publish the engine catalogues from this process, as the lipsync, live and tts workers
+    do when they start (the web reads them); call the fixture's value again after changing
+    settings. Withdrawn afterwards, so tests with real workers see only theirs."""
     from contracts.catalogue import catalogue_forget, catalogue_publish
+    from lipsync_worker.conversation.asr import asr_engine_list
+    from lipsync_worker.conversation.responders import responder_list
     from lipsync_worker.engines import engine_list
     from tts_worker.selectors import tts_model_list
 
+    describe = {"lipsync": engine_list, "tts": tts_model_list, "asr": asr_engine_list, "llm": responder_list}
+
     def publish():
-        catalogue_publish("lipsync", "test-process", engine_list())
-        catalogue_publish("tts", "test-process", tts_model_list())
+        for kind, rows in describe.items():
+            catalogue_publish(kind, "test-process", rows())
 
     publish()
     yield publish
-    catalogue_forget("lipsync", "test-process")
-    catalogue_forget("tts", "test-process")
+    for kind in describe:
+        catalogue_forget(kind, "test-process")
 
 
 def _database_url() -> str:

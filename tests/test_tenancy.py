@@ -1,91 +1,255 @@
-"""Walk every endpoint of the OpenAPI schema as a second admin: another admin's objects
-are a 404 everywhere and never appear in a list."""
+"""Walk every endpoint of the OpenAPI schema as every role of the permission model
+(tests/roles.py): each gets the answer its access level gives it — through (the view runs),
+403 (it sees the avatar but lacks the level), or 404 (it cannot see it at all, whatever its
+role) — and lists never show what a role cannot see. Then the WebSocket connects and the
+LiveTalking proxy, per role.
+
+| role | view | use | manage | own | shares | tutor: read / change / give login |
+|---|---|---|---|---|---|---|
+| admin, tutor | ✓ | ✓ | ✓ | ✓ | ✓ | ✓ / ✓ (tutor: 403) / ✓ (tutor: 403) |
+| grantee_manage | ✓ | ✓ | ✓ | 403 | 404 | 404 |
+| grantee_use | ✓ | ✓ | 403 | 403 | 404 | 404 |
+| other_tutor, revoked, other_admin | 404 | 404 | 404 | 404 | 404 | 404 |
+"""
 
 import json
 import re
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
+from asgiref.sync import async_to_sync
+
+from tests.roles import ACCESS, LEVELS, ROLES, world_fixture  # noqa: F401 (the `world` fixture)
 
 pytestmark = pytest.mark.django_db
 
 SKIP_PREFIXES = ("/api/auth/", "/api/schema/", "/api/docs/", "/api/health")
 # Path parameters that are not object ids, with a value to call them with.
 NON_OBJECT_PARAMS = {"path": "offer"}
+# Endpoints of the conversations app: their selectors are that app's (see the issue-12
+# note); until they pass the access level, mismatches there are reported by an xfail test.
+CONVERSATIONS_PATHS = re.compile(r"/(knowledge|conversations)")
+
+
+def _need(method: str, path: str) -> str:
+    """The access an endpoint asks for (avatars.selectors), or the rule it follows."""
+    if path.startswith("/api/tutors/"):
+        return "tutor-view" if method == "get" else "tutor-manage"
+    if path.startswith("/api/tts/preview/"):
+        return "self"  # a voice preview job is its requester's alone
+    if "/shares" in path:
+        return "share"
+    if "/knowledge" in path:
+        return "use" if method == "get" else "manage"
+    if "/conversations" in path:
+        return "use"
+    tail = path.removeprefix("/api/avatars/{avatar_id}")
+    rules = {
+        ("get", ""): "view",
+        ("patch", ""): "manage",
+        ("delete", ""): "own",
+        ("get", "/preview"): "view",
+        ("post", "/reprocess"): "own",
+        ("post", "/render"): "use",
+        ("get", "/renders"): "view",
+        ("get", "/renders/{render_id}"): "view",
+        ("delete", "/renders/{render_id}"): "own",
+        ("post", "/start"): "use",
+        ("get", "/start"): "use",
+        ("post", "/stop"): "use",
+        ("get", "/ice-servers"): "use",
+    }
+    assert (method, tail) in rules, f"no access rule for {method.upper()} {path}: add it to the walk"
+    return rules[(method, tail)]
+
+
+def _expected(role: str, need: str):
+    """'ok' (the view runs), 403 or 404."""
+    level = ACCESS[role]
+    if need == "self":
+        return "ok" if role == "admin" else 404
+    if need == "tutor-view":
+        return "ok" if role in ("admin", "tutor") else 404
+    if need == "tutor-manage":
+        return {"admin": "ok", "tutor": 403}.get(role, 404)
+    if need == "share":
+        return "ok" if level == "own" else 404
+    if level is None:
+        return 404
+    return "ok" if LEVELS.index(level) >= LEVELS.index(need) else 403
+
+
+def _denied_as(response) -> int | None:
+    """403 / 404 when the answer is a refusal of access (a 404 of something else, such as
+    a preview not made yet, is not one)."""
+    if response.status_code == 403:
+        return 403
+    if response.status_code == 404 and "not found" in response.content.decode().lower():
+        return 404
+    return None
 
 
 @pytest.fixture
-def owned(api, tutor, face_video, published_catalogues, monkeypatch):
-    response = api.post(
-        "/api/avatars/create",
-        {
-            "tutor_id": tutor.pk,
-            "name": "secret_avatar",
-            "display_name": "Secret",
-            "prompt_face": SimpleUploadedFile("v.mp4", face_video.read_bytes()),
-        },
-        format="multipart",
-    )
-    assert response.status_code == 201
-    from avatars.models import AvatarRender
-
-    render = AvatarRender.objects.create(avatar_id=response.json()["id"], text="Secret words")
-    # A voice preview job of the owner's (no worker needed: nobody takes it).
-    from avatars import speech_services
+def walk_ids(world, published_catalogues, monkeypatch):
+    from avatars import live_services, speech_services
 
     monkeypatch.setattr(speech_services, "task_send", lambda *a, **k: None)
-    job = api.post("/api/tts/preview", {"text": "Secret words.", "tts_model": "piper"}, format="json").json()
-    return {"tutor_id": tutor.pk, "avatar_id": response.json()["id"], "render_id": render.pk, "job_id": job["job_id"]}
+    monkeypatch.setattr(live_services, "task_send", lambda *a, **k: None, raising=False)
+    job = world.client("admin").post("/api/tts/preview", {"text": "Secret words.", "tts_model": "piper"}, format="json")
+    assert job.status_code == 202, job.content
+    return {**world.ids, "job_id": job.json()["job_id"]}
 
 
-def _schema(api):
-    response = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+def _schema(client):
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     return json.loads(response.content)
 
 
-def test_every_object_endpoint_is_404_for_another_admin(api, other_api, owned):
-    paths = _schema(api)["paths"]
-    checked = 0
-    for path, operations in paths.items():
-        params = [p for p in re.findall(r"{(\w+)}", path) if p not in NON_OBJECT_PARAMS]
-        if not params or path.startswith(SKIP_PREFIXES):
-            continue  # the LiveTalking proxy names its avatar in the body: tests/live covers it
-        url = path
-        for name in params:
-            assert name in owned, f"no object for parameter {name} in {path}"
-            url = url.replace("{" + name + "}", str(owned[name]))
-        for method in operations:
-            if method not in ("get", "post", "patch", "put", "delete"):
+def _walk(world, ids) -> list[tuple]:
+    """(role, method, url, expected, got) for every mismatch."""
+    paths = _schema(world.client("admin"))["paths"]
+    mismatches, checked = [], 0
+    for role in ROLES:
+        client = world.client(role)
+        for path, operations in paths.items():
+            params = [p for p in re.findall(r"{(\w+)}", path) if p not in NON_OBJECT_PARAMS]
+            if not params or path.startswith(SKIP_PREFIXES):
+                continue  # the LiveTalking proxy names its avatar in the body: see below
+            url = path
+            for name in params:
+                assert name in ids, f"no object for parameter {name} in {path}"
+                url = url.replace("{" + name + "}", str(ids[name]))
+            for method in operations:
+                if method not in ("get", "post", "patch", "put", "delete"):
+                    continue
+                expected = _expected(role, _need(method, path))
+                if expected == "ok" and method == "delete":
+                    continue  # allowed deletes are tested on their own (they would delete the world)
+                response = getattr(client, method)(url, {}, format="json")
+                got = _denied_as(response) or "ok"
+                checked += 1
+                if got != expected:
+                    mismatches.append((role, method, path, expected, got, response.status_code))
+                if expected == 404:
+                    assert "Secret" not in response.content.decode(), (role, method, url)
+    assert checked >= 7 * 10
+    return mismatches
+
+
+def test_every_object_endpoint_answers_each_role_as_its_access_says(world, walk_ids):
+    mismatches = [m for m in _walk(world, walk_ids) if not CONVERSATIONS_PATHS.search(m[2])]
+    assert not mismatches, "\n".join(map(str, mismatches))
+    # And the owner side still has everything.
+    assert world.client("admin").get(f"/api/avatars/{world.avatar.pk}").status_code == 200
+    assert world.client("tutor").get(f"/api/tutors/{world.tutor.pk}").status_code == 200
+
+
+@pytest.mark.xfail(
+    reason="conversations/ must ask avatars.selectors for 'use' (read) and 'manage' (knowledge writes), "
+    "and show a grantee only its own conversations (issue 12 note)",
+    strict=False,
+)
+def test_knowledge_and_conversations_follow_the_access_levels(world, walk_ids):
+    mismatches = [m for m in _walk(world, walk_ids) if CONVERSATIONS_PATHS.search(m[2])]
+    assert not mismatches, "\n".join(map(str, mismatches))
+    if "conversation_id" in walk_ids:  # the admin's conversation is not a grantee's
+        url = f"/api/avatars/{world.avatar.pk}/conversations/{walk_ids['conversation_id']}"
+        assert world.client("grantee_use").get(url).status_code == 404
+
+
+def test_lists_show_each_role_only_what_it_may_see(world, walk_ids):
+    paths = _schema(world.client("admin"))["paths"]
+    sees = {
+        "admin": {"secret_avatar", "ben_avatar"},
+        "tutor": {"secret_avatar"},
+        "other_tutor": {"ben_avatar"},
+        "grantee_use": {"secret_avatar"},
+        "grantee_manage": {"secret_avatar"},
+        "revoked": set(),
+        "other_admin": set(),
+    }
+    for role in ROLES:
+        client = world.client(role)
+        for path, operations in paths.items():
+            if "{" in path or path.startswith(SKIP_PREFIXES) or "get" not in operations:
                 continue
-            response = getattr(other_api, method)(url, {}, format="json")
-            assert response.status_code == 404, (method, url, response.status_code)
-            assert "Secret" not in response.content.decode()
-            checked += 1
-    assert checked >= 6
-    # And the owner still has everything.
-    assert api.get(f"/api/avatars/{owned['avatar_id']}").status_code == 200
-    assert api.get(f"/api/tutors/{owned['tutor_id']}").status_code == 200
+            response = client.get(path)
+            assert response.status_code in (200, 400), (role, path, response.status_code)
+            body = response.content.decode()
+            for name in {"secret_avatar", "ben_avatar"} - sees[role]:
+                assert name not in body, (role, path, name)
+            if role not in ("admin", "tutor", "grantee_use", "grantee_manage"):
+                assert "Ms Ada" not in body, (role, path)
+        listed = client.get("/api/avatars/list").json()
+        assert {a["name"] for a in listed["avatars"]} == sees[role], role
+        assert listed["total"] == len(sees[role])
+    assert world.client("other_admin").get(f"/api/avatars/list?tutor_id={world.tutor.pk}").json() == {
+        "avatars": [],
+        "total": 0,
+    }
+    # Tutors: an admin sees its own, a tutor account its own tutor, grantees none of the owner's.
+    names = {role: {t["name"] for t in world.client(role).get("/api/tutors/").json()} for role in ROLES}
+    assert names["admin"] == {"Ms Ada", "Mr Ben"}
+    assert names["tutor"] == {"Ms Ada"} and names["other_tutor"] == {"Mr Ben"}
+    assert names["grantee_use"] == {"Ms Dee"} and names["grantee_manage"] == {"Ms Dee"}
 
 
-def test_lists_never_show_another_admins_objects(api, other_api, owned):
-    paths = _schema(api)["paths"]
-    for path, operations in paths.items():
-        if "{" in path or path.startswith(SKIP_PREFIXES) or "get" not in operations:
-            continue
-        response = other_api.get(path)
-        assert response.status_code in (200, 400), (path, response.status_code)
-        assert "secret_avatar" not in response.content.decode(), path
-        assert "Ms Ada" not in response.content.decode(), path
-    listed = other_api.get(f"/api/avatars/list?tutor_id={owned['tutor_id']}").json()
-    assert listed == {"avatars": [], "total": 0}
+def test_a_shared_avatar_is_marked_in_the_grantees_list(world):
+    for role, permission in (("grantee_use", "use"), ("grantee_manage", "manage"), ("admin", "own"), ("tutor", "own")):
+        (row,) = [
+            a for a in world.client(role).get("/api/avatars/list").json()["avatars"] if a["name"] == "secret_avatar"
+        ]
+        assert row["permission"] == permission, role
+        assert row["shared"] is (permission != "own"), role
+        assert row["owner_name"] == "Ms Ada"
 
 
-def test_every_endpoint_needs_a_token(client_for, api, owned):
+def test_every_endpoint_needs_a_token(client_for, world, walk_ids):
     anonymous = client_for(None)
-    for path, operations in _schema(api)["paths"].items():
+    for path, operations in _schema(world.client("admin"))["paths"].items():
         if path.startswith(SKIP_PREFIXES):
             continue
-        url = re.sub(r"{(\w+)}", lambda m: str({**owned, **NON_OBJECT_PARAMS}[m.group(1)]), path)
+        url = re.sub(r"{(\w+)}", lambda m: str({**walk_ids, **NON_OBJECT_PARAMS}[m.group(1)]), path)
         for method in operations:
             if method in ("get", "post", "patch", "put", "delete"):
                 assert getattr(anonymous, method)(url).status_code == 401, (method, url)
+
+
+def test_the_proxy_answers_each_role_as_its_access_says(world):
+    for role in ROLES:
+        response = world.client(role).post(
+            "/api/avatars/webrtc/offer", {"avatar_id": world.avatar.pk, "sdp": "v=0\r\n"}, format="json"
+        )
+        expected = "ok" if ACCESS[role] else 404  # every grantee may use it
+        assert (_denied_as(response) or "ok") == expected, (role, response.status_code, response.content)
+        if expected == "ok":  # the avatar is not started: a clear 409, past the permission check
+            assert response.status_code == 409, (role, response.content)
+
+
+# --- WebSockets ---------------------------------------------------------------------------------
+
+
+def _ws_connect(user, path: str) -> tuple[bool, int | None]:
+    """(accepted, close code) of a socket opened with the user's JWT."""
+    from channels.testing import WebsocketCommunicator
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    from tutor_site.asgi import application
+
+    async def run():
+        communicator = WebsocketCommunicator(application, path, subprotocols=[f"bearer.{AccessToken.for_user(user)}"])
+        connected, code = await communicator.connect(timeout=10)
+        if connected:
+            await communicator.disconnect()
+        return connected, code
+
+    return async_to_sync(run)()
+
+
+def test_websocket_connects_answer_each_role_as_its_access_says(transactional_db, world):
+    for role in ROLES:
+        for kind in ("events", "session"):
+            connected, code = _ws_connect(world.users[role], f"/ws/avatars/{world.avatar.pk}/{kind}/")
+            if ACCESS[role]:
+                assert connected, (role, kind, code)
+            else:
+                assert not connected and code == 4404, (role, kind, code)

@@ -1,8 +1,10 @@
 """WebSocket authentication: a JWT (subprotocol `bearer.<token>` or `?token=`) or the
 admin session cookie, and an Origin check; `AuthWatchMixin` ends sockets whose token
-expired or whose account was disabled."""
+expired or whose account was disabled; `RedisLostMixin` tells the client why before a
+socket closes because Redis (the channel layer) went away."""
 
 import asyncio
+import contextlib
 import time
 from urllib.parse import parse_qs
 
@@ -42,12 +44,25 @@ class AuthWatchMixin:
     deactivated, checked at the expiry and every WEBSOCKET_AUTH_RECHECK_SECONDS."""
 
     async def auth_watch_start(self) -> None:
+        from .account_events import account_group_name
+
         self._auth_watch = asyncio.get_running_loop().create_task(self._auth_watch_run())
+        user_id = getattr(self.scope.get("user"), "pk", None)
+        if user_id is not None:  # a login removed closes its sockets at once (`account_disabled`)
+            self._account_group = account_group_name(user_id)
+            await self.channel_layer.group_add(self._account_group, self.channel_name)
 
     async def auth_watch_stop(self) -> None:
         task = getattr(self, "_auth_watch", None)
         if task is not None and task is not asyncio.current_task():
             task.cancel()
+        group, self._account_group = getattr(self, "_account_group", None), None
+        if group is not None:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def account_disabled(self, message) -> None:
+        await self.auth_closing("Your account was disabled")
+        await self.close(code=CLOSE_AUTH_ENDED)
 
     async def _auth_watch_run(self) -> None:
         user = self.scope.get("user")
@@ -69,6 +84,50 @@ class AuthWatchMixin:
 
 
 CLOSE_AUTH_ENDED = 4401
+CLOSE_SERVER_ERROR = 1011
+REDIS_LOST = "The server lost its connection to Redis; reconnecting…"
+
+
+class RedisLostMixin:
+    """For JSON consumers: when the channel layer (or a Redis read in a handler) fails, the
+    consumer ends and the server closes the socket (1011); the client now gets
+    `{<error_key>: "error", "detail": REDIS_LOST}` first, and the consumer's `disconnect`
+    runs (its watchers stop), as on a normal close."""
+
+    error_key = "type"  # the signaling protocol's; the events socket's is "event"
+
+    async def __call__(self, scope, receive, send):
+        from contracts.errors import outage_kind
+
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception as exc:
+            if outage_kind(exc) == "queue":
+                await self._redis_lost()
+            # Raised on: daphne closes with 1011 (a consumer may not send 1011 itself: the
+            # WebSocket library allows applications 1000 and 3000-4999 only).
+            raise
+
+    async def accept(self, subprotocol=None, *args, **kwargs):
+        self._accepted = True
+        await super().accept(subprotocol, *args, **kwargs)
+
+    async def _redis_lost(self) -> None:
+        with contextlib.suppress(Exception):  # the client may be gone already
+            user = self.scope.get("user")
+            if not getattr(self, "_accepted", False) and user is not None and user.is_authenticated:
+                # Failed while connecting: accept (with the client's bearer subprotocol, or a
+                # browser drops the handshake) only to say why.
+                offered = self.scope.get("subprotocols") or []
+                await self.accept(next((p for p in offered if p.startswith("bearer.")), None))
+            if getattr(self, "_accepted", False):
+                await self.send_json({self.error_key: "error", "detail": REDIS_LOST})
+        with contextlib.suppress(Exception):  # its channel-layer calls may fail too
+            await asyncio.wait_for(self.disconnect(CLOSE_SERVER_ERROR), 5)
+
+
+class EventsRedisLostMixin(RedisLostMixin):
+    error_key = "event"
 
 
 def _jwt_from_scope(scope) -> str | None:

@@ -14,6 +14,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from contracts.errors import (  # the types live in the shared layer; re-exported for the web apps
     EngineUnavailable,
+    Forbidden,
     InsufficientStorage,
     InvalidInput,
     InvalidMedia,
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "EngineUnavailable",
+    "Forbidden",
     "InsufficientStorage",
     "InvalidInput",
     "InvalidMedia",

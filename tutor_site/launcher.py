@@ -123,9 +123,12 @@ def run() -> int:
         _manage("ensure_operator")
         host = os.environ.get("HOST", "127.0.0.1")
         port = os.environ.get("PORT", "8000")
+        # One web process per core (up to 4): one daphne process uses one core at a time.
+        web_processes = os.environ.get("WEB_PROCESSES") or str(min(4, os.cpu_count() or 1))
+        web = [sys.executable, "-m", "tutor_site.web_server", "--processes", web_processes]
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "tutor_site.web_server", "-b", host, "-p", port, "tutor_site.asgi:application"],
+                [*web, "-b", host, "-p", port, "tutor_site.asgi:application"],
                 cwd=BASE_DIR,
                 env={**os.environ, "DJANGO_SETTINGS_MODULE": "tutor_site.settings"},
             )

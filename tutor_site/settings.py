@@ -204,6 +204,7 @@ INSTALLED_APPS = [
     "tutor_site",
     "tutors",
     "avatars",
+    "conversations",
 ]
 # The worker packages are apps of the worker processes only (their tasks and commands):
 # see tutor_site/worker_settings.py. The web process never imports them.
@@ -559,6 +560,8 @@ LOGIN_MAX_FAILURES_PER_IP = env.int("LOGIN_MAX_FAILURES_PER_IP", default=50)
 LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)
 # A refresh token chain ends this long after the sign-in it came from.
 JWT_SESSION_MAX_DAYS = env.int("JWT_SESSION_MAX_DAYS", default=30)
+# A tutor's invite link (a login given without a password) works once, for this long.
+TUTOR_INVITE_MAX_HOURS = env.int("TUTOR_INVITE_MAX_HOURS", default=72)
 # Only behind a proxy that sets it: otherwise any client could pick its own address.
 TRUST_X_FORWARDED_FOR = env.bool("TRUST_X_FORWARDED_FOR", default=False)
 

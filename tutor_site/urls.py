@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from avatars.live_urls import talk_urlpatterns
 from avatars.urls import speech_urlpatterns
+from tutors.account_views import urlpatterns as account_urlpatterns
 
 from .auth_api import LoginView, LogoutView, RefreshView
 from .health import HealthView
@@ -15,6 +16,7 @@ api_patterns = [
     path("health", HealthView.as_view(), name="health"),
     path("tutors/", include("tutors.urls")),
     path("avatars/", include("avatars.urls")),
+    path("avatars/", include("conversations.urls")),  # knowledge and conversations of an avatar
     path("", include(speech_urlpatterns)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
@@ -24,4 +26,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
     path("", include(talk_urlpatterns)),
+    path("", include(account_urlpatterns)),
 ]

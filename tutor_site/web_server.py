@@ -10,6 +10,13 @@ connection that sends nothing for HTTP_IDLE_TIMEOUT seconds is closed (slow clie
 no server resources for long); WebSocket frames and messages are capped too.
 
     python -m tutor_site.web_server -b 127.0.0.1 -p 8000 tutor_site.asgi:application
+    python -m tutor_site.web_server --processes 2 -b 127.0.0.1 -p 8000 tutor_site.asgi:application
+
+One daphne process runs Python on one core at a time (the GIL), sync views included. With
+`--processes N` this process binds the port once and starts N daphne processes that accept
+on that one socket (`daphne --fd`; the kernel hands each connection to one of them), stops
+them all on SIGTERM/SIGINT, and exits when one of them does (the launcher then stops the rest
+of the system, as for any process of it).
 """
 
 from __future__ import annotations
@@ -18,7 +25,11 @@ import contextlib
 import json
 import logging
 import re
+import signal
+import socket
+import subprocess
 import sys
+import time
 
 from daphne import http_protocol
 from daphne.cli import CommandLineInterface
@@ -129,11 +140,63 @@ class LimitedHTTPFactory(http_protocol.HTTPFactory):
         return protocol
 
 
+def _take(args: list[str], *flags: str, default: str | None = None) -> str | None:
+    """Remove `flag value` (or `flag=value`) from `args`; its value, or `default`."""
+    for i, arg in enumerate(args):
+        for flag in flags:
+            if arg == flag and i + 1 < len(args):
+                value = args[i + 1]
+                del args[i : i + 2]
+                return value
+            if arg.startswith(f"{flag}="):
+                del args[i]
+                return arg.split("=", 1)[1]
+    return default
+
+
+def serve_processes(count: int, args: list[str]) -> int:
+    """Bind HOST:PORT once and run `count` daphne processes accepting on that socket."""
+    host = _take(args, "-b", "--bind", default="127.0.0.1")
+    port = int(_take(args, "-p", "--port", default="8000"))
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(1024)
+    fd = listener.fileno()
+    children = [
+        subprocess.Popen([sys.executable, "-m", "tutor_site.web_server", "--fd", str(fd), *args], pass_fds=(fd,))
+        for _ in range(count)
+    ]
+    listener.close()  # the children hold it
+    stopping = []
+
+    def on_signal(signum, _frame):
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stopping and all(child.poll() is None for child in children):
+        time.sleep(0.2)
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for child in children:
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return 0 if stopping else next((c.returncode for c in children if c.returncode), 1)
+
+
 def main(argv: list[str] | None = None) -> None:
     from daphne import server
 
-    server.HTTPFactory = LimitedHTTPFactory
     args = list(sys.argv[1:] if argv is None else argv)
+    processes = int(_take(args, "--processes", default="1"))
+    if processes > 1:
+        sys.exit(serve_processes(processes, args))
+    server.HTTPFactory = LimitedHTTPFactory
     # WebSocket frames and messages: signaling and events are small JSON messages.
     defaults = {"--websocket-max-message-size": "262144", "--websocket-max-frame-size": "262144",
                 "--websocket_connect_timeout": "10"}  # fmt: skip

@@ -1,14 +1,19 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.urls import reverse
+from django.http import Http404
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from tutor_site.exceptions import ServiceError
 
-from .forms import TutorForm
+from . import account_services
+from .account_api import invite_url
+from .forms import TutorAccountForm, TutorForm
 from .models import Tutor, User
-from .selectors import tutor_get, tutor_queryset_for
+from .selectors import tutor_get, tutor_may_manage, tutor_queryset_for
 from .services import tutor_create, tutor_delete, tutor_update
 
 
@@ -120,7 +125,7 @@ class ServiceAdminMixin:
 class TutorAdmin(ServiceAdminMixin, admin.ModelAdmin):
     form = TutorForm
     search_fields = ["name", "description"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["login", "created_at", "updated_at"]
     # Django's "delete selected" action shows what goes with the tutors (their avatars) and
     # ends in `delete_queryset` below, which goes through the service.
 
@@ -140,7 +145,65 @@ class TutorAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         fields = ["name", "description", "created_at", "updated_at"]
+        if obj is not None:
+            fields = ["name", "description", "login", "created_at", "updated_at"]
         return (["owner"] + fields) if request.user.is_superuser else fields
+
+    # A tutor account sees its own tutor read-only (tutors.selectors decides).
+    def has_add_permission(self, request):
+        return super().has_add_permission(request) and tutor_may_manage(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and tutor_may_manage(request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and tutor_may_manage(request.user)
+
+    @admin.display(description="Login")
+    def login(self, obj):
+        email = obj.account.email if obj.account_id else "none"
+        url = reverse("admin:tutors_tutor_login", args=[obj.pk])
+        return format_html('{} · <a href="{}" class="tutor-login-link">Give or remove the login</a>', email, url)
+
+    # --- the tutor's login: one small page (give with or without a password, or remove) ------
+
+    def get_urls(self):
+        login_view = self.admin_site.admin_view(self.login_view)
+        return [path("<path:object_id>/login/", login_view, name="tutors_tutor_login"), *super().get_urls()]
+
+    def login_view(self, request, object_id):
+        try:
+            tutor = tutor_get(request.user, object_id, manage="give or remove logins")
+        except ServiceError as exc:
+            if exc.status_code == 404:
+                raise Http404(exc.detail) from None
+            self.message_user(request, exc.detail, messages.ERROR)
+            return redirect("admin:index")
+        form = TutorAccountForm(request.POST if request.method == "POST" and "_give" in request.POST else None)
+        if request.method == "POST":
+            try:
+                if "_remove" in request.POST:
+                    user = account_services.tutor_account_remove(tutor)
+                    self.message_user(request, f"The login {user.email} was removed; its sessions are closed.")
+                    return redirect("admin:tutors_tutor_change", tutor.pk)
+                if form.is_valid():
+                    given = account_services.tutor_account_create(tutor, **form.validated)
+                    text = f"{tutor.name} can now sign in as {given.user.email}."
+                    if given.invite_token:
+                        link = invite_url(request, given.invite_token)
+                        text += f" Send them this one-time link to set a password: {link}"
+                    self.message_user(request, text)
+                    return redirect("admin:tutors_tutor_change", tutor.pk)
+            except ServiceError as exc:
+                form.add_service_error(exc)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Login of {tutor.name}",
+            "tutor": tutor,
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/tutors/tutor/login.html", context)
 
     @admin.display(description="Description")
     def description_short(self, obj):

@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import services
-from .selectors import tutor_get, tutor_queryset_for
+from .selectors import tutor_get, tutor_manage_check, tutor_queryset_for
 
 
 class TutorSerializer(serializers.Serializer):
@@ -14,6 +14,9 @@ class TutorSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=120)
     description = serializers.CharField(required=False, allow_blank=True, default="")
     owner = serializers.EmailField(source="owner.email", read_only=True)
+    account = serializers.EmailField(
+        source="account.email", read_only=True, default=None, help_text="The tutor's login."
+    )
     avatar_count = serializers.IntegerField(read_only=True, default=0)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
@@ -31,6 +34,7 @@ class TutorListCreateView(APIView):
 
     @extend_schema(request=TutorSerializer, responses={201: TutorSerializer})
     def post(self, request):
+        tutor_manage_check(request.user, "create tutors")
         serializer = TutorSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         tutor = services.tutor_create(owner=request.user, **serializer.validated_data)
@@ -44,13 +48,13 @@ class TutorDetailView(APIView):
 
     @extend_schema(request=TutorUpdateSerializer, responses=TutorSerializer)
     def patch(self, request, tutor_id: int):
-        tutor = tutor_get(request.user, tutor_id)
+        tutor = tutor_get(request.user, tutor_id, manage="change its tutor")
         services.tutor_update(tutor, **dict(request.data.items()))
         return Response(TutorSerializer(tutor_get(request.user, tutor_id)).data)
 
     @extend_schema(responses={200: None})
     def delete(self, request, tutor_id: int):
-        tutor = tutor_get(request.user, tutor_id)
+        tutor = tutor_get(request.user, tutor_id, manage="delete tutors")
         name = tutor.name
         services.tutor_delete(tutor)
         return Response({"status": "success", "message": f"Tutor '{name}' deleted successfully"})

@@ -96,3 +96,31 @@ class TutorForm(ServiceForm):
             )
         changed = {key: data.get(key) or "" for key in ("name", "description") if key in self.changed_data}
         return self.validate_with(TutorUpdateSerializer, changed, partial=True)
+
+
+class TutorAccountForm(forms.Form):
+    """The admin's "give a login" form, validated by the API's serializer."""
+
+    email = forms.CharField(max_length=254)
+    password = forms.CharField(
+        required=False, widget=forms.PasswordInput, help_text="Leave empty to get a one-time invite link instead."
+    )
+
+    def clean(self):
+        from avatars.serializers import input_errors
+
+        from .account_api import TutorAccountCreateSerializer
+
+        data = super().clean()
+        self.validated = None
+        serializer = TutorAccountCreateSerializer(data={key: value for key, value in data.items() if value})
+        if serializer.is_valid():
+            self.validated = {"email": serializer.validated_data["email"]}
+            self.validated["password"] = serializer.validated_data.get("password") or None
+        else:
+            for name, messages in input_errors(serializer.errors).items():
+                self.add_error(name if name in self.fields else None, messages)
+        return data
+
+    def add_service_error(self, exc: ServiceError) -> None:
+        self.add_error(exc.field if exc.field in self.fields else None, exc.detail)

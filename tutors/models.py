@@ -44,6 +44,16 @@ class User(AbstractBaseUser, PermissionsMixin):
 
 class Tutor(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tutors")
+    # The tutor's own login, given by its admin (tutors.account_services): it sees only
+    # this tutor's avatars and what is shared with it.
+    account = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="tutor_profile",
+    )
     name = models.CharField(max_length=120)
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

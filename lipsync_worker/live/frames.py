@@ -40,6 +40,7 @@ class Utterance:
     id: int = field(default_factory=lambda: next(_utterance_ids))
     said_at: float = field(default_factory=time.monotonic)
     stream: object = None  # its contracts.tts_stream.TTSStream, once started (event loop only)
+    first_audio_at: float | None = None  # time.monotonic() its first audio came from the tts worker
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property

@@ -1,5 +1,6 @@
 """The WebRTC side of a live session, on the runtime's event loop: the aiortc peer connection,
-the two tracks it sends, the SDP answer, and a watchdog for connections that never come up.
+the two tracks it sends, the microphone it may receive, the SDP answer, and a watchdog for
+connections that never come up.
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ class Peer:
     established in LIVE_CONNECT_TIMEOUT to the session, which decides what to do."""
 
     def __init__(
-        self, *, on_state: Callable[[str], Awaitable[None]], on_connect_timeout: Callable[[], Awaitable[None]]
+        self,
+        *,
+        on_state: Callable[[str], Awaitable[None]],
+        on_connect_timeout: Callable[[], Awaitable[None]],
+        on_microphone: Callable[[object], None],
     ):
         self.pc = None
         self.video = TickTrack("video")
@@ -30,6 +35,7 @@ class Peer:
         self.connected = asyncio.Event()
         self._on_state = on_state
         self._on_connect_timeout = on_connect_timeout
+        self._on_microphone = on_microphone
         self._watchdog: asyncio.Task | None = None
 
     @property
@@ -45,6 +51,7 @@ class Peer:
             raise ServiceError("The offer must receive both audio and video (add recvonly transceivers for both).")
         self.pc = RTCPeerConnection(rtc_configuration())
         self.pc.on("connectionstatechange", self._state_changed)
+        self.pc.on("track", self._track_received)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=remote_sdp_filter(sdp), type=sdp_type))
         self.pc.addTrack(self.video)
         self.pc.addTrack(self.audio)
@@ -57,6 +64,11 @@ class Peer:
         self.video.push(video_frame(image, tick))
         for frame in audio_frames(pcm, tick):
             self.audio.push(frame)
+
+    def _track_received(self, track) -> None:
+        # The page's microphone (the offer's audio is sendrecv); a video track is ignored.
+        if track.kind == "audio":
+            self._on_microphone(track)
 
     async def _state_changed(self) -> None:
         state = self.pc.connectionState

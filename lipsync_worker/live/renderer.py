@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -164,6 +165,8 @@ class Renderer:
                 chunk = await self.loop.run_in_executor(None, next, chunks, None)
                 if chunk is None or utterance.cancelled:
                     break
+                if utterance.first_audio_at is None:
+                    utterance.first_audio_at = time.monotonic()
                 frames = await self.loop.run_in_executor(self._thread, self._lipsync, utterance, chunk, step, offset_ms)
                 step += frames
                 offset_ms += frames * TICK_MS

@@ -216,6 +216,7 @@ class LiveRuntime:
         handler = {
             "live.offer": self._offer,
             "live.say": self._say,
+            "live.ask": self._ask,
             "live.interrupt": self._interrupt,
             "live.bye": self._bye,
             "live.query": self._query,
@@ -290,6 +291,10 @@ class LiveRuntime:
             tts_model=message.get("tts_model") or "",
             voice=message.get("voice") or "",
         )
+        await self._reply(message, {"type": "ok"})
+
+    async def _ask(self, message: dict) -> None:
+        await self._session(message).ask(message["text"])
         await self._reply(message, {"type": "ok"})
 
     async def _interrupt(self, message: dict) -> None:

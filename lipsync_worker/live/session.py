@@ -31,6 +31,7 @@ from django.conf import settings
 from contracts import live_registry as registry
 
 from .clock import Clock
+from .dialogue import Dialogue
 from .frames import MAX_AHEAD, FrameQueue, Utterance
 from .peer import Peer
 from .renderer import Renderer
@@ -53,17 +54,22 @@ class LiveSession:
         self.registered = False  # the reservation in the live registry is recorded
         self._tasks: set[asyncio.Task] = set()
         self.frames = FrameQueue(MAX_AHEAD)
-        self.peer = Peer(on_state=self._on_connection_state, on_connect_timeout=self._on_connect_timeout)
+        self.dialogue = Dialogue(self)
+        self.peer = Peer(
+            on_state=self._on_connection_state,
+            on_connect_timeout=self._on_connect_timeout,
+            on_microphone=self.dialogue.hear,
+        )
         self.clock = Clock(
             avatar,
             self.frames,
             show=self.peer.show,
-            report=self._emit_soon,
-            on_failure=lambda: self._spawn(self.close("clock failed")),
+            report=self.emit_soon,
+            on_failure=lambda: self.spawn(self.close("clock failed")),
             name=self.id[:6],
         )
         self.renderer = Renderer(
-            avatar, self.frames, first_step=self.clock.speech_start_step, report=self._emit_soon, name=self.id[:6]
+            avatar, self.frames, first_step=self.clock.speech_start_step, report=self.emit_soon, name=self.id[:6]
         )
 
     @property
@@ -81,12 +87,14 @@ class LiveSession:
     # --- signaling ------------------------------------------------------------------
 
     async def answer(self, sdp: str, sdp_type: str = "offer") -> str:
+        # Before the peer: the microphone track arrives while the offer is applied.
+        await self.dialogue.open()
         answer = await self.peer.answer(sdp, sdp_type)
         if not self.closed:
             self.clock.start()
             self.renderer.start()
             if settings.LIVE_MAX_SESSION_SECONDS > 0:
-                self._spawn(self._end_at_max_length(settings.LIVE_MAX_SESSION_SECONDS))
+                self.spawn(self._end_at_max_length(settings.LIVE_MAX_SESSION_SECONDS))
         return answer
 
     async def _end_at_max_length(self, seconds: float) -> None:
@@ -106,6 +114,8 @@ class LiveSession:
 
     async def _on_connection_state(self, state: str) -> None:
         await self.emit({"type": "state", "state": state})
+        if state == "connected":
+            self.spawn(self.dialogue.greet())
         if state in ("failed", "closed"):
             await self.close(f"connection {state}")
 
@@ -115,18 +125,28 @@ class LiveSession:
 
     # --- speech ---------------------------------------------------------------------
 
-    async def say(self, text: str, *, interrupt: bool = False, tts_model: str = "", voice: str = "") -> None:
+    async def say(
+        self, text: str, *, interrupt: bool = False, tts_model: str = "", voice: str = "", limited: bool = True
+    ) -> Utterance | None:
+        """Queue `text` to be spoken; the utterance, or None when refused. `limited`: at most
+        LIVE_MAX_PENDING_SAYS texts wait (answers are bounded by their responder instead)."""
         if interrupt:
             await self.interrupt()
         if self.closed:
-            return
+            return None
         waiting = self.renderer.waiting
-        if waiting >= settings.LIVE_MAX_PENDING_SAYS:
+        if limited and waiting >= settings.LIVE_MAX_PENDING_SAYS:
             await self.emit(
                 {"type": "error", "detail": (f"{waiting} texts are already waiting to be spoken; interrupt or wait.")}
             )
-            return
-        self.renderer.add(Utterance(text, tts_model or self.avatar.tts_model, voice or self.avatar.voice))
+            return None
+        utterance = Utterance(text, tts_model or self.avatar.tts_model, voice or self.avatar.voice)
+        self.renderer.add(utterance)
+        return utterance
+
+    async def ask(self, text: str) -> None:
+        """A typed question: answered like a spoken one."""
+        await self.dialogue.ask(text)
 
     async def interrupt(self) -> None:
         self.renderer.cancel()
@@ -141,12 +161,17 @@ class LiveSession:
         if self.reply_to:
             await self.runtime.send(self.reply_to, {"type": "live.event", "session_id": self.id, "event": event})
 
-    def _emit_soon(self, event: dict) -> None:
-        """From the clock and the renderer task (event loop): send without waiting."""
-        if not self.closed:
-            self._spawn(self.emit(event))
+    def emit_soon(self, event: dict) -> None:
+        """From the clock, the renderer task and the dialogue (event loop): send without waiting."""
+        if self.closed:
+            return
+        if event.get("type") == "speaking_started":
+            self.dialogue.on_speaking_started(event["utterance"])
+        elif event.get("type") == "speaking_ended" and not event.get("interrupted"):
+            self.dialogue.on_speaking_ended(event["utterance"])
+        self.spawn(self.emit(event))
 
-    def _spawn(self, coro) -> None:
+    def spawn(self, coro) -> None:
         task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -155,6 +180,7 @@ class LiveSession:
         if self.closed:
             return
         self.closed = True
+        await self.dialogue.close()  # stops listening, records what was said
         await self.interrupt()
         self.renderer.close()
         self.clock.stop()

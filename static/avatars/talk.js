@@ -1,5 +1,7 @@
-// Talk page: a WebRTC viewer of one avatar. Signaling over WS /ws/avatars/{id}/session/
-// (the admin's session cookie authenticates it); media comes from the lip-sync worker.
+// Talk page: a conversation with one avatar over WebRTC. Signaling over WS
+// /ws/avatars/{id}/session/ (the admin's session cookie authenticates it); media comes from
+// the lip-sync worker, which also hears the page's microphone (sent on the same peer
+// connection once the student turns it on) and answers typed questions (`ask`).
 // A connection lost by accident (the web server restarting, the network, Redis) is opened
 // again with a growing delay (1 s, 2 s, 4 s ... 30 s, with jitter), and a new session with it;
 // the server's refusals (not started, signed out, not found, misuse) are not retried.
@@ -9,6 +11,10 @@
   const $ = (id) => document.getElementById(id);
   const video = $("talk-video"), subtitles = $("talk-subtitles"), stateEl = $("talk-state"), errorEl = $("talk-error");
   let ws = null, pc = null, sessionId = null, currentUtterance = null;
+  // The microphone: its track (kept across sessions), whether the student wants it on, and
+  // whether push-to-talk holds it off until the button is held.
+  let micTrack = null, micSender = null, micWanted = false, pushToTalk = false, holding = false;
+  let studentLine = null, answerLine = null;
   // Reconnection: how many tries since the last session that worked, the pending try.
   const RETRY_FIRST_MS = 1000, RETRY_MAX_MS = 30000;
   let retries = 0, retryTimer = null, leaving = false;
@@ -46,7 +52,9 @@
   async function offer() {
     pc = new RTCPeerConnection({iceServers: cfg.iceServers || []});
     pc.addTransceiver("video", {direction: "recvonly"});
-    pc.addTransceiver("audio", {direction: "recvonly"});
+    // sendrecv from the start, so that turning the microphone on needs no new offer.
+    micSender = pc.addTransceiver("audio", {direction: "sendrecv"}).sender;
+    attachMicrophone();
     const stream = new MediaStream();
     pc.addEventListener("track", (event) => { stream.addTrack(event.track); video.srcObject = stream; });
     const peer = pc;
@@ -61,6 +69,63 @@
     await pc.setLocalDescription(await pc.createOffer());
     await gatheringDone(pc);
     send({type: "offer", sdp: pc.localDescription.sdp});
+  }
+
+  // --- the microphone -------------------------------------------------------------------
+  function attachMicrophone() {
+    if (micSender && micTrack && micSender.track !== micTrack) {
+      micSender.replaceTrack(micTrack).catch((e) => showError(String(e)));
+    }
+    updateMicrophone();
+  }
+  // Sound goes out only while wanted (and, with push-to-talk, while the button is held);
+  // a disabled track sends silence, which the worker hears as the end of a question.
+  function updateMicrophone() {
+    if (micTrack) micTrack.enabled = micWanted && (!pushToTalk || holding);
+    const button = $("talk-mic");
+    button.textContent = micWanted ? "Microphone on" : "Microphone off";
+    button.setAttribute("aria-pressed", String(micWanted));
+    $("talk-hold").hidden = !(micWanted && pushToTalk);
+  }
+  async function toggleMicrophone() {
+    if (!micWanted && !micTrack) {
+      try {
+        // The browser's echo cancellation keeps the avatar's own voice from interrupting it.
+        const stream = await navigator.mediaDevices.getUserMedia(
+          {audio: {echoCancellation: true, noiseSuppression: true, autoGainControl: true}});
+        micTrack = stream.getAudioTracks()[0];
+      } catch (e) {
+        showError(`The microphone is not available (${e.name || e}); you can still type questions.`);
+        return;
+      }
+    }
+    micWanted = !micWanted;
+    video.muted = false; video.play().catch(() => {});
+    attachMicrophone();
+  }
+  function hold(on) { holding = on; updateMicrophone(); }
+
+  // --- the conversation as text ---------------------------------------------------------
+  function line(role) {
+    const item = document.createElement("li");
+    item.className = role;
+    $("talk-transcript").appendChild(item);
+    item.scrollIntoView({block: "nearest"});
+    return item;
+  }
+  function onTranscript(event) {
+    if (!studentLine) studentLine = line("student");
+    studentLine.textContent = event.text;
+    studentLine.dataset.final = event.final ? "1" : "0";
+    if (event.final) { studentLine = null; answerLine = null; }
+  }
+  function onAnswer(event) {
+    if (!answerLine) answerLine = line("avatar");
+    answerLine.textContent = event.text;
+  }
+  function onTurn(event) {
+    const l = event.latencies || {};
+    if (answerLine && l.total_ms != null) answerLine.title = `answered in ${l.total_ms} ms (speech recognition ${l.asr_ms ?? "-"} ms, first word ${l.first_token_ms ?? "-"} ms, first audio ${l.first_audio_ms ?? "-"} ms)`;
   }
 
   function onEvent(event) {
@@ -85,6 +150,13 @@
       case "speaking_ended":
         subtitles.dataset.speaking = "0";
         break;
+      case "listening":
+        $("talk-hearing").dataset.speaking = event.speaking ? "1" : "0";
+        $("talk-hearing").textContent = event.speaking ? "Listening..." : "";
+        break;
+      case "user_transcript": onTranscript(event); break;
+      case "answer_text": onAnswer(event); break;
+      case "turn": onTurn(event); break;
       case "error":
         showError(event.detail || "Error");
         break;
@@ -149,14 +221,24 @@
   });
   $("talk-connect").addEventListener("click", () => { retries = 0; connect(); });
   $("talk-unmute").addEventListener("click", () => { video.muted = false; video.play().catch(() => {}); });
-  $("talk-form").addEventListener("submit", (event) => {
-    event.preventDefault();
+  function submitText(message) {
     const text = $("talk-text").value.trim();
     if (!text) return;
     video.muted = false;  // the click is the user gesture browsers want before sound
     video.play().catch(() => {});
-    if (send({type: "say", text, interrupt: $("talk-interrupt-first").checked})) $("talk-text").value = "";
-  });
+    if (send({...message, text})) {
+      $("talk-text").value = "";
+      if (message.type === "ask") { studentLine = null; onTranscript({text, final: true}); }
+    }
+  }
+  // Enter / "Ask": a question the avatar answers; "Speak as written": the text said as it is.
+  $("talk-form").addEventListener("submit", (event) => { event.preventDefault(); submitText({type: "ask"}); });
+  $("talk-speak").addEventListener("click", () => submitText({type: "say", interrupt: $("talk-interrupt-first").checked}));
+  $("talk-mic").addEventListener("click", () => toggleMicrophone());
+  $("talk-ptt").addEventListener("change", (event) => { pushToTalk = event.target.checked; holding = false; updateMicrophone(); });
+  for (const [name, on] of [["pointerdown", true], ["pointerup", false], ["pointerleave", false]]) {
+    $("talk-hold").addEventListener(name, () => hold(on));
+  }
   $("talk-interrupt").addEventListener("click", () => send({type: "interrupt"}));
   window.addEventListener("beforeunload", () => { leaving = true; if (sessionId) send({type: "bye"}); });
 

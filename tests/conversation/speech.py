@@ -37,3 +37,21 @@ def noise(seconds: float, level: float = 0.05, sample_rate: int = ASR_SAMPLE_RAT
     """Steady broadband noise (a fan, a hum): loud, but not speech."""
     rng = np.random.default_rng(seed)
     return (level * rng.standard_normal(int(seconds * sample_rate))).astype(np.float32)
+
+
+def speech_span(pcm: np.ndarray, level: float = 0.01, sample_rate: int = ASR_SAMPLE_RATE) -> tuple[float, float]:
+    """Where the voice really is in `pcm`: (first, last) second of the 10 ms frames whose RMS
+    exceeds `level` (piper pads its sentences with near-silence)."""
+    frame = sample_rate // 100
+    frames = pcm[: len(pcm) // frame * frame].reshape(-1, frame)
+    loud = np.flatnonzero(np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1)) > level)
+    if not len(loud):
+        raise ValueError("no speech in this audio")
+    return loud[0] / 100, (loud[-1] + 1) / 100
+
+
+def pieces(pcm: np.ndarray, ms: int = 20, sample_rate: int = ASR_SAMPLE_RATE):
+    """`pcm` in the pieces a WebRTC microphone track delivers (20 ms by default)."""
+    step = sample_rate * ms // 1000
+    for start in range(0, len(pcm), step):
+        yield pcm[start : start + step]

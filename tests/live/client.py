@@ -59,12 +59,78 @@ class Recorder:
             task.cancel()
 
 
-def new_peer(recorder: Recorder):
+class Microphone:
+    """A student's microphone for the aiortc viewer: sends silence in real time (20 ms frames
+    at 48 kHz, like a browser) and, when told, the speech given; says when it has sent it."""
+
+    RATE = 48000
+    FRAME = 960
+
+    def __init__(self):
+        from aiortc.mediastreams import MediaStreamTrack
+
+        mic = self
+
+        class _Track(MediaStreamTrack):
+            kind = "audio"
+
+            async def recv(self):
+                return await mic._next_frame()
+
+        self.track = _Track()
+        self._pending = np.zeros(0, np.int16)
+        self._sent = 0
+        self._start: float | None = None
+        self._done: list[tuple[int, asyncio.Future]] = []
+
+    def say(self, pcm: np.ndarray, sample_rate: int = 16000) -> asyncio.Future:
+        """Queue `pcm` (float32 in [-1, 1]); the future gets time.monotonic() when its last
+        sample has been sent (the end of the student's speech)."""
+        from scipy.signal import resample_poly
+
+        audio = resample_poly(pcm, self.RATE, sample_rate) if sample_rate != self.RATE else pcm
+        audio = np.clip(audio * 32767, -32768, 32767).astype(np.int16)
+        self._pending = np.concatenate([self._pending, audio])
+        future = asyncio.get_running_loop().create_future()
+        self._done.append((self._sent + len(self._pending), future))
+        return future
+
+    async def _next_frame(self):
+        import av
+
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        wait = self._start + self._sent / self.RATE - now
+        if wait > 0:
+            await asyncio.sleep(wait)
+        take, self._pending = self._pending[: self.FRAME], self._pending[self.FRAME :]
+        samples = np.zeros(self.FRAME, np.int16)
+        samples[: len(take)] = take
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = self.RATE
+        frame.pts = self._sent
+        from fractions import Fraction
+
+        frame.time_base = Fraction(1, self.RATE)
+        self._sent += self.FRAME
+        for end, future in list(self._done):
+            if self._sent >= end:
+                self._done.remove((end, future))
+                if not future.done():
+                    future.set_result(time.monotonic())
+        return frame
+
+
+def new_peer(recorder: Recorder, microphone: Microphone | None = None):
     from aiortc import RTCConfiguration, RTCPeerConnection
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTransceiver("video", direction="recvonly")
-    pc.addTransceiver("audio", direction="recvonly")
+    if microphone is not None:
+        pc.addTrack(microphone.track)  # sendrecv: the avatar hears it
+    else:
+        pc.addTransceiver("audio", direction="recvonly")
     pc.on("track", recorder.on_track)
     return pc
 
@@ -72,10 +138,13 @@ def new_peer(recorder: Recorder):
 class LiveClient:
     """One viewer over WS /ws/avatars/{id}/session/."""
 
-    def __init__(self, ws_url: str, avatar_id: int, token: str, keep_frames: bool = True):
+    def __init__(
+        self, ws_url: str, avatar_id: int, token: str, keep_frames: bool = True, microphone: Microphone | None = None
+    ):
         self.url = f"{ws_url}/ws/avatars/{avatar_id}/session/"
         self.token = token
         self.recorder = Recorder(keep_frames)
+        self.microphone = microphone
         self.events: list[tuple[float, dict]] = []
         self.pc = None
         self.ws = None
@@ -91,7 +160,7 @@ class LiveClient:
         if first.get("type") != "state":
             return first
         self._reader = asyncio.ensure_future(self._read())
-        self.pc = new_peer(self.recorder)
+        self.pc = new_peer(self.recorder, self.microphone)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         await self.send({"type": "offer", "sdp": self.pc.localDescription.sdp})
         answer = await self.wait_event(lambda e: e["type"] in ("answer", "error"), timeout)
@@ -155,3 +224,18 @@ def fps_between(video: list[tuple[float, int]], start: float, end: float) -> flo
 
 def loud(rms: float) -> bool:
     return rms > 300.0  # int16 RMS; Opus-decoded silence is ~0
+
+
+def mouth_motion(frames: list[np.ndarray], idle: list[np.ndarray]) -> list[float]:
+    """Per received frame: the largest 8x8-block difference to the idle frame it matches
+    best. Idle frames differ only by codec noise; speaking frames differ at the mouth."""
+    idle_stack = np.stack(idle).astype(np.float32)
+    scores = []
+    for frame in frames:
+        f = frame.astype(np.float32)
+        best = idle_stack[np.argmin(np.abs(idle_stack - f).mean(axis=(1, 2)))]
+        diff = np.abs(best - f)
+        h, w = (diff.shape[0] // 8) * 8, (diff.shape[1] // 8) * 8
+        blocks = diff[:h, :w].reshape(h // 8, 8, w // 8, 8).mean(axis=(1, 3))
+        scores.append(float(blocks.max()))
+    return scores

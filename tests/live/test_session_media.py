@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import wait_for
-from tests.live.client import LiveClient, fps_between, loud
+from tests.live.client import LiveClient, fps_between, loud, mouth_motion
 
 pytestmark = [pytest.mark.integration]
 
@@ -22,21 +22,6 @@ def _worker_sessions(avatar) -> int:
 
     avatar.refresh_from_db()
     return registry.workers()[avatar.serving_channel]["sessions"]
-
-
-def _mouth_motion(frames: list[np.ndarray], idle: list[np.ndarray]) -> list[float]:
-    """Per received frame: the largest 8x8-block difference to the idle frame it matches
-    best. Idle frames differ only by codec noise; speaking frames differ at the mouth."""
-    idle_stack = np.stack(idle).astype(np.float32)
-    scores = []
-    for frame in frames:
-        f = frame.astype(np.float32)
-        best = idle_stack[np.argmin(np.abs(idle_stack - f).mean(axis=(1, 2)))]
-        diff = np.abs(best - f)
-        h, w = (diff.shape[0] // 8) * 8, (diff.shape[1] // 8) * 8
-        blocks = diff[:h, :w].reshape(h // 8, 8, w // 8, 8).mean(axis=(1, 3))
-        scores.append(float(blocks.max()))
-    return scores
 
 
 def test_session_streams_idle_speaks_interrupts_and_frees(started_avatar, daphne_server, token, live_assets):
@@ -100,8 +85,8 @@ def test_session_streams_idle_speaks_interrupts_and_frees(started_avatar, daphne
     assert result["say_to_sound_ms"] is not None, "say produced no audible audio"
     assert 22 <= result["speaking_fps"] <= 28, result["speaking_fps"]
     assert result["words"], "no subtitles (word events)"
-    motion_idle = _mouth_motion(result["idle_frames"], idle)
-    motion_speech = _mouth_motion(result["speech_frames"], idle)
+    motion_idle = mouth_motion(result["idle_frames"], idle)
+    motion_speech = mouth_motion(result["speech_frames"], idle)
     assert np.percentile(motion_speech, 75) > 2 * np.percentile(motion_idle, 75) + 5, (
         np.percentile(motion_idle, 75),
         np.percentile(motion_speech, 75),

@@ -222,7 +222,7 @@ class Command(BaseCommand):
         values = row.values
         try:
             tutor = tutor_get_by_ref(user, values.get("tutor", ""))
-            existing = avatar_queryset_for(user).filter(name=row.name, tutor=tutor).first() if row.name else None
+            existing = avatar_queryset_for(user, "own").filter(name=row.name, tutor=tutor).first() if row.name else None
             if existing is not None:
                 # Re-running a manifest picks up where it stopped.
                 row.status, row.avatar_id = SKIPPED, existing.pk
