@@ -2,7 +2,6 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from conversations.services import avatar_create_with_settings, avatar_update_with_settings
 from tutor_site.exceptions import ServiceError
 from tutors.admin import ServiceAdminMixin
 from tutors.selectors import tutor_queryset_for
@@ -237,8 +236,8 @@ class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     def service_save(self, request, obj, form, change):
         if change:
-            return avatar_update_with_settings(obj, **form.validated)
-        return avatar_create_with_settings(user=request.user, **form.validated)
+            return services.avatar_update(obj, **form.validated)
+        return services.avatar_create(user=request.user, **form.validated)
 
     def delete_model(self, request, obj):
         services.avatar_delete(obj)

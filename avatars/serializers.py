@@ -80,6 +80,10 @@ class ChoiceInput(serializers.ChoiceField):
             **kwargs,
         )
 
+    def run_validation(self, data=serializers.empty):
+        # null means the default, as blank does (a PATCH with null sets the default again).
+        return "" if data is None else super().run_validation(data)
+
 
 class LanguageInput(serializers.RegexField):
     """A BCP-47-like language tag, written the usual way ("en", "en-GB", "zh-Hans");
@@ -263,8 +267,8 @@ class AvatarListSerializer(serializers.Serializer):
 AVATAR_SETUP_FIELDS = (
     "display_name", "description", "avatar_model", "tts_model", "timbre", "avatar_blur", "support_clone",
 )  # fmt: skip
-# The avatar in conversation, set at create and by PATCH; written by
-# `conversations.services` (avatar_create_with_settings / avatar_update_with_settings).
+# The avatar in conversation, set at create and by PATCH (`services.avatar_create`,
+# `services.avatar_update`); read by the live session when it opens.
 AVATAR_CONVERSATION_FIELDS = ("persona", "greeting", "language", "asr_model", "llm_model")
 
 

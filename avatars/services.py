@@ -20,7 +20,7 @@ from tutor_site.exceptions import InvalidMedia, NameTaken, NotReady, ObjectNotFo
 from tutors.models import Tutor, User
 from tutors.selectors import tutor_get
 
-from .engine_selectors import lipsync_engine_resolve, tts_engine_resolve
+from .engine_selectors import asr_engine_resolve, lipsync_engine_resolve, responder_resolve, tts_engine_resolve
 from .events import avatar_event_publish
 from .models import Avatar, AvatarStatus
 from .quotas import owner_lock, preprocessing_check
@@ -114,9 +114,21 @@ def avatar_create(
     timbre: str = "",
     avatar_blur: bool = False,
     support_clone: bool = False,
+    persona: str = "",
+    greeting: str = "",
+    language: str = "",
+    asr_model: str | None = None,
+    llm_model: str | None = None,
 ) -> Avatar:
     """Check (`avatar_create_check`), store the uploads under generated names, enqueue
     preprocessing. The arguments are `AvatarCreateSerializer`'s validated data."""
+    conversation = {
+        "persona": persona,
+        "greeting": greeting,
+        "language": language or "en",
+        "asr_model": asr_engine_resolve(asr_model),
+        "llm_model": responder_resolve(llm_model),
+    }
     checked = avatar_create_check(
         user=user,
         tutor_id=tutor_id,
@@ -134,6 +146,7 @@ def avatar_create(
         "timbre": timbre,
         "avatar_model": checked.avatar_model,
         "tts_model": checked.tts_model,
+        **conversation,
     }
     tutor = checked.tutor
     stored: list[str] = []
@@ -187,9 +200,16 @@ def avatar_update(
     timbre: str | None = None,
     avatar_blur: bool | None = None,
     status: str | None = None,
+    persona: str | None = None,
+    greeting: str | None = None,
+    language: str | None = None,
+    asr_model: str | None = None,
+    llm_model: str | None = None,
 ) -> Avatar:
     """Change what PATCH may change (None: leave as is); `AvatarUpdateSerializer` validated
-    the values. A blank display name falls back to the name; only a ready avatar changes status."""
+    the values. A blank display name falls back to the name (a blank language to English,
+    blank engines to the defaults); only a ready avatar changes status. A conversation
+    setting applies to the avatar's next live session."""
     changes = {
         key: value
         for key, value in (
@@ -197,6 +217,11 @@ def avatar_update(
             ("timbre", timbre),
             ("avatar_blur", avatar_blur),
             ("status", status),
+            ("persona", persona),
+            ("greeting", greeting),
+            ("language", None if language is None else language or "en"),
+            ("asr_model", None if asr_model is None else asr_engine_resolve(asr_model)),
+            ("llm_model", None if llm_model is None else responder_resolve(llm_model)),
         )
         if value is not None
     }

@@ -9,7 +9,6 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from conversations.services import avatar_create_with_settings, avatar_update_with_settings
 from tutor_site.exceptions import InvalidInput, ObjectNotFound
 
 from . import render_services, services
@@ -72,7 +71,7 @@ class AvatarCreateView(APIView):
     @extend_schema(request={"multipart/form-data": AvatarCreateSerializer}, responses={201: AvatarSerializer})
     def post(self, request):
         data = input_validate(AvatarCreateSerializer, request.data)
-        avatar = avatar_create_with_settings(user=request.user, **data)
+        avatar = services.avatar_create(user=request.user, **data)
         return Response(AvatarSerializer(avatar).data, status=status.HTTP_201_CREATED)
 
 
@@ -86,9 +85,7 @@ class AvatarDetailView(APIView):
     @extend_schema(request=AvatarUpdateSerializer, responses=AvatarSerializer)
     def patch(self, request, avatar_id: int):
         avatar = avatar_get(request.user, avatar_id, "manage")
-        avatar = avatar_update_with_settings(
-            avatar, **input_validate(AvatarUpdateSerializer, request.data, partial=True)
-        )
+        avatar = services.avatar_update(avatar, **input_validate(AvatarUpdateSerializer, request.data, partial=True))
         return Response(AvatarSerializer(avatar).data)
 
     @extend_schema(responses=StatusMessageSerializer)

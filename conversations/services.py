@@ -1,5 +1,5 @@
-"""Writes of the conversations app: an avatar's conversation settings, its knowledge
-documents, and the record of its live conversations.
+"""Writes of the conversations app: an avatar's knowledge documents and the record of its
+live conversations (its conversation settings are avatar fields: `avatars.services`).
 
 People's requests arrive here with objects their selector already returned (so tenancy is
 decided); the live worker calls the conversation functions with ids, after it authorised
@@ -16,67 +16,17 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from avatars import services as avatar_services
-from avatars.engine_selectors import asr_engine_resolve, responder_resolve
 from avatars.models import Avatar
 from avatars.services import UploadSource
 from tutor_site.exceptions import InvalidInput, ObjectNotFound
-from tutors.models import User
 
 from .documents import document_extract, filename_clean, passages_make
 from .models import LATENCY_KEYS, Conversation, ConversationTurn, KnowledgeChunk, KnowledgeDocument, TurnRole
 
-CONVERSATION_FIELDS = ("persona", "greeting", "language", "asr_model", "llm_model")
 # A turn's text is what was said; past this it is cut (a runaway answer is still recorded).
 TURN_MAX_CHARS = 20_000
 SESSION_ID_MAX_CHARS = 64
 TITLE_MAX_CHARS = 200
-
-
-# --- the avatar's conversation settings ----------------------------------------------------
-
-
-def conversation_settings_resolve(fields: dict) -> dict:
-    """The conversation fields of a validated create or PATCH (`AvatarCreateSerializer`,
-    `AvatarUpdateSerializer`), ready to store: engine names checked (blank: the default).
-    Only the fields given are returned."""
-    resolved = {key: fields[key] for key in CONVERSATION_FIELDS if key in fields and fields[key] is not None}
-    if "asr_model" in fields:
-        resolved["asr_model"] = asr_engine_resolve(fields["asr_model"])
-    if "llm_model" in fields:
-        resolved["llm_model"] = responder_resolve(fields["llm_model"])
-    return resolved
-
-
-def _split(data: dict) -> tuple[dict, dict]:
-    conversation = {key: data[key] for key in CONVERSATION_FIELDS if key in data}
-    rest = {key: value for key, value in data.items() if key not in CONVERSATION_FIELDS}
-    return rest, conversation_settings_resolve(conversation)
-
-
-def avatar_create_with_settings(*, user: User, **data) -> Avatar:
-    """`avatars.services.avatar_create` plus the conversation fields, in one transaction
-    (the API's create and the admin's add form; `data` is `AvatarCreateSerializer`'s)."""
-    data, conversation = _split(data)  # checked before anything is written
-    with transaction.atomic():
-        avatar = avatar_services.avatar_create(user=user, **data)
-        if conversation:
-            Avatar.objects.filter(pk=avatar.pk).update(**conversation)
-            for key, value in conversation.items():
-                setattr(avatar, key, value)
-    return avatar
-
-
-def avatar_update_with_settings(avatar: Avatar, **data) -> Avatar:
-    """`avatars.services.avatar_update` plus the conversation fields, all or nothing (PATCH
-    and the admin's change form; `data` is `AvatarUpdateSerializer`'s)."""
-    data, conversation = _split(data)
-    with transaction.atomic():
-        if conversation:
-            # Before the update, which locks the row again and publishes it with these values.
-            if not Avatar.objects.filter(pk=avatar.pk).update(**conversation):
-                raise ObjectNotFound(f"Avatar {avatar.pk} not found.")
-        return avatar_services.avatar_update(avatar, **data)
 
 
 # --- knowledge documents -------------------------------------------------------------------

@@ -25,8 +25,7 @@ pytestmark = pytest.mark.django_db
 SKIP_PREFIXES = ("/api/auth/", "/api/schema/", "/api/docs/", "/api/health")
 # Path parameters that are not object ids, with a value to call them with.
 NON_OBJECT_PARAMS = {"path": "offer"}
-# Endpoints of the conversations app: their selectors are that app's (see the issue-12
-# note); until they pass the access level, mismatches there are reported by an xfail test.
+# Endpoints of the conversations app, walked on their own too.
 CONVERSATIONS_PATHS = re.compile(r"/(knowledge|conversations)")
 
 
@@ -37,9 +36,11 @@ def _need(method: str, path: str) -> str:
     if path.startswith("/api/tts/preview/"):
         return "self"  # a voice preview job is its requester's alone
     if "/shares" in path:
-        return "share"
+        return "owner-side"
     if "/knowledge" in path:
         return "use" if method == "get" else "manage"
+    if path.endswith("/conversations/{conversation_id}"):
+        return "owner-side"  # the admin's conversation: its owner side sees it, a grantee only its own
     if "/conversations" in path:
         return "use"
     tail = path.removeprefix("/api/avatars/{avatar_id}")
@@ -71,7 +72,7 @@ def _expected(role: str, need: str):
         return "ok" if role in ("admin", "tutor") else 404
     if need == "tutor-manage":
         return {"admin": "ok", "tutor": 403}.get(role, 404)
-    if need == "share":
+    if need == "owner-side":
         return "ok" if level == "own" else 404
     if level is None:
         return 404
@@ -143,11 +144,6 @@ def test_every_object_endpoint_answers_each_role_as_its_access_says(world, walk_
     assert world.client("tutor").get(f"/api/tutors/{world.tutor.pk}").status_code == 200
 
 
-@pytest.mark.xfail(
-    reason="conversations/ must ask avatars.selectors for 'use' (read) and 'manage' (knowledge writes), "
-    "and show a grantee only its own conversations (issue 12 note)",
-    strict=False,
-)
 def test_knowledge_and_conversations_follow_the_access_levels(world, walk_ids):
     mismatches = [m for m in _walk(world, walk_ids) if CONVERSATIONS_PATHS.search(m[2])]
     assert not mismatches, "\n".join(map(str, mismatches))

@@ -39,6 +39,7 @@ logger = logging.getLogger("tutor_site.web_server")  # run as __main__
 
 # Routes that take file uploads, with the larger limit.
 UPLOAD_ROUTES = re.compile(rb"^/(api/avatars/(create|\d+/render)|admin/avatars/avatar/add/)(\?|$)")
+KNOWLEDGE_ROUTES = re.compile(rb"^/(api/avatars/\d+/knowledge|admin/conversations/knowledgedocument/add/)(\?|$)")
 
 
 def body_limit(path: bytes) -> int:
@@ -46,6 +47,8 @@ def body_limit(path: bytes) -> int:
 
     if UPLOAD_ROUTES.match(path or b""):
         return (settings.AVATAR_MAX_UPLOAD_MB + settings.VOICE_MAX_UPLOAD_MB + 1) * 1024 * 1024
+    if KNOWLEDGE_ROUTES.match(path or b""):
+        return (settings.KNOWLEDGE_MAX_FILE_MB + 1) * 1024 * 1024
     return int(settings.REQUEST_MAX_BODY_MB * 1024 * 1024)
 
 

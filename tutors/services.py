@@ -106,9 +106,14 @@ def tutor_update(tutor: Tutor, *, new_owner: User | None = None, **data) -> Tuto
 
 
 def tutor_delete(tutor: Tutor) -> None:
-    """Delete a tutor with its avatars, their files and their live sessions."""
+    """Delete a tutor with its avatars, their files and their live sessions, and remove its
+    login (left linked to nothing, the account would look like an admin's)."""
     from avatars.services import avatar_delete
 
+    from .account_services import tutor_account_remove
+
+    if tutor.account_id is not None:
+        tutor_account_remove(tutor)
     for avatar in list(tutor.avatars.all()):
         avatar_delete(avatar)
     tutor.delete()

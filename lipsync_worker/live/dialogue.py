@@ -101,7 +101,7 @@ class Dialogue:
             close_old_connections()  # executor threads keep theirs: drop a broken one first
             config = live_conversation_settings(session.avatar.avatar_id)
             record = conversation_open(
-                avatar_id=session.avatar.avatar_id, user_id=session.user_id, session_id=session.id
+                avatar_id=session.avatar.avatar_id, user_id=session.opened_by, session_id=session.id
             )
             return config, record.pk
 

@@ -177,6 +177,7 @@ class LiveRuntime:
         # Decode the idle loop's first frames now rather than on the first viewer's clock.
         for index in range(min(warm.assets.frame_count, 25)):
             live.frame(index)
+        _asr_warm_up(avatar.asr_model)
         self.loop.call_soon_threadsafe(lambda: self._spawn(self._beat()))
         return live
 
@@ -255,7 +256,13 @@ class LiveRuntime:
                 f"The worker serving this avatar already hosts {len(self.sessions)} live sessions, "
                 f"its limit (LIVE_MAX_SESSIONS_PER_WORKER); try again when one has closed."
             )
-        session = LiveSession(self, live, user_id=message["user_id"], reply_to=message.get("events_to"))
+        session = LiveSession(
+            self,
+            live,
+            user_id=message["user_id"],
+            opened_by=message.get("opened_by"),
+            reply_to=message.get("events_to"),
+        )
         # Counted here, before any await, so that concurrent offers respect the worker's limit;
         # the admin's limit (all workers) is a reservation in Redis, checked and added at once.
         self.sessions[session.id] = session
@@ -331,6 +338,18 @@ class LiveRuntime:
     async def _close_all(self, reason: str) -> None:
         for session in list(self.sessions.values()):
             await session.close(reason)
+
+
+def _asr_warm_up(asr_model: str) -> None:
+    """Load the avatar's speech recogniser with the avatar, not on its first student's question."""
+    from ..conversation.asr import asr_engine_get
+
+    try:
+        engine = asr_engine_get(asr_model)
+        if engine.availability()[0]:
+            engine.warm_up()
+    except Exception:  # the session says why it cannot listen; the avatar still talks
+        logger.warning("Could not load the ASR engine %s", asr_model, exc_info=True)
 
 
 _runtime: LiveRuntime | None = None

@@ -43,11 +43,12 @@ class LiveSession:
     """Ties one viewer's peer, renderer and clock together; owns the session's identity, its
     events to the viewer, and its lifetime (interrupt, close, the registry record)."""
 
-    def __init__(self, runtime, avatar, *, user_id: int, reply_to: str | None):
+    def __init__(self, runtime, avatar, *, user_id: int, reply_to: str | None, opened_by: int | None = None):
         self.runtime = runtime
         self.avatar = avatar  # runtime.LiveAvatar
         self.id = uuid.uuid4().hex
-        self.user_id = user_id
+        self.user_id = user_id  # whose limits the session counts against (the avatar's admin)
+        self.opened_by = opened_by  # who opened it (its conversation is theirs)
         self.reply_to = reply_to
         self.loop = asyncio.get_running_loop()
         self.closed = False

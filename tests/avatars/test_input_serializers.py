@@ -88,7 +88,8 @@ def test_update_names_what_cannot_be_changed():
         input_validate(AvatarUpdateSerializer, {"name": "x", "video_path": "/etc/passwd"}, partial=True)
     assert info.value.detail == (
         "These fields cannot be changed: name, video_path. "
-        "Editable fields: avatar_blur, description, display_name, status, timbre."
+        "Editable fields: asr_model, avatar_blur, description, display_name, greeting, language, llm_model, "
+        "persona, status, timbre."
     )
     assert info.value.field == "name"
     with pytest.raises(InvalidInput, match="status can only be set to 'active' or 'inactive'."):

@@ -253,7 +253,7 @@ def asr_server(settings):
         settings.ASR_URL = server.url
         settings.ASR_MODEL = "whisper-large-v3"
         settings.ASR_API_KEY = "sk-test"
-        settings.ASR_TIMEOUT = 2.0
+        settings.ASR_TIMEOUT = 10.0  # the stand-in loads pocketsphinx per request, on a busy CI machine
         yield server
 
 
@@ -270,7 +270,7 @@ def test_openai_server_transcribes_the_utterance_sent_as_a_wav(asr_server):
     wav = request["wav"]
     assert (wav["channels"], wav["sample_width"], wav["sample_rate"]) == (1, 2, ASR_SAMPLE_RATE)
     assert len(wav["pcm"]) == len(audio)
-    assert np.abs(wav["pcm"] / 32767.0 - audio).max() < 1e-3
+    assert np.abs(wav["pcm"] / 32767.0 - np.clip(audio, -1, 1)).max() < 1e-4  # 16-bit quantisation
 
 
 def test_openai_sends_no_key_when_none_is_set(asr_server, settings):

@@ -181,3 +181,36 @@ def test_unknown_avatar_or_document_is_404(api, avatar, other_avatar):
     assert api.delete(f"/api/avatars/{other_avatar.pk}/knowledge/{theirs.pk}").status_code == 404
     assert api.post(f"/api/avatars/{other_avatar.pk}/knowledge", {"text": "x"}, format="json").status_code == 404
     assert KnowledgeDocument.objects.filter(pk=theirs.pk).exists()
+
+
+@pytest.fixture
+def roomy_server(process_env, tmp_path):
+    """The real web server, allowing 5 million characters of knowledge text (the default,
+    500,000, would refuse the 3 MB document below for its length, not its size)."""
+    from tests.conftest import DaphneServer
+
+    server = DaphneServer({**process_env, "KNOWLEDGE_MAX_TEXT_CHARS": "5000000"}, tmp_path / "web.log")
+    yield server
+    server.stop()
+
+
+def test_the_web_server_takes_knowledge_uploads_up_to_their_own_limit(transactional_db, roomy_server, tutor):
+    """Through the real server: a 3 MB document gets in (JSON routes stop at 2 MB,
+    REQUEST_MAX_BODY_MB); one past KNOWLEDGE_MAX_FILE_MB is a 413 before it is buffered."""
+    import httpx
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    from tests.conversations.conftest import make_avatar
+
+    avatar = make_avatar(tutor, "big_doc")
+    headers = {"Authorization": f"Bearer {RefreshToken.for_user(tutor.owner).access_token}"}
+    url = f"{roomy_server.url}/api/avatars/{avatar.pk}/knowledge"
+    sentence = "The mitochondria is the powerhouse of the cell, and it makes energy for the body. "
+    text = (sentence * (3 * 1024 * 1024 // len(sentence))).encode()
+    with httpx.Client(timeout=120) as http:
+        fits = http.post(url, headers=headers, files={"file": ("biology.txt", text, "text/plain")})
+        assert fits.status_code == 201, fits.text
+        assert fits.json()["char_count"] == len(text.strip())
+        too_big = b"a " * (11 * 1024 * 1024 // 2)
+        refused = http.post(url, headers=headers, files={"file": ("huge.txt", too_big, "text/plain")})
+        assert refused.status_code == 413, refused.text

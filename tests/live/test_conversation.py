@@ -20,30 +20,6 @@ from tests.live.client import LiveClient, Microphone, loud, mouth_motion
 
 pytestmark = [pytest.mark.integration]
 
-GEOGRAPHY = (
-    "France is a country in western Europe. The capital of France is Paris, a city on the river Seine. "
-    "Paris is famous for the Eiffel Tower, which was finished in 1889.\n\n"
-    "The longest river in France is the Loire. It flows more than one thousand kilometres into the Atlantic."
-)
-NATURE = (
-    "A spider has eight legs and two body parts. Insects such as ants have six legs.\n\n"
-    "The moon goes around the earth about once a month. Its light is sunlight reflected from its surface. "
-    "The moon has no air, so there is no weather and no sound there. People first walked on the moon in 1969."
-)
-
-
-@pytest.fixture
-def conversing_avatar(transactional_db, celery_worker_process, api, make_avatar):
-    """A started avatar with a greeting and a knowledge base of two documents."""
-    avatar = make_avatar(name="conv_ada", greeting="Hello, I am Ada.", persona="A patient geography tutor.")
-    for title, text in (("Geography of France", GEOGRAPHY), ("Nature facts", NATURE)):
-        response = api.post(f"/api/avatars/{avatar.pk}/knowledge", {"title": title, "text": text}, format="json")
-        assert response.status_code == 201, response.content
-    response = api.post(f"/api/avatars/{avatar.pk}/start?wait=1", {}, format="json")
-    assert response.status_code == 200, (response.content, celery_worker_process.log())
-    yield avatar
-    api.post(f"/api/avatars/{avatar.pk}/stop")
-
 
 def _events(client, kind: str, since: float = 0.0) -> list[dict]:
     return [e for t, e in client.events if e.get("type") == kind and t >= since]

@@ -68,3 +68,64 @@ def test_talk_page_is_scoped(started_avatar, daphne_server, other_admin, client)
     assert client.get(f"/avatars/{started_avatar.pk}/talk/").status_code == 404
     client.logout()
     assert client.get(f"/avatars/{started_avatar.pk}/talk/").status_code == 302  # to the admin login
+
+
+def test_a_student_asks_out_loud_on_the_talk_page_and_hears_the_answer(
+    conversing_avatar, daphne_server, admin_user, tmp_path, monkeypatch
+):
+    """Chromium's fake microphone plays a spoken question (piper) once the student turns the
+    microphone on; the page shows the transcript and the answer from the knowledge base."""
+    import wave
+
+    import numpy as np
+    from playwright.sync_api import sync_playwright
+
+    from tests.conversation.speech import piper_speech, silence
+
+    speech = np.concatenate([silence(1.0), piper_speech("What is the capital of France?"), silence(6.0)])
+    question = tmp_path / "question.wav"
+    with wave.open(str(question), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes((np.clip(speech, -1, 1) * 32767).astype(np.int16).tobytes())
+    args = [
+        *TALK_ARGS,
+        "--use-fake-ui-for-media-stream",  # grants the microphone without asking
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={question}%noloop",
+    ]
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    console: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        page = browser.new_context(base_url=daphne_server.url).new_page()
+        page.set_default_timeout(30_000)
+        page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+        try:
+            talk = f"/avatars/{conversing_avatar.pk}/talk/"
+            page.goto(f"/admin/login/?next={talk}")
+            page.fill("#id_username", admin_user.email)
+            page.fill("#id_password", PASSWORD)
+            page.click("input[type=submit]")
+            page.wait_for_url(f"**{talk}")
+            page.wait_for_function("document.getElementById('talk-state').dataset.state === 'connected'")
+            page.click("#talk-mic")
+            assert page.get_attribute("#talk-mic", "aria-pressed") == "true"
+            page.wait_for_function(
+                """() => [...document.querySelectorAll('#talk-transcript li.student')]
+                    .some((li) => li.dataset.final === '1' && /capital/i.test(li.textContent))"""
+            )
+            page.wait_for_function(
+                """() => [...document.querySelectorAll('#talk-transcript li.avatar')]
+                    .some((li) => /Paris/.test(li.textContent))"""
+            )
+            page.screenshot(path=str(tmp_path / "talk-conversation.png"))
+            assert not page.is_visible("#talk-error"), page.text_content("#talk-error")
+        except Exception:  # noqa: BLE001 - any failure: keep a screenshot and the console, then fail
+            with contextlib.suppress(Exception):
+                page.screenshot(path=str(tmp_path / "talk.png"))
+            raise AssertionError("\n".join(console[-30:])) from None
+        finally:
+            browser.close()
+            connections.close_all()

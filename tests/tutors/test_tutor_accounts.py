@@ -209,3 +209,14 @@ def test_the_admin_page_gives_and_removes_a_login(admin_user, tutor):
     assert "cannot give or remove logins" in refused.content.decode()
     change = browser.get(f"/admin/tutors/tutor/{tutor.pk}/change/").content.decode()
     assert 'name="_save"' not in change
+
+
+def test_deleting_a_tutor_removes_its_login(api, client_for, tutor):
+    from tutors import account_services
+    from tutors.models import User
+
+    user = account_services.tutor_account_create(tutor, email="t@school.test", password=PASSWORD).user
+    assert api.delete(f"/api/tutors/{tutor.pk}").status_code == 200
+    user = User.objects.get(pk=user.pk)
+    assert not user.is_active and not user.is_staff  # not left as an admin without tutors
+    assert _login(client_for, "t@school.test").status_code == 401

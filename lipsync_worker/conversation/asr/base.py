@@ -59,6 +59,9 @@ class ASREngine:
         when the engine cannot run here."""
         raise NotImplementedError
 
+    def warm_up(self) -> None:
+        """Load what the first utterance would otherwise wait for (engines with a model)."""
+
     def describe(self) -> dict:
         available, reason = self.availability()
         return {
