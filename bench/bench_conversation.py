@@ -40,7 +40,8 @@ django.setup()
 
 import numpy as np  # noqa: E402
 
-from tests.conversation.speech import piper_speech, silence  # noqa: E402
+from contracts.conversation import ASR_SAMPLE_RATE  # noqa: E402
+from tests.conversation.speech import piper_speech, silence, speech_span  # noqa: E402
 from tests.live.client import LiveClient, Microphone, loopback_only_ice, loud  # noqa: E402
 
 KNOWLEDGE = (
@@ -153,15 +154,18 @@ async def converse(daphne, avatar, token, questions: list[str], barge_in: bool):
     voice, breakdown, bargein = [], [], []
     for text in questions:
         speech = np.concatenate([piper_speech(text), silence(0.1)])
-        spoken_end = await client.microphone.say(speech)
+        sent = await client.microphone.say(speech)
+        # Piper pads its speech with near-silence: the student stopped speaking before that.
+        spoken_end = sent - (len(speech) / ASR_SAMPLE_RATE - speech_span(speech)[1])
         turn = await client.wait_event(lambda e: e.get("type") == "turn", 20)
         heard = await first_loud_after(client, spoken_end)
         voice.append(None if heard is None else (heard - spoken_end) * 1000)
         breakdown.append(turn["latencies"])
         if barge_in:
             await asyncio.sleep(0.6)  # the answer is playing
-            onset = time.monotonic()
-            ended = client.microphone.say(piper_speech("Stop, please."))
+            stop = piper_speech("Stop, please.")
+            ended = client.microphone.say(stop)  # sent from the next 20 ms frame on
+            onset = time.monotonic() + speech_span(stop)[0]
             quiet = await silent_after(client, onset)
             bargein.append(None if quiet is None else (quiet - onset) * 1000)
             await ended

@@ -9,14 +9,18 @@ database or the storage.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
+import time
 import unicodedata
 from dataclasses import dataclass
 
 from django.conf import settings
 
 from contracts.errors import InvalidInput
+
+logger = logging.getLogger(__name__)
 
 # Extension -> source kind. The content is checked too (`_sniff`).
 FILE_KINDS = {".txt": "txt", ".md": "md", ".markdown": "md", ".pdf": "pdf"}
@@ -198,12 +202,30 @@ def markdown_to_text(markdown: str) -> tuple[str, str]:
 # --- PDF ---------------------------------------------------------------------------------
 
 
+# A hostile PDF is read in the web process: each stream may inflate to this much (pypdf's
+# own default is 75 MB), and the whole reading may take this long, before it is refused.
+PDF_STREAM_MAX_BYTES = 16 * 1024 * 1024
+PDF_READ_SECONDS = 20.0
+
+
 def pdf_to_text(data: bytes) -> tuple[str, str]:
-    """(text, title) of a PDF, within the page and text limits."""
+    """(text, title) of a PDF, within the page, text, stream-size and time limits."""
     import pypdf  # only when a PDF comes (the web process needs it for nothing else)
-    from pypdf.errors import PdfReadError
+
+    limits = {
+        f"{name}_maximum_output_length": PDF_STREAM_MAX_BYTES
+        for name in ("array_based_stream", "jbig2", "lzw", "run_length", "zlib", "brotli")
+    }
+    with pypdf.apply_configuration(**limits):
+        return _pdf_to_text(data)
+
+
+def _pdf_to_text(data: bytes) -> tuple[str, str]:
+    import pypdf
+    from pypdf.errors import LimitReachedError, PyPdfError
 
     max_pages, max_chars = settings.KNOWLEDGE_MAX_PDF_PAGES, settings.KNOWLEDGE_MAX_TEXT_CHARS
+    deadline = time.monotonic() + PDF_READ_SECONDS
     try:
         reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
@@ -222,6 +244,11 @@ def pdf_to_text(data: bytes) -> tuple[str, str]:
             )
         texts, total = [], 0
         for page in reader.pages:
+            if time.monotonic() > deadline:
+                raise _refuse(
+                    f"The PDF takes too long to read (more than {PDF_READ_SECONDS:g} s); "
+                    "save it again as a plain PDF, or send its text."
+                )
             text = page.extract_text() or ""
             total += len(text)
             if total > max_chars * 2:  # layout spaces count double before they are collapsed
@@ -237,8 +264,15 @@ def pdf_to_text(data: bytes) -> tuple[str, str]:
             title = ""
     except InvalidInput:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError, OSError) as exc:
-        raise _refuse(f"The PDF cannot be read (it is damaged or not a PDF): {str(exc)[:200]}") from None
+    except LimitReachedError:
+        raise _refuse(
+            f"The PDF holds content that inflates past {PDF_STREAM_MAX_BYTES // (1024 * 1024)} MB; "
+            "save it again as a plain PDF, or send its text."
+        ) from None
+    except (PyPdfError, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError, OSError):
+        # What pypdf says is for the log, not the client.
+        logger.info("A knowledge PDF could not be read", exc_info=True)
+        raise _refuse("The PDF cannot be read (it is damaged or not a PDF).") from None
     return _pdf_paragraphs("\n\n".join(texts)), title[:200]
 
 

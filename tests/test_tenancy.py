@@ -10,6 +10,14 @@ LiveTalking proxy, per role.
 | grantee_manage | ✓ | ✓ | ✓ | 403 | 404 | 404 |
 | grantee_use | ✓ | ✓ | 403 | 403 | 404 | 404 |
 | other_tutor, revoked, other_admin | 404 | 404 | 404 | 404 | 404 | 404 |
+
+Student session tokens (no account) open one avatar's live sessions and nothing else:
+
+| token | REST API | talk page | session socket | events socket | proxy offer |
+|---|---|---|---|---|---|
+| valid (secret_avatar) | 401 | 200 | accepted | 4401 | its avatar: through (409 not started); another: 404 |
+| expired, revoked | 401 | 404 page | 4401 | 4401 | 401 |
+| another avatar's (ben_avatar) | 401 | 200 (ben_avatar's) | 4404 | 4401 | 404 |
 """
 
 import json
@@ -18,7 +26,7 @@ import re
 import pytest
 from asgiref.sync import async_to_sync
 
-from tests.roles import ACCESS, LEVELS, ROLES, world_fixture  # noqa: F401 (the `world` fixture)
+from tests.roles import ACCESS, LEVELS, ROLES, TOKEN_ROLES, world_fixture  # noqa: F401 (the `world` fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -33,6 +41,10 @@ def _need(method: str, path: str) -> str:
     """The access an endpoint asks for (avatars.selectors), or the rule it follows."""
     if path.startswith("/api/tutors/"):
         return "tutor-view" if method == "get" else "tutor-manage"
+    if path.endswith("/session-tokens/{token_id}"):
+        return "owner-side"  # the admin's token: a grantee sees and revokes only its own
+    if path.endswith("/session-tokens"):
+        return "use"
     if path.startswith("/api/tts/preview/"):
         return "self"  # a voice preview job is its requester's alone
     if "/shares" in path:
@@ -249,3 +261,122 @@ def test_websocket_connects_answer_each_role_as_its_access_says(transactional_db
                 assert connected, (role, kind, code)
             else:
                 assert not connected and code == 4404, (role, kind, code)
+
+
+# --- student session tokens ------------------------------------------------------------------
+
+
+def _ws_connect_token(raw: str, path: str, *, as_query: bool = False, origin: str | None = None):
+    """(accepted, close code) of a socket opened with a student session token."""
+    from channels.testing import WebsocketCommunicator
+
+    from tutor_site.asgi import application
+
+    async def run():
+        headers = [(b"origin", origin.encode())] if origin else []
+        if as_query:
+            communicator = WebsocketCommunicator(application, f"{path}?token={raw}", headers=headers)
+        else:
+            communicator = WebsocketCommunicator(application, path, headers=headers, subprotocols=[f"token.{raw}"])
+        connected, code = await communicator.connect(timeout=10)
+        if connected:
+            await communicator.disconnect()
+        return connected, code
+
+    return async_to_sync(run)()
+
+
+def test_a_session_token_opens_nothing_of_the_rest_api(world, walk_ids):
+    """Every endpoint but the LiveTalking proxy answers 401 to every token role, whichever
+    way the token is given."""
+    paths = _schema(world.client("admin"))["paths"]
+    checked = 0
+    for role in TOKEN_ROLES:
+        raw = world.tokens[role]
+        as_header, as_bearer, anonymous = world.client(role), world.client(role), world.client(role)
+        as_bearer.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+        anonymous.credentials()
+        for path, operations in paths.items():
+            if path.startswith(SKIP_PREFIXES) or path.startswith("/api/avatars/webrtc/"):
+                continue
+            url = re.sub(r"{(\w+)}", lambda m: str({**walk_ids, **NON_OBJECT_PARAMS}[m.group(1)]), path)
+            for method in operations:
+                if method not in ("get", "post", "patch", "put", "delete"):
+                    continue
+                for client, data in ((as_header, {}), (as_bearer, {}), (anonymous, {"token": raw})):
+                    response = getattr(client, method)(url, data, format="json")
+                    checked += 1
+                    assert response.status_code == 401, (role, method, url, response.status_code)
+                    assert "Secret" not in response.content.decode()
+                response = anonymous.get(f"{url}?token={raw}") if method == "get" else None
+                assert response is None or response.status_code == 401, (role, url)
+    assert checked >= 4 * 3 * 30
+
+
+def test_session_tokens_at_the_proxy(world):
+    from avatars.models import Avatar
+
+    offer = {"avatar_id": world.avatar.pk, "sdp": "v=0\r\n"}
+    expected = {"token_valid": 409, "token_expired": 401, "token_revoked": 401, "token_other_avatar": 404}
+    for role in TOKEN_ROLES:
+        response = world.client(role).post("/api/avatars/webrtc/offer", offer, format="json")
+        assert response.status_code == expected[role], (role, response.content)
+        # The token as a field instead of the header: the same answer.
+        anonymous = world.client(role)
+        anonymous.credentials()
+        response = anonymous.post("/api/avatars/webrtc/offer", {**offer, "token": world.tokens[role]}, format="json")
+        assert response.status_code == expected[role], (role, response.content)
+    # The valid token: past the permission check (the avatar is not started), never another avatar.
+    response = world.client("token_valid").post("/api/avatars/webrtc/offer", offer, format="json")
+    assert "not started" in response.json()["detail"]
+    other = {"avatar_id": world.ben_avatar.pk, "sdp": "v=0\r\n"}
+    assert world.client("token_valid").post("/api/avatars/webrtc/offer", other, format="json").status_code == 404
+    # A session of another avatar is not found either.
+    session = {"sessionid": "no-such-session", "text": "Hello."}
+    assert world.client("token_valid").post("/api/avatars/webrtc/human", session, format="json").status_code == 404
+    assert Avatar.objects.get(pk=world.avatar.pk).status == "inactive"
+
+
+def test_session_tokens_at_the_talk_page(world, client, settings):
+    settings.TALK_EMBED_ORIGINS = ["https://school.example"]
+    for role in TOKEN_ROLES:
+        response = client.get(f"/talk/{world.tokens[role]}/")
+        assert response["Content-Security-Policy"] == "frame-ancestors 'self' https://school.example"
+        assert "X-Frame-Options" not in response  # the CSP decides who may frame it
+        if role in ("token_expired", "token_revoked"):
+            assert response.status_code == 404, role
+            assert b"expired" in response.content or b"revoked" in response.content
+            continue
+        assert response.status_code == 200, role
+        config = json.loads(re.search(rb'id="talk-config"[^>]*>(.*?)</script>', response.content, re.S).group(1))
+        target = world.avatar if role == "token_valid" else world.ben_avatar
+        assert config["avatarId"] == target.pk and config["canStart"] is False and not config["startUrl"]
+        assert config["wsPath"] == f"/ws/avatars/{target.pk}/session/?token={world.tokens[role]}"
+        assert b"/admin/" not in response.content  # no link into the admin for students
+    assert client.get("/talk/vts_not-a-token/").status_code == 404
+    # The admin's talk page keeps X-Frame-Options (it is not embeddable).
+    assert client.get(f"/avatars/{world.avatar.pk}/talk/").status_code == 302
+
+
+def test_session_token_websockets(transactional_db, world, settings):
+    settings.TALK_EMBED_ORIGINS = ["https://school.example"]
+    session = f"/ws/avatars/{world.avatar.pk}/session/"
+    expected = {"token_valid": (True, None), "token_expired": 4401, "token_revoked": 4401, "token_other_avatar": 4404}
+    for role in TOKEN_ROLES:
+        for as_query in (False, True):
+            connected, code = _ws_connect_token(world.tokens[role], session, as_query=as_query)
+            if role == "token_valid":
+                assert connected, (role, code)
+            else:
+                assert not connected and code == expected[role], (role, as_query, code)
+            # The events socket is never a student's.
+            connected, code = _ws_connect_token(
+                world.tokens[role], f"/ws/avatars/{world.avatar.pk}/events/", as_query=as_query
+            )
+            assert not connected and code == 4401, (role, code)
+    # An embedding site's page may open the session socket with a token, not anything else.
+    raw = world.tokens["token_valid"]
+    assert _ws_connect_token(raw, session, origin="https://school.example")[0]
+    assert not _ws_connect_token(raw, session, origin="https://evil.example")[0]
+    jwt_from_embed = _ws_connect(world.users["admin"], session)  # no Origin: allowed (a script)
+    assert jwt_from_embed[0]

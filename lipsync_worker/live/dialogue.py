@@ -39,6 +39,10 @@ from .listener import HeardQuestion, Listener
 
 logger = logging.getLogger(__name__)
 
+# A first sentence longer than ~3x this is spoken in two, its first clause first: the tts
+# worker synthesises a short piece sooner, so the student hears the answer begin sooner.
+FIRST_CLAUSE_MIN_CHARS = 14
+
 
 def _ms(start: float, end: float | None) -> int | None:
     return None if end is None else max(0, round((end - start) * 1000))
@@ -324,7 +328,8 @@ def _think(avatar_id: int, responder_name: str, request: ResponderRequest, cance
         passages = knowledge_search(avatar_id, request.question)
         request = ResponderRequest(**{**request.__dict__, "passages": tuple(passages)})
         responder = responder_get(responder_name or "knowledge")
-        for sentence in sentence_stream(pieces(responder.respond(request, cancel))):
+        stream = pieces(responder.respond(request, cancel))
+        for sentence in sentence_stream(stream, first_min_chars=FIRST_CLAUSE_MIN_CHARS):
             if cancel.is_set():
                 break
             post("sentence", sentence)

@@ -66,6 +66,7 @@ class Listener:
         self._reader: asyncio.Task | None = None
         self._thread = threading.Thread(target=self._run, name=f"live-listen-{name}", daemon=True)
         self.name = name
+        self._asr_failed = False
 
     def attach(self, track) -> None:
         """Start hearing `track` (the page's microphone, an aiortc remote audio track)."""
@@ -117,6 +118,17 @@ class Listener:
             logger.exception("Live listener %s stopped", self.name)
             self._post(3, "Listening failed on the worker (the error is in its log); typed questions still work.")
 
+    def _transcriber(self, engine):
+        """A transcriber for the utterance that starts; None (said once) when the avatar's
+        ASR engine cannot run here."""
+        try:
+            return engine.transcriber(self.language)
+        except ServiceError as exc:
+            if not self._asr_failed:
+                self._asr_failed = True
+                self._post(3, f"{exc.detail} Typed questions still work.")
+            return None
+
     def _hear(self) -> None:
         from ..conversation.asr import asr_engine_get
         from ..conversation.vad import SpeechDetector
@@ -144,11 +156,13 @@ class Listener:
                 while preroll and preroll_samples - len(preroll[0]) >= PREROLL_SECONDS * ASR_SAMPLE_RATE:
                     preroll_samples -= len(preroll.popleft())
                 if starts:
-                    transcriber = engine.transcriber(self.language)
-                    self._post(0)
+                    self._post(0)  # barge-in works even when the words cannot be understood
                     audio = np.concatenate(preroll)
                     preroll.clear()
                     preroll_samples = 0
+                    transcriber = self._transcriber(engine)
+                    if transcriber is None:
+                        continue
                     utterance_samples = len(audio)
                     if (partial := transcriber.accept(audio)) is not None:
                         self._post(1, partial)

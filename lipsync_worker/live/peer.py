@@ -68,6 +68,7 @@ class Peer:
     def _track_received(self, track) -> None:
         # The page's microphone (the offer's audio is sendrecv); a video track is ignored.
         if track.kind == "audio":
+            _no_playout_delay(self.pc, track)
             self._on_microphone(track)
 
     async def _state_changed(self) -> None:
@@ -89,3 +90,15 @@ class Peer:
         self.audio.stop()
         if self.pc is not None:
             await self.pc.close()
+
+
+def _no_playout_delay(pc, track) -> None:
+    """The microphone is heard by VAD and ASR, never played: they need its packets in order,
+    not the 4 packets (80 ms) aiortc's audio jitter buffer holds back for smooth playout,
+    which every answer would wait for. aiortc (pinned) has no setting for it."""
+    from aiortc.jitterbuffer import JitterBuffer
+
+    for transceiver in pc.getTransceivers():
+        receiver = transceiver.receiver
+        if receiver.track is track and hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"):
+            receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(capacity=16, prefetch=0)

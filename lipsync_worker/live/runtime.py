@@ -151,7 +151,7 @@ class LiveRuntime:
             "max_sessions": settings.LIVE_MAX_SESSIONS_PER_WORKER,
         }
         # Only sessions whose reservation is recorded (one being reserved is not refreshed into it).
-        sessions = {s.id: (s.user_id, s.avatar.avatar_id) for s in self.sessions.values() if s.registered}
+        sessions = {s.id: (s.user_id, s.avatar.avatar_id, s.tutor_id) for s in self.sessions.values() if s.registered}
         await self.loop.run_in_executor(
             None, lambda: (registry.worker_beat(self.channel, facts), registry.session_refresh(sessions))
         )
@@ -262,6 +262,7 @@ class LiveRuntime:
             user_id=message["user_id"],
             opened_by=message.get("opened_by"),
             reply_to=message.get("events_to"),
+            limits=message,
         )
         # Counted here, before any await, so that concurrent offers respect the worker's limit;
         # the admin's limit (all workers) is a reservation in Redis, checked and added at once.
@@ -275,8 +276,16 @@ class LiveRuntime:
             raise
         if open_ is not None:
             self.sessions.pop(session.id, None)
+            kind, count = open_
+            if kind == "tutor":
+                raise TooManyRequests(
+                    f"This tutor already has {count} live sessions open, its limit (max_live_sessions = "
+                    f"{session.tutor_max_sessions}); try again when one has closed.",
+                    retry_after=SESSION_RETRY_SECONDS,
+                    extra={"limit": "max_live_sessions"},
+                )
             raise TooManyRequests(
-                f"You already have {open_} live sessions open, the limit per admin "
+                f"You already have {count} live sessions open, the limit per admin "
                 f"(LIVE_MAX_SESSIONS_PER_ADMIN = {settings.LIVE_MAX_SESSIONS_PER_ADMIN}); close one first.",
                 retry_after=SESSION_RETRY_SECONDS,
             )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 
 from django.conf import settings
@@ -38,17 +39,37 @@ from .renderer import Renderer
 
 logger = logging.getLogger(__name__)
 
+LIMIT_NOTICE = "This session has reached its time limit. Goodbye."
+
 
 class LiveSession:
     """Ties one viewer's peer, renderer and clock together; owns the session's identity, its
     events to the viewer, and its lifetime (interrupt, close, the registry record)."""
 
-    def __init__(self, runtime, avatar, *, user_id: int, reply_to: str | None, opened_by: int | None = None):
+    def __init__(
+        self,
+        runtime,
+        avatar,
+        *,
+        user_id: int,
+        reply_to: str | None,
+        opened_by: int | None = None,
+        limits: dict | None = None,
+    ):
         self.runtime = runtime
         self.avatar = avatar  # runtime.LiveAvatar
         self.id = uuid.uuid4().hex
         self.user_id = user_id  # whose limits the session counts against (the avatar's admin)
         self.opened_by = opened_by  # who opened it (its conversation is theirs)
+        # The per-tutor limits and the student session token it was opened with (the web's
+        # `live_offer_message`): whose minutes it uses, and when it must end.
+        limits = limits or {}
+        self.tutor_id = limits.get("tutor_id")
+        self.tutor_max_sessions = int(limits.get("tutor_max_sessions") or 0)
+        self.tutor_live_seconds = float(limits.get("tutor_live_seconds") or 0)
+        self.token_id = limits.get("token_id")
+        self.token_max_seconds = float(limits.get("token_max_seconds") or 0)
+        self.token_expires_at = limits.get("token_expires_at")
         self.reply_to = reply_to
         self.loop = asyncio.get_running_loop()
         self.closed = False
@@ -96,7 +117,72 @@ class LiveSession:
             self.renderer.start()
             if settings.LIVE_MAX_SESSION_SECONDS > 0:
                 self.spawn(self._end_at_max_length(settings.LIVE_MAX_SESSION_SECONDS))
+            if self.tutor_id is not None or self.token_id is not None:
+                self.spawn(self._account_usage())
+            if self.token_id is not None:
+                self.spawn(self._record_token())
         return answer
+
+    async def _record_token(self) -> None:
+        """The conversation was opened with a session token: say which (its user is empty)."""
+        from conversations.services import conversation_session_token_set
+
+        conversation_id = getattr(self.dialogue, "conversation_id", None)
+        if conversation_id is not None:
+            await self.loop.run_in_executor(None, conversation_session_token_set, conversation_id, self.token_id)
+
+    async def _account_usage(self) -> None:
+        """Every LIVE_USAGE_ACCOUNT_SECONDS: add the time since the last count to the tutor's
+        month and the token (contracts.usage), then end the session with a spoken notice if
+        it reached the tutor's monthly minutes or the token's max_minutes, or the token
+        expired or was revoked."""
+        from contracts import usage
+
+        last = time.monotonic()
+        while not self.closed:
+            await asyncio.sleep(max(0.05, settings.LIVE_USAGE_ACCOUNT_SECONDS))
+            now = time.monotonic()
+            seconds, last = now - last, now
+            try:
+                tutor_total, token_total, revoked = await self.loop.run_in_executor(
+                    None, usage.live_seconds_add, self.tutor_id, self.token_id, seconds
+                )
+            except Exception:  # Redis hiccup: counted at the next try
+                logger.warning("Live session %s: usage not counted", self.id, exc_info=True)
+                last -= seconds
+                continue
+            if self.closed:
+                return
+            if revoked or (self.token_expires_at and time.time() >= self.token_expires_at):
+                await self.emit(
+                    {"type": "error", "detail": "This session link expired or was revoked.", "reason": "token"}
+                )
+                await self.close("session token ended")
+                return
+            if self.tutor_live_seconds and tutor_total >= self.tutor_live_seconds:
+                minutes = self.tutor_live_seconds / 60
+                detail = (
+                    f"The tutor's live minutes for this month ({minutes:g}, monthly_live_minutes) are used up; "
+                    "they reset on the 1st of next month (UTC)."
+                )
+            elif self.token_max_seconds and token_total >= self.token_max_seconds:
+                minutes = self.token_max_seconds / 60
+                detail = f"This session link's {minutes:g} live minutes (max_minutes) are used up."
+            else:
+                continue
+            await self._end_for_limit(detail)
+            return
+
+    async def _end_for_limit(self, detail: str) -> None:
+        """Say why (an `error` event with reason "limit", and out loud), then close."""
+        await self.emit({"type": "error", "detail": detail, "reason": "limit"})
+        await self.say(LIMIT_NOTICE, interrupt=True, limited=False)
+        waited = 0.0
+        # Until the notice is spoken (at most 20 s: a TTS failure must not keep the session).
+        while not self.closed and self.speaking and waited < 20:
+            await asyncio.sleep(0.1)
+            waited += 0.1
+        await self.close("limit reached")
 
     async def _end_at_max_length(self, seconds: float) -> None:
         """LIVE_MAX_SESSION_SECONDS after the answer: say why, then close."""
@@ -195,20 +281,23 @@ class LiveSession:
         await self.emit({"type": "state", "state": "closed", "reason": reason})
         logger.info("Live session %s of avatar %s closed (%s)", self.id, self.avatar.avatar_id, reason)
 
-    def reserve(self) -> int | None:
-        """Record the session if its admin is under LIVE_MAX_SESSIONS_PER_ADMIN (checked and
-        added in one step, across workers): None when recorded, else how many are open."""
-        open_ = registry.session_reserve(
+    def reserve(self) -> tuple[str, int] | None:
+        """Record the session if its admin is under LIVE_MAX_SESSIONS_PER_ADMIN and its tutor
+        under max_live_sessions (checked and added in one step, across workers): None when
+        recorded, else ("admin" or "tutor", how many are open)."""
+        refused = registry.session_reserve_checked(
             self.id,
             avatar_id=self.avatar.avatar_id,
             user_id=self.user_id,
             channel=self.runtime.channel,
             limit=settings.LIVE_MAX_SESSIONS_PER_ADMIN,
+            tutor_id=self.tutor_id,
+            tutor_limit=self.tutor_max_sessions,
         )
-        self.registered = open_ is None
-        return open_
+        self.registered = refused is None
+        return refused
 
     def unregister(self) -> None:
         """Release the reservation (the session closed or its offer failed)."""
         self.registered = False
-        registry.session_remove(self.id, self.user_id, self.avatar.avatar_id)
+        registry.session_remove(self.id, self.user_id, self.avatar.avatar_id, self.tutor_id)

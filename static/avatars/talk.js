@@ -18,6 +18,9 @@
   // Reconnection: how many tries since the last session that worked, the pending try.
   const RETRY_FIRST_MS = 1000, RETRY_MAX_MS = 30000;
   let retries = 0, retryTimer = null, leaving = false;
+  // The server's last word before a connection was lost (e.g. it lost Redis): kept on screen
+  // while reconnecting, rather than a vaguer "connection lost".
+  let lastServerError = "";
   // Close codes after which trying again cannot help (see avatars/consumers.py).
   const FINAL_CLOSES = {
     4401: "Your sign-in ended: sign in again, then reload this page.",
@@ -61,7 +64,7 @@
     peer.addEventListener("connectionstatechange", () => {
       if (peer !== pc) return;  // an earlier session's peer, closing
       setState(peer.connectionState);
-      if (peer.connectionState === "connected") { retries = 0; showError(""); }
+      if (peer.connectionState === "connected") { retries = 0; lastServerError = ""; showError(""); }
       // The media path is gone while signaling still works (the worker restarted, the
       // network changed): start over with a new session.
       if (peer.connectionState === "failed" && ws && ws.readyState === WebSocket.OPEN) ws.close(CLOSE_RESTART);
@@ -158,6 +161,7 @@
       case "answer_text": onAnswer(event); break;
       case "turn": onTurn(event); break;
       case "error":
+        lastServerError = event.detail || "";
         showError(event.detail || "Error");
         break;
     }
@@ -193,7 +197,8 @@
     const delay = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** retries) * (0.5 + Math.random() / 2);
     retries += 1;
     setState("reconnecting");
-    showError(`Connection lost; reconnecting in ${Math.ceil(delay / 1000)} s (try ${retries})...`);
+    const next = `${Math.ceil(delay / 1000)} s (try ${retries})`;
+    showError(lastServerError ? `${lastServerError} (next try in ${next})` : `Connection lost; reconnecting in ${next}...`);
     clearTimeout(retryTimer);
     retryTimer = setTimeout(connect, delay);
   }

@@ -123,8 +123,11 @@ def test_pocketsphinx_transcribes_concurrent_utterances_independently():
 
 
 def test_vad_and_pocketsphinx_hear_two_questions_as_a_live_session_would():
-    """The session's loop: VAD on every piece; a transcriber from the VAD's start (with the
-    audio since the speech began) to its end."""
+    """The session's loop (`lipsync_worker.live.listener`): VAD on every piece; a transcriber
+    from the VAD's start (given the pre-roll: the audio from a little before the speech
+    began) to its end."""
+    from lipsync_worker.live.listener import PREROLL_SECONDS
+
     audio = padded(silence(0.5), piper_speech(QUESTION), silence(1.0), piper_speech(SECOND_QUESTION), silence(1.0))
     engine, detector = asr_engine_get("pocketsphinx"), SpeechDetector()
     heard, transcriber, fed = [], None, 0
@@ -135,7 +138,7 @@ def test_vad_and_pocketsphinx_hear_two_questions_as_a_live_session_would():
         for event in detector.feed(piece):
             if event.kind == "start":
                 transcriber = engine.transcriber("en")
-                transcriber.accept(audio[int(event.at * ASR_SAMPLE_RATE) : fed])
+                transcriber.accept(audio[max(0, int((event.at - PREROLL_SECONDS) * ASR_SAMPLE_RATE)) : fed])
             else:
                 heard.append(transcriber.finish())
                 transcriber = None

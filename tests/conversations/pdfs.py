@@ -71,3 +71,17 @@ def encrypted_pdf(password: str = "secret") -> bytes:
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
+
+
+def inflate_bomb_pdf(megabytes: int = 200) -> bytes:
+    """A page whose content stream is a few hundred kilobytes of Flate that inflate to
+    `megabytes` MB of spaces: what a hostile upload would send."""
+    import zlib
+
+    content = zlib.compress(b"BT /F1 11 Tf 72 740 Td (Hello) Tj ET\n" + b" " * (megabytes * 1024 * 1024), 9)
+    font = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [5 0 R] /Count 1 >>", font]
+    objects.append(b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(content) + content + b"\nendstream")
+    objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+                   b" /Resources << /Font << /F1 3 0 R >> >> >>")  # fmt: skip
+    return _build(objects)

@@ -214,3 +214,18 @@ def test_the_web_server_takes_knowledge_uploads_up_to_their_own_limit(transactio
         too_big = b"a " * (11 * 1024 * 1024 // 2)
         refused = http.post(url, headers=headers, files={"file": ("huge.txt", too_big, "text/plain")})
         assert refused.status_code == 413, refused.text
+
+
+def test_a_pdf_that_inflates_past_the_stream_limit_is_refused(api, avatar):
+    """200 MB of content stream behind a few hundred kilobytes: refused with the reason,
+    never inflated whole in the web process."""
+    bomb = pdfs.inflate_bomb_pdf(200)
+    assert len(bomb) < 1024 * 1024
+    response = api.post(
+        f"/api/avatars/{avatar.pk}/knowledge",
+        {"file": SimpleUploadedFile("lesson.pdf", bomb, content_type="application/pdf")},
+        format="multipart",
+    )
+    assert response.status_code == 400, response.content
+    assert "PDF" in response.json()["detail"]
+    assert not KnowledgeDocument.objects.filter(avatar=avatar).exists()

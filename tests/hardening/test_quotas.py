@@ -314,6 +314,7 @@ def test_the_worker_ends_a_session_at_its_maximum_length(monkeypatch, settings):
     """In one process, with a fake peer: the error event says why, then the session closes."""
     import numpy as np
 
+    from lipsync_worker.live.dialogue import Dialogue
     from lipsync_worker.live.peer import Peer
     from lipsync_worker.live.runtime import LiveAvatar
     from lipsync_worker.live.session import LiveSession
@@ -321,8 +322,12 @@ def test_the_worker_ends_a_session_at_its_maximum_length(monkeypatch, settings):
     async def answer(self, sdp, sdp_type="offer"):
         return "answer"
 
+    async def no_conversation(self):
+        return None  # no database here: the session's conversation record is not the point
+
     monkeypatch.setattr(Peer, "answer", answer)
     monkeypatch.setattr(Peer, "show", lambda self, image, pcm, tick: None)
+    monkeypatch.setattr(Dialogue, "open", no_conversation)
     settings.LIVE_MAX_SESSION_SECONDS = 0.5
 
     class Assets:
