@@ -3,11 +3,12 @@
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from tutor_site.account_events import session_token_group_name
 from tutor_site.channels_auth import AuthWatchMixin, EventsRedisLostMixin, RedisLostMixin
-from tutor_site.exceptions import Forbidden, ObjectNotFound
+from tutor_site.exceptions import Forbidden, ObjectNotFound, SessionTokenInvalid
 
 from .events import avatar_group_name, avatar_state
-from .selectors import avatar_get
+from .selectors import avatar_get, avatar_get_for_token, avatar_get_live
 from .share_events import AvatarAccessWatchMixin
 
 # Close codes: 4401 not authenticated, 4404 no such avatar for this user.
@@ -96,7 +97,7 @@ def _serving_channel(user, avatar_id):
     from .live_services import live_serving_channel
 
     try:
-        return live_serving_channel(avatar_get(user, avatar_id, "use")), None
+        return live_serving_channel(avatar_get_live(user, avatar_id)), None
     except ServiceError as exc:
         return None, exc.detail
 
@@ -105,7 +106,22 @@ def _serving_channel(user, avatar_id):
 def _offer_message(user, avatar_id, sdp, events_to):
     from .live_services import live_offer_message
 
-    return live_offer_message(user, avatar_get(user, avatar_id, "use"), sdp, "offer", events_to=events_to)
+    return live_offer_message(user, avatar_get_live(user, avatar_id), sdp, "offer", events_to=events_to)
+
+
+@database_sync_to_async
+def _token_principal(raw: str, avatar_id):
+    """(principal, avatar, None) for a student's session token of this avatar, else
+    (None, None, close code): 4401 a bad, expired or revoked token, 4404 another avatar's."""
+    from .token_auth import SessionTokenPrincipal
+
+    try:
+        avatar, token = avatar_get_for_token(raw, avatar_id)
+    except SessionTokenInvalid:
+        return None, None, CLOSE_UNAUTHENTICATED
+    except ObjectNotFound:
+        return None, None, CLOSE_NOT_FOUND
+    return SessionTokenPrincipal(token), avatar, None
 
 
 class SignalingConsumer(RedisLostMixin, AvatarAccessWatchMixin, AuthWatchMixin, AsyncJsonWebsocketConsumer):
@@ -124,16 +140,29 @@ class SignalingConsumer(RedisLostMixin, AvatarAccessWatchMixin, AuthWatchMixin, 
         self._clock = time.monotonic
         user = self.scope.get("user")
         subprotocols = self.scope.get("subprotocols") or []
-        accept_protocol = next((p for p in subprotocols if p.startswith("bearer.")), None)
-        if user is None or not user.is_authenticated or not user.is_staff:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
-            return
+        accept_protocol = next((p for p in subprotocols if p.startswith(("bearer.", "token."))), None)
         self.avatar_id = self.scope["url_route"]["kwargs"]["avatar_id"]
-        await self.access_watch_start(user.pk, self.avatar_id)  # a share revoked from now on ends the session
-        avatar = await _avatar_for(user, self.avatar_id, "use")
-        if avatar is None:
-            await self.close(code=CLOSE_NOT_FOUND)
-            return
+        if self.scope.get("session_token"):  # a student: the token opens this avatar only
+            user, avatar, code = await _token_principal(self.scope["session_token"], self.avatar_id)
+            if user is None:
+                await self.close(code=code)
+                return
+            token = user.session_token
+            self.scope["auth_expires"] = token.expires_at.timestamp()
+            self.scope["auth_account_id"] = token.created_by_id  # its creator's login removed: closed
+            self._token_group = session_token_group_name(token.pk)
+            await self.channel_layer.group_add(self._token_group, self.channel_name)
+            # A share of its creator revoked from now on ends it (a token does no more than its creator).
+            await self.access_watch_start(token.created_by_id, self.avatar_id)
+        else:
+            if user is None or not user.is_authenticated or not user.is_staff:
+                await self.close(code=CLOSE_UNAUTHENTICATED)
+                return
+            await self.access_watch_start(user.pk, self.avatar_id)  # a share revoked from now on ends the session
+            avatar = await _avatar_for(user, self.avatar_id, "use")
+            if avatar is None:
+                await self.close(code=CLOSE_NOT_FOUND)
+                return
         self.user = user
         await self.accept(subprotocol=accept_protocol)
         await self.auth_watch_start()
@@ -146,11 +175,20 @@ class SignalingConsumer(RedisLostMixin, AvatarAccessWatchMixin, AuthWatchMixin, 
         await self.send_json({"type": "state", "state": "ready", "avatar": state})
 
     async def auth_closing(self, reason: str) -> None:
-        await self.send_json({"type": "error", "detail": f"{reason}: sign in again."})
+        student = getattr(getattr(self, "user", None), "session_token", None) is not None
+        advice = "ask your tutor for a new link" if student else "sign in again"
+        await self.send_json({"type": "error", "detail": f"{reason}: {advice}."})
+
+    async def session_token_revoked(self, message) -> None:
+        await self.send_json({"type": "error", "detail": "This session link was revoked."})
+        await self.close(code=CLOSE_UNAUTHENTICATED)
 
     async def disconnect(self, code):
         await self.auth_watch_stop()
         await self.access_watch_stop()
+        group, self._token_group = getattr(self, "_token_group", None), None
+        if group is not None:
+            await self.channel_layer.group_discard(group, self.channel_name)
         if getattr(self, "session_id", None) and self.worker_channel:
             await self.channel_layer.send(self.worker_channel, {"type": "live.bye", "session_id": self.session_id})
 
@@ -255,12 +293,14 @@ class SignalingConsumer(RedisLostMixin, AvatarAccessWatchMixin, AuthWatchMixin, 
         )
 
     async def _ask(self, content):
-        from .live_services import live_question_validate
+        from .live_services import live_question_charge, live_question_validate
 
         if not self.session_id:
             await self._error("No session yet: send an offer first.")
             return
-        await self._relay({"type": "live.ask", "text": live_question_validate(content.get("text"))})
+        text = live_question_validate(content.get("text"))
+        await database_sync_to_async(live_question_charge)(self.user, self.avatar_id, text)
+        await self._relay({"type": "live.ask", "text": text})
 
     async def _interrupt(self, content):
         await self._relay({"type": "live.interrupt"})

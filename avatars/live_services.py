@@ -28,7 +28,7 @@ from .engine_selectors import tts_engine_resolve
 from .events import avatar_event_publish
 from .models import Avatar, AvatarStatus
 from .quotas import avatar_owner_id, owner_lock, tts_chars_charge
-from .selectors import avatar_get, avatar_voice_reference
+from .selectors import avatar_get_live, avatar_voice_reference, usage_tutor_of
 
 
 @dataclass
@@ -496,7 +496,7 @@ def live_session_for(user, session_id) -> tuple[dict, Avatar]:
     record = registry.session_get(str(session_id or ""))
     if record is None:
         raise ObjectNotFound(f"Session {session_id} not found.")
-    avatar = avatar_get(user, record["avatar_id"], "use")  # a session of an avatar it cannot see: 404
+    avatar = avatar_get_live(user, record["avatar_id"])  # a session of an avatar it cannot use: 404
     return record, avatar
 
 
@@ -509,6 +509,7 @@ def live_offer_message(user, avatar: Avatar, sdp, sdp_type="offer", events_to: s
     if sdp_type not in (None, "", "offer"):
         raise InvalidInput("type must be 'offer'.", field="type")
     channel = live_serving_channel(avatar)
+    limits = _live_limits(user, avatar)
     avatar_live_used(avatar)
     return channel, {
         "type": "live.offer",
@@ -520,7 +521,42 @@ def live_offer_message(user, avatar: Avatar, sdp, sdp_type="offer", events_to: s
         "sdp": sdp,
         "sdp_type": "offer",
         "events_to": events_to,
+        **limits,
     }
+
+
+def _live_limits(user, avatar: Avatar) -> dict:
+    """What the worker enforces for a new session (the per-tutor limits, a session token's),
+    after refusing one with no minutes left."""
+    from contracts import usage
+    from tutors import limits
+
+    tutor = usage_tutor_of(user, avatar)
+    limits.live_minutes_check(tutor)
+    token = getattr(user, "session_token", None)
+    out = {
+        "tutor_id": tutor.pk,
+        "tutor_max_sessions": limits.tutor_limit(tutor, "max_live_sessions"),
+        "tutor_live_seconds": 60 * limits.tutor_limit(tutor, "monthly_live_minutes"),
+        "token_id": None,
+        "token_max_seconds": 0,
+        "token_expires_at": None,
+    }
+    if token is not None:
+        left = max(1, int(token.expires_at.timestamp() - time.time()))
+        if token.max_minutes and usage.token_seconds_used(token.pk) >= 60 * token.max_minutes:
+            raise TooManyRequests(
+                f"This session link has used all of its {token.max_minutes} live minutes (max_minutes); "
+                "it does not reset: ask your tutor for a new link.",
+                retry_after=left,
+                extra={"limit": "max_minutes"},
+            )
+        out.update(
+            token_id=token.pk,
+            token_max_seconds=60 * (token.max_minutes or 0),
+            token_expires_at=token.expires_at.timestamp(),
+        )
+    return out
 
 
 def _refusal(event: dict, default: str):
@@ -550,13 +586,30 @@ def live_session_request(user, session_id, message: dict) -> dict:
     if message.get("type") == "live.say":
         # Before it travels: past the quota no TTS job starts (with interrupt, none is cancelled).
         tts_chars_charge(avatar_owner_id(avatar), message.get("text") or "")
+    elif message.get("type") == "live.ask":
+        tts_chars_charge(avatar_owner_id(avatar), _question_charge(message.get("text") or ""))
     event = live_request(record["channel"], {**message, "session_id": str(session_id)})
     if event.get("type") == "error":
         raise _refusal(event, "The worker refused the request.")
     return event
 
 
+# A typed question costs what its answer will: a few sentences of speech (and a responder's
+# work), whatever the question's own length.
+QUESTION_CHARGE_CHARS = 300
+
+
+def _question_charge(text: str) -> str:
+    return text.ljust(QUESTION_CHARGE_CHARS)
+
+
+def live_question_charge(user, avatar_id, text: str) -> None:
+    """A typed question (`ask`): counted against TTS_MAX_CHARS_PER_MINUTE like the speech
+    of its answer, so questions cannot be sent faster than answers may be spoken."""
+    live_say_charge(user, avatar_id, _question_charge(text))
+
+
 def live_say_charge(user, avatar_id, text: str) -> None:
     """A `say` on the session WebSocket: count its text against the avatar's admin's
     TTS_MAX_CHARS_PER_MINUTE (429's message, sent back as an `error` event)."""
-    tts_chars_charge(avatar_owner_id(avatar_get(user, avatar_id, "use")), text)
+    tts_chars_charge(avatar_owner_id(avatar_get_live(user, avatar_id)), text)

@@ -13,4 +13,6 @@ urlpatterns = [
 # At the site root (included from tutor_site/urls.py).
 talk_urlpatterns = [
     path("avatars/<int:avatar_id>/talk/", live_views.talk_page, name="avatar-talk"),
+    # A student's talk page: the session token alone opens it (no sign-in).
+    path("talk/<str:token>/", live_views.talk_token_page, name="avatar-talk-token"),
 ]

@@ -7,19 +7,23 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.clickjacking import xframe_options_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from contracts.ice_servers import ice_servers_for
-from tutor_site.exceptions import Forbidden, InvalidInput, ObjectNotFound
+from tutor_site.exceptions import Forbidden, InvalidInput, ObjectNotFound, SessionTokenInvalid
 
 from . import live_services
-from .selectors import avatar_get
+from .selectors import avatar_get, avatar_get_live, session_token_resolve
 from .serializers import AvatarSerializer, AvatarStartQuerySerializer, AvatarStartSerializer, input_validate
+from .token_auth import IsTutorAdminOrSessionToken, SessionTokenAuthentication, SessionTokenPrincipal
 
 PROXY_ACTIONS = ("offer", "human", "interrupt_talk", "is_speaking")
 
@@ -140,9 +144,13 @@ class AvatarIceServersView(APIView):
 
 
 class WebRTCProxyView(APIView):
-    """The LiveTalking-style HTTP API (offer, human, interrupt_talk, is_speaking)."""
+    """The LiveTalking-style HTTP API (offer, human, interrupt_talk, is_speaking). Also for
+    students: a session token (`Authorization: Token vts_…` or a `token` field) opens its
+    own avatar's sessions here, and nothing else of the API."""
 
     parser_classes = [JSONParser, FormParser]
+    authentication_classes = [SessionTokenAuthentication, *api_settings.DEFAULT_AUTHENTICATION_CLASSES]
+    permission_classes = [IsTutorAdminOrSessionToken]
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
     def post(self, request, path: str):
@@ -163,10 +171,11 @@ class WebRTCProxyView(APIView):
         if action not in PROXY_ACTIONS:
             raise ObjectNotFound(f"Unknown WebRTC call '{action}'; known: {', '.join(PROXY_ACTIONS)}.")
         data = _data(request)
+        data.pop("token", None)  # a session token given as a field (authentication read it)
         if action == "offer":
             if data.get("avatar_id") in (None, ""):
                 raise InvalidInput("avatar_id is required.", field="avatar_id")
-            avatar = avatar_get(request.user, data["avatar_id"], "use")
+            avatar = avatar_get_live(request.user, data["avatar_id"])
             answer = live_services.live_offer(request.user, avatar, data.get("sdp"), data.get("type") or "offer")
             return Response({"sdp": answer["sdp"], "type": "answer", "sessionid": answer["session_id"]})
         session_id = data.get("sessionid")
@@ -209,7 +218,39 @@ def talk_page(request, avatar_id: int):
         "status": avatar.status,
         "wsPath": f"/ws/avatars/{avatar.pk}/session/",
         "startUrl": f"/api/avatars/{avatar.pk}/start",
+        "canStart": True,
         "iceServers": ice_servers_for(f"user-{request.user.pk}"),
         "adminUrl": reverse("admin:avatars_avatar_change", args=[avatar.pk]),
     }
+    return _talk_response(request, avatar, config)
+
+
+def _talk_response(request, avatar, config: dict):
     return render(request, "avatars/talk.html", {"avatar": avatar, "config": config})
+
+
+@never_cache
+@xframe_options_exempt  # framing is decided by the CSP below: TALK_EMBED_ORIGINS only
+def talk_token_page(request, token: str):
+    """A student's talk page: the session token in the path is all it needs (no sign-in).
+    It cannot start the avatar; its socket carries the token."""
+    try:
+        session_token = session_token_resolve(token)
+    except SessionTokenInvalid as exc:
+        response = render(request, "avatars/talk_link_invalid.html", {"detail": exc.detail}, status=404)
+    else:
+        avatar = avatar_get_live(SessionTokenPrincipal(session_token), session_token.avatar_id)
+        config = {
+            "avatarId": avatar.pk,
+            "avatarName": str(avatar),
+            "status": avatar.status,
+            "wsPath": f"/ws/avatars/{avatar.pk}/session/?token={token}",
+            "startUrl": "",
+            "canStart": False,
+            "iceServers": ice_servers_for(f"token-{session_token.pk}"),
+            "adminUrl": "",
+        }
+        response = _talk_response(request, avatar, config)
+    response["Content-Security-Policy"] = "frame-ancestors " + " ".join(["'self'", *settings.TALK_EMBED_ORIGINS])
+    response["Referrer-Policy"] = "no-referrer"  # the token is in the address
+    return response

@@ -81,6 +81,8 @@ class Avatar(models.Model):
     width = models.PositiveIntegerField(default=0)
     height = models.PositiveIntegerField(default=0)
     duration_seconds = models.FloatField(default=0)
+    # Bytes of the uploads stored for it (video, voice): its tutor's storage (tutors.limits).
+    storage_bytes = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -131,6 +133,11 @@ class AvatarRender(models.Model):
     task_id = models.CharField(max_length=64, blank=True)
     frame_count = models.PositiveIntegerField(default=0)
     duration_seconds = models.FloatField(default=0)
+    # Whose monthly render minutes and storage it uses (the requester's tutor, tutors.limits),
+    # the duration counted when it was queued (until it is done), and its stored bytes.
+    usage_tutor = models.ForeignKey("tutors.Tutor", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    estimated_seconds = models.FloatField(default=0)
+    storage_bytes = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -168,3 +175,29 @@ class AvatarShare(models.Model):
 
     def __str__(self):
         return f"{self.avatar} shared with {self.grantee} ({self.permission})"
+
+
+class SessionToken(models.Model):
+    """A student's access to one avatar's live sessions (talk page, session socket, proxy),
+    never to the REST API. Only a hash of the secret is stored; its usage counts against
+    `usage_tutor` (its creator's side, `avatars.selectors.usage_tutor_for`)."""
+
+    avatar = models.ForeignKey(Avatar, on_delete=models.CASCADE, related_name="session_tokens")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    usage_tutor = models.ForeignKey("tutors.Tutor", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # The secret's first characters, to tell tokens apart in lists.
+    prefix = models.CharField(max_length=16, editable=False)
+    label = models.CharField(max_length=120, blank=True)
+    max_minutes = models.PositiveIntegerField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"Session token {self.prefix}… of {self.avatar}"

@@ -12,11 +12,13 @@ from contracts import media_probe as media
 from contracts import tasks
 from contracts.tasks import task_send
 from tutor_site.exceptions import InvalidMedia, NotReady
+from tutors import limits
 
 from .engine_selectors import tts_request_check
 from .events import avatar_event_publish
 from .models import Avatar, AvatarRender, RenderStatus
 from .quotas import avatar_owner_id, owner_lock, renders_queued_check, tts_chars_charge
+from .selectors import usage_tutor_for
 from .services import UploadSource
 from .storage import storage_delete_prefix, storage_save
 
@@ -37,12 +39,20 @@ def _enqueue(render: AvatarRender) -> None:
 
 
 def render_create(
-    avatar: Avatar, *, text: str = "", tts_model: str | None = None, voice: str = "", audio: UploadSource | None = None
+    avatar: Avatar,
+    *,
+    text: str = "",
+    tts_model: str | None = None,
+    voice: str = "",
+    audio: UploadSource | None = None,
+    by=None,
 ) -> AvatarRender:
     """Queue a talking clip of `avatar` speaking `text` (through TTS) or the uploaded `audio`
     (one or the other: `RenderCreateSerializer` validated the request). Checks here what
     needs the avatar, the media or the engines, and the admin's quotas: queued clips
-    (RENDER_MAX_QUEUED_PER_ADMIN) and speech characters (TTS_MAX_CHARS_PER_MINUTE)."""
+    (RENDER_MAX_QUEUED_PER_ADMIN) and speech characters (TTS_MAX_CHARS_PER_MINUTE); and the
+    requester's tutor's (`by`; without one, the avatar's tutor): monthly render minutes,
+    counted from an estimate until the clip is done, and storage for an uploaded audio."""
     if not avatar.is_ready:
         reason = f": {avatar.error_message}" if avatar.error_message else ""
         raise NotReady(f"Avatar '{avatar.name}' is {avatar.status}; it can talk once it is ready{reason}")
@@ -51,21 +61,32 @@ def render_create(
     voice = (voice or avatar.timbre or "").strip()
     if audio is not None:
         try:
-            media.probe_audio(audio.path, audio.filename, limits=_RenderLimits())
+            info = media.probe_audio(audio.path, audio.filename, limits=_RenderLimits())
         except InvalidMedia as exc:
             exc.field = "audio"
             raise
+        estimate = limits.render_seconds_estimate(audio_seconds=info.duration)
+        upload_bytes = os.path.getsize(audio.path)
     else:
         tts_model, voice, text = tts_request_check(text, tts_model, voice or None)
+        estimate, upload_bytes = limits.render_seconds_estimate(text), 0
     owner_id = avatar_owner_id(avatar)
+    usage_tutor = usage_tutor_for(by, avatar) if by is not None else avatar.tutor
     with transaction.atomic():
-        # The admin's quotas, decided under the admin's lock (see avatars.quotas).
+        # The admin's quotas, decided under the admin's lock (see avatars.quotas), then the tutor's.
         owner_lock(owner_id)
         renders_queued_check(owner_id)
+        locked_tutor = limits.tutor_lock(usage_tutor.pk)
+        limits.render_minutes_check(locked_tutor, estimate)
+        if upload_bytes:
+            limits.storage_check(locked_tutor, upload_bytes)
         if audio is None:
             tts_chars_charge(owner_id, text)
         render = AvatarRender.objects.create(
             avatar=avatar,
+            usage_tutor=locked_tutor,
+            estimated_seconds=round(estimate, 3),
+            storage_bytes=upload_bytes,
             text=text,
             tts_model="" if audio else tts_model,
             voice="" if audio else voice,
@@ -112,7 +133,15 @@ def render_progress_set(render_id: int, task_id: str, percent: int, message: str
 
 
 def render_succeeded(render_id: int, task_id: str, *, video_path: str, frame_count: int, duration: float) -> bool:
+    from django.core.files.storage import default_storage
+    from django.db.models import F
+
+    try:  # the clip is stored for its tutor too (tutors.limits: max_storage_mb)
+        clip_bytes = default_storage.size(video_path)
+    except Exception:  # noqa: BLE001 - a size unknown is not a failed render
+        clip_bytes = 0
     updated = _live(render_id, task_id).update(
+        storage_bytes=F("storage_bytes") + clip_bytes,
         status=RenderStatus.DONE,
         video_path=video_path,
         frame_count=frame_count,

@@ -19,7 +19,10 @@ from tutor_site.exceptions import Forbidden, ObjectNotFound
 from tutors.models import User
 from tutors.selectors import account_tutor
 
-from .models import Avatar, AvatarShare
+from .models import Avatar, AvatarShare, SessionToken
+
+# Student session tokens start with this (recognisable in logs and headers).
+SESSION_TOKEN_PREFIX = "vts_"
 
 ACCESS_LEVELS = ("view", "use", "manage", "own")
 OWN = "own"
@@ -163,3 +166,97 @@ def avatar_voice_reference(avatar) -> tuple[str, str]:
         return "", ""
     path = getattr(avatar, "voice_reference_path", "") or getattr(avatar, "audio_path", "")
     return path or "", getattr(avatar, "voice_reference_text", "") or ""
+
+
+# --- usage: whose limits a use counts against ---------------------------------------------
+
+
+def usage_tutor_for(user, avatar: Avatar):
+    """The tutor whose per-tutor limits `user`'s use of `avatar` counts against: a tutor
+    account's own tutor (its own avatar, or one shared with it); otherwise (the avatar's
+    admin, an operator, a grantee admin without a tutor of its own) the avatar's tutor."""
+    tutor = account_tutor(user)
+    return tutor if tutor is not None else avatar.tutor
+
+
+# --- student session tokens -----------------------------------------------------------------
+
+
+def session_token_hash(raw: str) -> str:
+    import hashlib
+
+    return hashlib.sha256((raw or "").encode()).hexdigest()
+
+
+def session_token_resolve(raw) -> SessionToken:
+    """The live token of `raw` (not expired, not revoked, its creator still able to use the
+    avatar: a token never does more than its creator); else `SessionTokenInvalid`."""
+    from django.utils import timezone
+
+    from tutor_site.exceptions import SessionTokenInvalid
+
+    if not isinstance(raw, str) or not raw.startswith(SESSION_TOKEN_PREFIX) or len(raw) > 100:
+        raise SessionTokenInvalid("This session link is not valid.")
+    token = (
+        SessionToken.objects.select_related("avatar", "avatar__tutor", "created_by", "usage_tutor")
+        .filter(token_hash=session_token_hash(raw))
+        .first()
+    )
+    if token is None:
+        raise SessionTokenInvalid("This session link is not valid.")
+    if token.revoked_at is not None:
+        raise SessionTokenInvalid("This session link was revoked; ask your tutor for a new one.")
+    if token.expires_at <= timezone.now():
+        raise SessionTokenInvalid("This session link has expired; ask your tutor for a new one.")
+    creator = token.created_by
+    if creator is None or not (creator.is_active and creator.is_staff) or not avatar_may(creator, token.avatar, "use"):
+        raise SessionTokenInvalid("This session link no longer works; ask your tutor for a new one.")
+    return token
+
+
+def avatar_get_for_token(raw, avatar_id) -> tuple[Avatar, SessionToken]:
+    """(avatar, token) when `raw` is a live token of avatar `avatar_id`: `SessionTokenInvalid`
+    (401, WS 4401) for a bad, expired or revoked token, `ObjectNotFound` (404, WS 4404)
+    for another avatar's."""
+    token = session_token_resolve(raw)
+    if str(token.avatar_id) != str(avatar_id):
+        raise ObjectNotFound(f"Avatar {avatar_id} not found.")
+    return token.avatar, token
+
+
+def session_token_list(user: User, avatar_id) -> QuerySet:
+    """The avatar's tokens `user` sees: all of them for the owner side, its own for a
+    grantee (`use` needed)."""
+    avatar = avatar_get(user, avatar_id, "use")
+    qs = avatar.session_tokens.select_related("created_by").order_by("-created_at", "-id")
+    return qs if avatar.access_level == OWN else qs.filter(created_by=user)
+
+
+def session_token_get(user: User, avatar_id, token_id) -> SessionToken:
+    try:
+        return session_token_list(user, avatar_id).get(pk=int(token_id))
+    except (SessionToken.DoesNotExist, TypeError, ValueError):
+        raise ObjectNotFound(f"Session token {token_id} of avatar {avatar_id} not found.") from None
+
+
+def avatar_get_live(user, avatar_id) -> Avatar:
+    """The avatar of a live session (talk, signaling, proxy): an account's by its access
+    (`use`), a session token holder's own avatar only (another one: 404)."""
+    token = getattr(user, "session_token", None)
+    if token is not None:
+        if str(token.avatar_id) != str(avatar_id):
+            raise ObjectNotFound(f"Avatar {avatar_id} not found.")
+        return avatar_queryset_for_token(token).get()
+    return avatar_get(user, avatar_id, "use")
+
+
+def avatar_queryset_for_token(token: SessionToken) -> QuerySet[Avatar]:
+    return Avatar.objects.select_related("tutor", "tutor__owner").filter(pk=token.avatar_id)
+
+
+def usage_tutor_of(user, avatar: Avatar):
+    """`usage_tutor_for`, for an account or a session token holder (its creator's side)."""
+    token = getattr(user, "session_token", None)
+    if token is not None:
+        return token.usage_tutor or avatar.tutor
+    return usage_tutor_for(user, avatar)

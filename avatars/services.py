@@ -17,6 +17,7 @@ from contracts import media_probe as media
 from contracts import tasks
 from contracts.tasks import task_send
 from tutor_site.exceptions import InvalidMedia, NameTaken, NotReady, ObjectNotFound
+from tutors import limits
 from tutors.models import Tutor, User
 from tutors.selectors import tutor_get
 
@@ -83,6 +84,8 @@ def avatar_create_check(
         exc.field = "tutor_id"
         raise
     preprocessing_check(tutor.owner_id)  # before the media are probed; again under the lock when creating
+    limits.avatars_check(tutor)
+    limits.storage_check(tutor, _upload_bytes(prompt_face, prompt_voice))
     _name_free(tutor.owner_id, name)
     avatar_model = lipsync_engine_resolve(avatar_model)
     tts_model = tts_engine_resolve(tts_model, support_clone=support_clone)
@@ -154,6 +157,10 @@ def avatar_create(
         with transaction.atomic():
             owner_lock(tutor.owner_id)  # the count and the new row in one step per admin (avatars.quotas)
             preprocessing_check(tutor.owner_id)
+            # The tutor's limits, in the same step (after the admin's lock: one order everywhere).
+            locked_tutor = limits.tutor_lock(tutor.pk)
+            limits.avatars_check(locked_tutor)
+            limits.storage_check(locked_tutor, _upload_bytes(prompt_face, prompt_voice))
             avatar = Avatar.objects.create(
                 tutor=tutor,
                 owner_id=tutor.owner_id,
@@ -167,6 +174,7 @@ def avatar_create(
                 width=video_info.width,
                 height=video_info.height,
                 duration_seconds=round(video_info.duration, 3),
+                storage_bytes=_upload_bytes(prompt_face, prompt_voice),
                 **fields,
             )
             ext = os.path.splitext(prompt_face.filename)[1].lower()
@@ -185,6 +193,10 @@ def avatar_create(
             raise _name_taken(name) from None  # a concurrent create took the name first
         raise
     return avatar
+
+
+def _upload_bytes(*sources: UploadSource | None) -> int:
+    return sum(os.path.getsize(source.path) for source in sources if source is not None)
 
 
 def _is_name_clash(exc: IntegrityError) -> bool:

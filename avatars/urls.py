@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from . import share_views, speech_views, views
+from . import share_views, speech_views, token_views, views
 
 urlpatterns = [
     path("list", views.AvatarListView.as_view(), name="avatar-list"),
@@ -20,6 +20,14 @@ urlpatterns = [
     path("<int:avatar_id>/shares", share_views.AvatarShareListView.as_view(), name="avatar-share-list"),
     path(
         "<int:avatar_id>/shares/<int:share_id>", share_views.AvatarShareDetailView.as_view(), name="avatar-share-detail"
+    ),
+    path(
+        "<int:avatar_id>/session-tokens", token_views.SessionTokenListView.as_view(), name="avatar-session-token-list"
+    ),
+    path(
+        "<int:avatar_id>/session-tokens/<int:token_id>",
+        token_views.SessionTokenDetailView.as_view(),
+        name="avatar-session-token-detail",
     ),
     path("", include("avatars.live_urls")),
 ]

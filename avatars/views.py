@@ -145,7 +145,8 @@ class AvatarRenderCreateView(APIView):
     )
     def post(self, request, avatar_id: int):
         avatar = avatar_get(request.user, avatar_id, "use")
-        render = render_services.render_create(avatar, **input_validate(RenderCreateSerializer, request.data))
+        data = input_validate(RenderCreateSerializer, request.data)
+        render = render_services.render_create(avatar, by=request.user, **data)
         return Response(RenderSerializer(render).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -19,7 +19,8 @@ Role = Literal["student", "avatar"]
 # Session events (to the page, over the signaling WebSocket).
 EVENT_USER_TRANSCRIPT = "user_transcript"  # {text, final}
 EVENT_ANSWER_TEXT = "answer_text"  # {text}: the answer so far, as it streams
-EVENT_TURN = "turn"  # {latencies}: an answer started playing
+EVENT_TURN = "turn"  # {question, latencies}: an answer started playing
+EVENT_TURN_ENDED = "turn_ended"  # {interrupted, total_ms}: an answer was said to its end, or stopped
 EVENT_LISTENING = "listening"  # {speaking: bool}: the student started / stopped speaking
 
 

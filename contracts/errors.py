@@ -44,6 +44,13 @@ class ObjectNotFound(ServiceError):
     status_code = 404
 
 
+class SessionTokenInvalid(ServiceError):
+    """A student session token that is unknown, expired or revoked (or whose creator lost
+    access): 401, and 4401 on a WebSocket."""
+
+    status_code = 401
+
+
 class Forbidden(ServiceError):
     """The caller can see the object but its role does not allow this action (a shared
     avatar's grantee deleting it, a tutor account changing its tutor)."""

@@ -8,6 +8,8 @@
   the per-admin limit across workers: `session_reserve` checks and adds in one step (a Lua
   script), so concurrent offers on any workers cannot pass LIVE_MAX_SESSIONS_PER_ADMIN.
 - `live:avatar:<id>`: the same for an avatar's open sessions (is it in use?).
+- `live:tutor:<id>`: the same for the sessions charged to a tutor (its `max_live_sessions`,
+  checked in the same script as the admin's limit).
 """
 
 from __future__ import annotations
@@ -54,71 +56,109 @@ def workers() -> dict[str, dict]:
     return found
 
 
-# KEYS: the admin's set, the avatar's set, the session record. ARGV: now, expiry, ttl, limit
-# (<= 0: none), session id, record. Returns -1 when recorded, else the sessions already open.
+# KEYS: the admin's set, the avatar's set, the session record, the tutor's set. ARGV: now,
+# expiry, ttl, the admin's limit (<= 0: none), session id, record, the tutor's limit (<= 0:
+# none). Returns {0, 0} when recorded, else {1 (admin) or 2 (tutor), the sessions open}.
 _RESERVE_SCRIPT = """
+local limit = tonumber(ARGV[4])
+local tutor_limit = tonumber(ARGV[7])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 local open = redis.call('ZCARD', KEYS[1])
-local limit = tonumber(ARGV[4])
 if limit > 0 and open >= limit and not redis.call('ZSCORE', KEYS[1], ARGV[5]) then
-  return open
+  return {1, open}
+end
+if tutor_limit > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[1])
+  local tutor_open = redis.call('ZCARD', KEYS[4])
+  if tutor_open >= tutor_limit and not redis.call('ZSCORE', KEYS[4], ARGV[5]) then
+    return {2, tutor_open}
+  end
 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[5])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
+if KEYS[4] ~= '' then
+  redis.call('ZADD', KEYS[4], ARGV[2], ARGV[5])
+  redis.call('EXPIRE', KEYS[4], ARGV[3])
+end
 redis.call('SET', KEYS[3], ARGV[6], 'EX', ARGV[3])
-return -1
+return {0, 0}
 """
 _reserve = None
 
 
-def session_reserve(session_id: str, *, avatar_id: int, user_id: int, channel: str, limit: int) -> int | None:
-    """Record a new session if the admin has fewer than `limit` open (check and add in one
-    step): None when recorded, else how many are open (nothing recorded). Released by
-    `session_remove`, or by expiry when its worker stops refreshing it."""
+def session_reserve_checked(
+    session_id: str,
+    *,
+    avatar_id: int,
+    user_id: int,
+    channel: str,
+    limit: int,
+    tutor_id: int | None = None,
+    tutor_limit: int = 0,
+) -> tuple[str, int] | None:
+    """Record a new session if the admin has fewer than `limit` open and its tutor fewer
+    than `tutor_limit` (checked and added in one step): None when recorded, else ("admin"
+    or "tutor", how many are open) with nothing recorded. Released by `session_remove`, or
+    by expiry when its worker stops refreshing it."""
     global _reserve
     if _reserve is None:
         _reserve = client().register_script(_RESERVE_SCRIPT)
     ttl = _session_ttl()
     now = time.time()
-    record = json.dumps({"avatar_id": avatar_id, "user_id": user_id, "channel": channel})
-    open_ = _reserve(
-        keys=[_key("user", user_id), _key("avatar", avatar_id), _key("session", session_id)],
-        args=[now, now + ttl, ttl, int(limit), session_id, record],
+    record = json.dumps({"avatar_id": avatar_id, "user_id": user_id, "channel": channel, "tutor_id": tutor_id})
+    tutor_key = _key("tutor", tutor_id) if tutor_id is not None else ""
+    code, open_ = _reserve(
+        keys=[_key("user", user_id), _key("avatar", avatar_id), _key("session", session_id), tutor_key],
+        args=[now, now + ttl, ttl, int(limit), session_id, record, int(tutor_limit) if tutor_id is not None else 0],
         client=client(),
     )
-    return None if int(open_) < 0 else int(open_)
+    if int(code) == 0:
+        return None
+    return ("admin" if int(code) == 1 else "tutor"), int(open_)
 
 
-def session_add(session_id: str, *, avatar_id: int, user_id: int, channel: str) -> None:
-    """Record a session whatever the admin's count (`session_reserve` with no limit)."""
-    session_reserve(session_id, avatar_id=avatar_id, user_id=user_id, channel=channel, limit=0)
+def session_reserve(session_id: str, *, avatar_id: int, user_id: int, channel: str, limit: int, **tutor) -> int | None:
+    """`session_reserve_checked` answering None (recorded) or how many sessions are open."""
+    refused = session_reserve_checked(
+        session_id, avatar_id=avatar_id, user_id=user_id, channel=channel, limit=limit, **tutor
+    )
+    return None if refused is None else refused[1]
 
 
-def session_refresh(sessions: dict[str, tuple[int, int]]) -> None:
-    """Keep the records of open sessions (id -> (user id, avatar id)) from expiring. Only
-    those still recorded: a session removed meanwhile is not brought back."""
+def session_add(session_id: str, *, avatar_id: int, user_id: int, channel: str, tutor_id: int | None = None) -> None:
+    """Record a session whatever the counts (`session_reserve` with no limit)."""
+    session_reserve(session_id, avatar_id=avatar_id, user_id=user_id, channel=channel, limit=0, tutor_id=tutor_id)
+
+
+def session_refresh(sessions: dict[str, tuple]) -> None:
+    """Keep the records of open sessions (id -> (user id, avatar id[, tutor id])) from
+    expiring. Only those still recorded: a session removed meanwhile is not brought back."""
     if not sessions:
         return
     ttl = _session_ttl()
     expiry = time.time() + ttl
     with client().pipeline() as pipe:
-        for session_id, (user_id, avatar_id) in sessions.items():
+        for session_id, (user_id, avatar_id, *tutor) in sessions.items():
             pipe.expire(_key("session", session_id), ttl)
-            for key in (_key("user", user_id), _key("avatar", avatar_id)):
+            keys = [_key("user", user_id), _key("avatar", avatar_id)]
+            keys += [_key("tutor", tutor_id) for tutor_id in tutor if tutor_id is not None]
+            for key in keys:
                 pipe.zadd(key, {session_id: expiry}, xx=True)
                 pipe.expire(key, ttl)
         pipe.execute()
 
 
-def session_remove(session_id: str, user_id: int, avatar_id: int | None = None) -> None:
+def session_remove(session_id: str, user_id: int, avatar_id: int | None = None, tutor_id: int | None = None) -> None:
     with client().pipeline() as pipe:
         pipe.delete(_key("session", session_id))
         pipe.zrem(_key("user", user_id), session_id)
         if avatar_id is not None:
             pipe.zrem(_key("avatar", avatar_id), session_id)
+        if tutor_id is not None:
+            pipe.zrem(_key("tutor", tutor_id), session_id)
         pipe.execute()
 
 
@@ -138,6 +178,11 @@ def _open_count(key: str) -> int:
 
 def user_session_count(user_id: int) -> int:
     return _open_count(_key("user", user_id))
+
+
+def tutor_session_count(tutor_id: int) -> int:
+    """Open sessions charged to a tutor, on whichever worker."""
+    return _open_count(_key("tutor", tutor_id))
 
 
 def avatar_session_count(avatar_id: int) -> int:

@@ -129,22 +129,32 @@ _RULE = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,9}[.)])\s+")
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
 _REFERENCE = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*\S+")
+# Every repetition is bounded (markup spans a few words): unbounded lazy groups are
+# quadratic on a hostile line ("*a *a *a ..."), in the web process.
 _INLINE = (
-    (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),  # images: their alt text
-    (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),  # links: their text
-    (re.compile(r"\[([^\]]+)\]\[[^\]]*\]"), r"\1"),  # reference links
-    (re.compile(r"<(?:https?|mailto):[^>]+>"), ""),  # autolinks
-    (re.compile(r"</?[A-Za-z][^>]*>"), ""),  # HTML tags
-    (re.compile(r"`+([^`]*)`+"), r"\1"),  # inline code
-    (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),  # strong
-    (re.compile(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?!\w)"), r"\1"),  # emphasis
-    (re.compile(r"(?<!\w)_(?=\S)(.+?)(?<=\S)_(?!\w)"), r"\1"),
-    (re.compile(r"~~(.+?)~~"), r"\1"),  # strikethrough
+    (re.compile(r"!\[([^\]\n]{0,300})\]\([^)\n]{0,500}\)"), r"\1"),  # images: their alt text
+    (re.compile(r"\[([^\]\n]{1,300})\]\([^)\n]{0,500}\)"), r"\1"),  # links: their text
+    (re.compile(r"\[([^\]\n]{1,300})\]\[[^\]\n]{0,300}\]"), r"\1"),  # reference links
+    (re.compile(r"<(?:https?|mailto):[^>\n]{1,500}>"), ""),  # autolinks
+    (re.compile(r"</?[A-Za-z][^>\n]{0,500}>"), ""),  # HTML tags
+    (re.compile(r"`{1,3}([^`\n]{0,300})`{1,3}"), r"\1"),  # inline code
+    (re.compile(r"(\*\*|__)(?=\S)(.{1,300}?)(?<=\S)\1"), r"\2"),  # strong
+    (re.compile(r"(?<![\w*])\*(?=\S)(.{1,300}?)(?<=\S)\*(?!\w)"), r"\1"),  # emphasis
+    (re.compile(r"(?<!\w)_(?=\S)(.{1,300}?)(?<=\S)_(?!\w)"), r"\1"),
+    (re.compile(r"~~(.{1,300}?)~~"), r"\1"),  # strikethrough
     (re.compile(r"\\([\\`*_{}\[\]()#+\-.!|>])"), r"\1"),  # escapes
 )
 
 
+# Markup is taken out of lines up to this long (longer ones are not Markdown prose and stay
+# as they are: answers are made speakable again when said), within this much time in all.
+MARKDOWN_LINE_MAX_CHARS = 4000
+MARKDOWN_SECONDS = 5.0
+
+
 def _inline_plain(line: str) -> str:
+    if len(line) > MARKDOWN_LINE_MAX_CHARS:
+        return line
     for pattern, replacement in _INLINE:
         line = pattern.sub(replacement, line)
     return line
@@ -164,7 +174,10 @@ def markdown_to_text(markdown: str) -> tuple[str, str]:
     out: list[str] = []
     title = ""
     in_fence = False
+    deadline = time.monotonic() + MARKDOWN_SECONDS
     for index, line in enumerate(lines):
+        if time.monotonic() > deadline:
+            raise _refuse("This Markdown takes too long to read; send it as a .txt file.")
         if _FENCE.match(line):
             in_fence = not in_fence
             out.append("")
@@ -204,8 +217,8 @@ def markdown_to_text(markdown: str) -> tuple[str, str]:
 
 # A hostile PDF is read in the web process: each stream may inflate to this much (pypdf's
 # own default is 75 MB), and the whole reading may take this long, before it is refused.
-PDF_STREAM_MAX_BYTES = 16 * 1024 * 1024
-PDF_READ_SECONDS = 20.0
+PDF_STREAM_MAX_BYTES = 1024 * 1024
+PDF_READ_SECONDS = 10.0
 
 
 def pdf_to_text(data: bytes) -> tuple[str, str]:
@@ -315,11 +328,17 @@ def document_extract(data: bytes | None = None, *, filename: str = "", text: str
                 raise _refuse(f"The file is named {ext} but holds {found}; send {SUPPORTED_TEXT} files.")
             body = text_decode(data)
             title = ""
+            _length_check(body, field)  # before any parsing
             if source == "md":
                 body, title = markdown_to_text(body)
     body = paragraphs_normalise(body)
     if not _has_words(body):
         raise _refuse("The document is empty: it has no words to learn from.", field=field)
+    _length_check(body, field)
+    return ExtractedDocument(source=source, text=body, title=title or _title_from_filename(filename_clean(filename)))
+
+
+def _length_check(body: str, field: str) -> None:
     limit = settings.KNOWLEDGE_MAX_TEXT_CHARS
     if len(body) > limit:
         raise _refuse(
@@ -327,7 +346,6 @@ def document_extract(data: bytes | None = None, *, filename: str = "", text: str
             field=field,
             max_chars=limit,
         )
-    return ExtractedDocument(source=source, text=body, title=title or _title_from_filename(filename_clean(filename)))
 
 
 def _has_words(text: str) -> bool:

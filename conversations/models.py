@@ -53,9 +53,13 @@ class Conversation(models.Model):
     """One live session's exchange with an avatar."""
 
     avatar = models.ForeignKey("avatars.Avatar", on_delete=models.CASCADE, related_name="conversations")
-    # Who opened the live session; empty for students who come with a token (later).
+    # Who opened the live session; empty for students who come with a session token.
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # The student session token it was opened with (user is then empty).
+    session_token = models.ForeignKey(
+        "avatars.SessionToken", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     session_id = models.CharField(max_length=64, db_index=True)
     started_at = models.DateTimeField(default=timezone.now)

@@ -272,6 +272,7 @@ class IndexCache:
         self.size = size
         self._entries: OrderedDict[int, tuple[Hashable, KnowledgeIndex]] = OrderedDict()
         self._lock = threading.Lock()
+        self._building: dict[int, threading.Lock] = {}
 
     def get(self, avatar_id: int, signature: Hashable, load: Callable[[], list[IndexedPassage]]) -> KnowledgeIndex:
         with self._lock:
@@ -279,7 +280,15 @@ class IndexCache:
             if entry is not None and entry[0] == signature:
                 self._entries.move_to_end(avatar_id)
                 return entry[1]
-        index = KnowledgeIndex(load())  # outside the lock: other avatars' searches go on
+            building = self._building.setdefault(avatar_id, threading.Lock())
+        # One build per avatar at a time (sessions asking together wait for it); other
+        # avatars' searches go on meanwhile.
+        with building:
+            with self._lock:
+                entry = self._entries.get(avatar_id)
+                if entry is not None and entry[0] == signature:
+                    return entry[1]
+            index = KnowledgeIndex(load())
         with self._lock:
             self._entries[avatar_id] = (signature, index)
             self._entries.move_to_end(avatar_id)

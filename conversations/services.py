@@ -13,7 +13,7 @@ import numbers
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from avatars.models import Avatar
@@ -55,6 +55,19 @@ def _documents_limit_check(avatar_id: int) -> None:
         )
 
 
+def _knowledge_size_check(avatar_id: int, adding: int) -> None:
+    """The whole knowledge base of an avatar is indexed in the live worker's memory (and
+    rebuilt there after each change): its text is bounded as a whole too."""
+    limit = settings.KNOWLEDGE_MAX_AVATAR_CHARS
+    held = KnowledgeDocument.objects.filter(avatar_id=avatar_id).aggregate(total=Sum("char_count"))["total"] or 0
+    if held + adding > limit:
+        raise InvalidInput(
+            f"This avatar's knowledge would hold {held + adding} characters, more than {limit} "
+            "(KNOWLEDGE_MAX_AVATAR_CHARS); delete a document or send a shorter one.",
+            extra={"max_avatar_chars": limit},
+        )
+
+
 def knowledge_document_add(
     avatar: Avatar, *, title: str = "", text: str | None = None, file: UploadSource | None = None
 ) -> KnowledgeDocument:
@@ -76,6 +89,7 @@ def knowledge_document_add(
     with transaction.atomic():
         Avatar.objects.select_for_update().filter(pk=avatar.pk).first()  # one add at a time per avatar
         _documents_limit_check(avatar.pk)
+        _knowledge_size_check(avatar.pk, len(extracted.text))
         document = KnowledgeDocument.objects.create(
             avatar=avatar,
             title=title[:TITLE_MAX_CHARS],
@@ -145,6 +159,11 @@ def conversation_open(*, avatar_id: int, user_id: int | None, session_id: str) -
     if not Avatar.objects.filter(pk=avatar_id).exists():
         raise ObjectNotFound(f"Avatar {avatar_id} not found.")
     return Conversation.objects.create(avatar_id=avatar_id, user_id=user_id, session_id=session_id)
+
+
+def conversation_session_token_set(conversation_id: int, token_id: int) -> None:
+    """The conversation was opened with this student session token (its user stays empty)."""
+    Conversation.objects.filter(pk=conversation_id).update(session_token_id=token_id)
 
 
 def conversation_turn_add(

@@ -8,6 +8,9 @@ sharing tests and the WebSocket checks.
   `grantee_manage`: carol's tutor's login (dee), shared with "manage";
   `revoked`: a third admin (erin), shared then revoked;
   `other_admin`: bob, never shared with.
+
+Student session tokens (no account: `World.tokens`, the raw secrets): `token_valid` of
+secret_avatar, `token_expired`, `token_revoked`, `token_other_avatar` (of ben_avatar).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ ACCESS = {
     "other_admin": None,
 }
 LEVELS = ("view", "use", "manage", "own")
+TOKEN_ROLES = ("token_valid", "token_expired", "token_revoked", "token_other_avatar")
 
 
 @dataclass
@@ -41,10 +45,17 @@ class World:
     tutor: object = None
     other_tutor: object = None
     shares: dict = field(default_factory=dict)
+    tokens: dict = field(default_factory=dict)  # token role -> raw session token
 
     def client(self, role):
         from tests.conftest import _client_for
 
+        if role in TOKEN_ROLES:  # a student's client: the session token, no account
+            from rest_framework.test import APIClient
+
+            client = APIClient()
+            client.credentials(HTTP_AUTHORIZATION=f"Token {self.tokens[role]}")
+            return client
         return _client_for(self.users[role])
 
 
@@ -87,6 +98,8 @@ def make_world(admin_user, other_admin, tutor) -> World:
         "render_id": render.pk,
         "share_id": world.shares["grantee_use"].pk,
     }
+    world.tokens, token_ids = make_tokens(admin_user, world.avatar, world.ben_avatar)
+    world.ids["token_id"] = token_ids["token_valid"]
     try:  # the conversations app (knowledge and conversations), when installed
         from conversations.models import Conversation, KnowledgeDocument
 
@@ -96,6 +109,29 @@ def make_world(admin_user, other_admin, tutor) -> World:
     except ImportError:
         pass
     return world
+
+
+def make_tokens(admin_user, avatar, other_avatar) -> tuple[dict, dict]:
+    """({token role: raw secret}, {token role: id}) of the four student token roles."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from avatars import token_services
+    from avatars.models import SessionToken
+
+    raws, ids = {}, {}
+    for role, target in (
+        ("token_valid", avatar),
+        ("token_expired", avatar),
+        ("token_revoked", avatar),
+        ("token_other_avatar", other_avatar),
+    ):
+        token, raws[role] = token_services.session_token_create(target, by=admin_user, label=role)
+        ids[role] = token.pk
+    SessionToken.objects.filter(pk=ids["token_expired"]).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    token_services.session_token_revoke(SessionToken.objects.get(pk=ids["token_revoked"]))
+    return raws, ids
 
 
 @pytest.fixture(name="world")

@@ -35,3 +35,12 @@ def account_disabled_send(user_id: int) -> None:
 def avatar_access_revoked_send(user_id: int, avatar_id: int) -> None:
     """Close the sockets `user_id` has open on `avatar_id` (handler `avatar_access_revoked`)."""
     _group_send(avatar_access_group_name(user_id, avatar_id), {"type": "avatar.access_revoked"})
+
+
+def session_token_group_name(token_id: int) -> str:
+    return f"session-token-{token_id}"
+
+
+def session_token_revoked_send(token_id: int) -> None:
+    """Close the sockets opened with a student session token (handler `session_token_revoked`)."""
+    _group_send(session_token_group_name(token_id), {"type": "session_token.revoked"})

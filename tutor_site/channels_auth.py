@@ -1,10 +1,13 @@
 """WebSocket authentication: a JWT (subprotocol `bearer.<token>` or `?token=`) or the
-admin session cookie, and an Origin check; `AuthWatchMixin` ends sockets whose token
-expired or whose account was disabled; `RedisLostMixin` tells the client why before a
-socket closes because Redis (the channel layer) went away."""
+admin session cookie, or a student's session token (subprotocol `token.vts_…` or
+`?token=vts_…`, put in scope["session_token"] for the session consumer to check), and an
+Origin check (TALK_EMBED_ORIGINS too, for the session socket of a session token);
+`AuthWatchMixin` ends sockets whose token expired or whose account was disabled;
+`RedisLostMixin` tells the client why before a socket closes because Redis (the channel layer) went away."""
 
 import asyncio
 import contextlib
+import re
 import time
 from urllib.parse import parse_qs
 
@@ -39,6 +42,18 @@ def _still_allowed(user_id) -> bool:
     return User.objects.filter(pk=user_id, is_active=True, is_staff=True).exists()
 
 
+@database_sync_to_async
+def _token_still_valid(raw: str) -> bool:
+    from avatars.selectors import session_token_resolve
+    from contracts.errors import SessionTokenInvalid
+
+    try:
+        session_token_resolve(raw)
+    except SessionTokenInvalid:
+        return False
+    return True
+
+
 class AuthWatchMixin:
     """For consumers: the socket is closed (4401) when its token expires or its account is
     deactivated, checked at the expiry and every WEBSOCKET_AUTH_RECHECK_SECONDS."""
@@ -47,7 +62,8 @@ class AuthWatchMixin:
         from .account_events import account_group_name
 
         self._auth_watch = asyncio.get_running_loop().create_task(self._auth_watch_run())
-        user_id = getattr(self.scope.get("user"), "pk", None)
+        # A session token's socket follows its creator's login.
+        user_id = self.scope.get("auth_account_id") or getattr(self.scope.get("user"), "pk", None)
         if user_id is not None:  # a login removed closes its sockets at once (`account_disabled`)
             self._account_group = account_group_name(user_id)
             await self.channel_layer.group_add(self._account_group, self.channel_name)
@@ -73,6 +89,13 @@ class AuthWatchMixin:
                 wait = min(wait, max(0.0, expires - time.time()))
             await asyncio.sleep(wait)
             expired = expires is not None and time.time() >= expires
+            token = self.scope.get("session_token")
+            if token:
+                if expired or not await _token_still_valid(token):
+                    await self.auth_closing("Your session link expired or was revoked")
+                    await self.close(code=CLOSE_AUTH_ENDED)
+                    return
+                continue
             if expired or not await _still_allowed(getattr(user, "pk", None)):
                 reason = "Your sign-in expired" if expired else "Your account was disabled"
                 await self.auth_closing(reason)
@@ -130,12 +153,24 @@ class EventsRedisLostMixin(RedisLostMixin):
     error_key = "event"
 
 
+SESSION_TOKEN_PREFIX = "vts_"  # avatars.selectors.SESSION_TOKEN_PREFIX
+
+
 def _jwt_from_scope(scope) -> str | None:
     for protocol in scope.get("subprotocols") or []:
         if protocol.startswith("bearer."):
             return protocol[len("bearer.") :]
     query = parse_qs((scope.get("query_string") or b"").decode())
     return (query.get("token") or [None])[0]
+
+
+def _session_token_from_scope(scope) -> str | None:
+    """A student's session token: subprotocol `token.vts_…`, or `?token=vts_…`."""
+    for protocol in scope.get("subprotocols") or []:
+        if protocol.startswith("token."):
+            return protocol[len("token.") :]
+    raw = _jwt_from_scope(scope)
+    return raw if raw and raw.startswith(SESSION_TOKEN_PREFIX) else None
 
 
 class JWTAuthMiddleware:
@@ -146,6 +181,10 @@ class JWTAuthMiddleware:
         self.app = app
 
     async def __call__(self, scope, receive, send):
+        session_token = _session_token_from_scope(scope)
+        if session_token is not None:  # not an account: only the session consumer takes it
+            scope = {**scope, "user": AnonymousUser(), "session_token": session_token}
+            return await self.app(scope, receive, send)
         token = _jwt_from_scope(scope)
         if token is not None:
             scope = dict(scope)
@@ -171,5 +210,28 @@ class OptionalOriginValidator(OriginValidator):
         return super().valid_origin(parsed_origin)
 
 
+class TalkEmbedOrigins:
+    """The session socket of a session token from a TALK_EMBED_ORIGINS page (the talk page
+    in a school's iframe) skips the Origin check; everything else goes through it."""
+
+    SESSION_PATH = re.compile(r"^/ws/avatars/\d+/session/$")
+
+    def __init__(self, checked, unchecked):
+        self.checked, self.unchecked = checked, unchecked
+
+    async def __call__(self, scope, receive, send):
+        origin = dict(scope.get("headers") or []).get(b"origin", b"").decode("latin-1").rstrip("/")
+        embed = {o.rstrip("/") for o in settings.TALK_EMBED_ORIGINS}
+        if (
+            origin
+            and origin in embed
+            and self.SESSION_PATH.match(scope.get("path") or "")
+            and _session_token_from_scope(scope)
+        ):
+            return await self.unchecked(scope, receive, send)
+        return await self.checked(scope, receive, send)
+
+
 def websocket_stack(inner):
-    return OptionalOriginValidator(AuthMiddlewareStack(JWTAuthMiddleware(inner)), _allowed_origins())
+    stack = AuthMiddlewareStack(JWTAuthMiddleware(inner))
+    return TalkEmbedOrigins(OptionalOriginValidator(stack, _allowed_origins()), stack)

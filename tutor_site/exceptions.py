@@ -23,6 +23,7 @@ from contracts.errors import (  # the types live in the shared layer; re-exporte
     ObjectNotFound,
     ServiceError,
     ServiceUnavailable,
+    SessionTokenInvalid,
     TooManyRequests,
     outage_error,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "ObjectNotFound",
     "ServiceError",
     "ServiceUnavailable",
+    "SessionTokenInvalid",
     "TooManyRequests",
     "api_exception_handler",
 ]

@@ -185,6 +185,9 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 # Browsers' Origin header on WebSockets is checked against these (plus ALLOWED_HOSTS).
 WEBSOCKET_ALLOWED_ORIGINS = env.list("WEBSOCKET_ALLOWED_ORIGINS", default=[])
+# Sites that may show the talk page of a student session token in an iframe (e.g.
+# "https://school.example"): its frame-ancestors, and accepted Origins of its session socket.
+TALK_EMBED_ORIGINS = env.list("TALK_EMBED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "daphne",
@@ -457,13 +460,23 @@ LIVE_ANSWER_TIMEOUT = env.float("LIVE_ANSWER_TIMEOUT", default=15.0)
 LIVE_MAX_PENDING_SAYS = env.int("LIVE_MAX_PENDING_SAYS", default=8)
 # A peer that has not connected after this many seconds is closed.
 LIVE_CONNECT_TIMEOUT = env.float("LIVE_CONNECT_TIMEOUT", default=30.0)
+# Per tutor (a tutor's own fields override these; 0: no limit): avatars, concurrent live
+# sessions, live and render minutes per calendar month (UTC), stored megabytes.
+TUTOR_MAX_AVATARS = env.int("TUTOR_MAX_AVATARS", default=50)
+TUTOR_MAX_LIVE_SESSIONS = env.int("TUTOR_MAX_LIVE_SESSIONS", default=10)
+TUTOR_MONTHLY_LIVE_MINUTES = env.int("TUTOR_MONTHLY_LIVE_MINUTES", default=6000)
+TUTOR_MONTHLY_RENDER_MINUTES = env.int("TUTOR_MONTHLY_RENDER_MINUTES", default=600)
+TUTOR_MAX_STORAGE_MB = env.int("TUTOR_MAX_STORAGE_MB", default=20000)
+# How often a worker adds its sessions' live minutes to their tutor (and session token) and
+# ends those past a limit.
+LIVE_USAGE_ACCOUNT_SECONDS = env.float("LIVE_USAGE_ACCOUNT_SECONDS", default=15.0)
 
 # --- Conversations: listening (VAD, ASR), answering (responders), knowledge bases.
 # Voice activity: speech starts after VAD_MIN_SPEECH_MS above VAD_THRESHOLD and ends after
 # VAD_END_SILENCE_MS below it (the pause that ends a question).
 VAD_THRESHOLD = env.float("VAD_THRESHOLD", default=0.5)
-VAD_MIN_SPEECH_MS = env.int("VAD_MIN_SPEECH_MS", default=160)
-VAD_END_SILENCE_MS = env.int("VAD_END_SILENCE_MS", default=400)
+VAD_MIN_SPEECH_MS = env.int("VAD_MIN_SPEECH_MS", default=100)
+VAD_END_SILENCE_MS = env.int("VAD_END_SILENCE_MS", default=300)
 # Longest question heard: speech past this is cut and transcribed as it is.
 ASR_MAX_UTTERANCE_SECONDS = env.float("ASR_MAX_UTTERANCE_SECONDS", default=30.0)
 # faster-whisper: CTranslate2 models the operator put under ASR_MODELS_DIR/<name>/ (nothing
@@ -499,6 +512,8 @@ KNOWLEDGE_MAX_FILE_MB = env.int("KNOWLEDGE_MAX_FILE_MB", default=10)
 KNOWLEDGE_MAX_TEXT_CHARS = env.int("KNOWLEDGE_MAX_TEXT_CHARS", default=500_000)
 KNOWLEDGE_MAX_PDF_PAGES = env.int("KNOWLEDGE_MAX_PDF_PAGES", default=300)
 KNOWLEDGE_MAX_DOCUMENTS = env.int("KNOWLEDGE_MAX_DOCUMENTS", default=100)
+# All of an avatar's documents together (its index lives in the live worker's memory).
+KNOWLEDGE_MAX_AVATAR_CHARS = env.int("KNOWLEDGE_MAX_AVATAR_CHARS", default=2_000_000)
 
 # --- REST API.
 REST_FRAMEWORK = {

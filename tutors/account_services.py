@@ -20,9 +20,8 @@ from tutor_site.account_events import account_disabled_send
 from tutor_site.exceptions import InvalidInput, NameTaken, ObjectNotFound
 
 from .auth_services import password_fingerprint
-from .models import Tutor, User
+from .models import TUTOR_ACCOUNTS_GROUP, Tutor, User
 
-TUTOR_ACCOUNTS_GROUP = "Tutor accounts"
 # Avatars (and their knowledge and conversations) of its own tutor; its tutor read-only.
 _TUTOR_ACCOUNT_PERMISSIONS = Q(
     content_type__app_label="avatars", content_type__model__in=["avatar", "avatarshare"]

@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.http import Http404
 from django.shortcuts import redirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -12,9 +13,10 @@ from tutor_site.exceptions import ServiceError
 from . import account_services
 from .account_api import invite_url
 from .forms import TutorAccountForm, TutorForm
+from .limits import tutor_usage
 from .models import Tutor, User
 from .selectors import tutor_get, tutor_may_manage, tutor_queryset_for
-from .services import tutor_create, tutor_delete, tutor_update
+from .services import LIMIT_FIELDS, tutor_create, tutor_delete, tutor_update
 
 
 @admin.register(User)
@@ -125,7 +127,7 @@ class ServiceAdminMixin:
 class TutorAdmin(ServiceAdminMixin, admin.ModelAdmin):
     form = TutorForm
     search_fields = ["name", "description"]
-    readonly_fields = ["login", "created_at", "updated_at"]
+    readonly_fields = ["login", "usage", "created_at", "updated_at"]
     # Django's "delete selected" action shows what goes with the tutors (their avatars) and
     # ends in `delete_queryset` below, which goes through the service.
 
@@ -146,7 +148,8 @@ class TutorAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         fields = ["name", "description", "created_at", "updated_at"]
         if obj is not None:
-            fields = ["name", "description", "login", "created_at", "updated_at"]
+            # The limits (empty: the TUTOR_* setting; a tutor account sees them read-only) and the use.
+            fields = ["name", "description", "login", *LIMIT_FIELDS, "usage", "created_at", "updated_at"]
         return (["owner"] + fields) if request.user.is_superuser else fields
 
     # A tutor account sees its own tutor read-only (tutors.selectors decides).
@@ -204,6 +207,11 @@ class TutorAdmin(ServiceAdminMixin, admin.ModelAdmin):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/tutors/tutor/login.html", context)
+
+    @admin.display(description="Usage")
+    def usage(self, obj):
+        rows = tutor_usage(obj)["limits"]
+        return render_to_string("admin/tutors/tutor/usage.html", {"rows": [(k, v) for k, v in rows.items()]})
 
     @admin.display(description="Description")
     def description_short(self, obj):

@@ -13,6 +13,7 @@ from django import forms
 from tutor_site.exceptions import ServiceError
 
 from .models import Tutor
+from .services import LIMIT_FIELDS
 
 
 class ServiceForm(forms.ModelForm):
@@ -85,7 +86,7 @@ class TutorForm(ServiceForm):
 
     class Meta:
         model = Tutor
-        fields = ["owner", "name", "description"]
+        fields = ["owner", "name", "description", *LIMIT_FIELDS]
 
     def validate_input(self, data: dict) -> dict | None:
         from .api import TutorSerializer, TutorUpdateSerializer
@@ -95,6 +96,7 @@ class TutorForm(ServiceForm):
                 TutorSerializer, {"name": data.get("name") or "", "description": data.get("description") or ""}
             )
         changed = {key: data.get(key) or "" for key in ("name", "description") if key in self.changed_data}
+        changed.update({key: data.get(key) for key in LIMIT_FIELDS if key in self.changed_data})
         return self.validate_with(TutorUpdateSerializer, changed, partial=True)
 
 

@@ -3,6 +3,10 @@ from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, Permis
 from django.db import models
 from django.utils import timezone
 
+# The group of tutor logins (their model permissions); membership also keeps a login whose
+# tutor is gone a tutor account, which sees and manages nothing (`tutors.selectors`).
+TUTOR_ACCOUNTS_GROUP = "Tutor accounts"
+
 
 class UserManager(BaseUserManager):
     use_in_migrations = True
@@ -56,6 +60,12 @@ class Tutor(models.Model):
     )
     name = models.CharField(max_length=120)
     description = models.TextField(blank=True)
+    # Limits set by the tutor's admin (tutors.limits); empty: the TUTOR_* setting, 0: none.
+    max_avatars = models.PositiveIntegerField(null=True, blank=True)
+    max_live_sessions = models.PositiveIntegerField("max concurrent live sessions", null=True, blank=True)
+    monthly_live_minutes = models.PositiveIntegerField(null=True, blank=True)
+    monthly_render_minutes = models.PositiveIntegerField(null=True, blank=True)
+    max_storage_mb = models.PositiveIntegerField("max storage (MB)", null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -10,7 +10,7 @@ from django.db.models import Count, QuerySet
 
 from tutor_site.exceptions import Forbidden, InvalidInput, ObjectNotFound
 
-from .models import Tutor, User
+from .models import TUTOR_ACCOUNTS_GROUP, Tutor, User
 
 TUTOR_ACCOUNT_FORBIDDEN = "A tutor account cannot {action}: ask your admin."
 
@@ -26,7 +26,11 @@ def account_tutor(user: User) -> Tutor | None:
 
 
 def is_tutor_account(user: User) -> bool:
-    return account_tutor(user) is not None
+    """A tutor's login, also when its tutor is gone (deleted some other way than
+    `tutor_delete`): it then manages nothing rather than becoming an admin of its own."""
+    if account_tutor(user) is not None:
+        return True
+    return bool(getattr(user, "is_authenticated", False)) and user.groups.filter(name=TUTOR_ACCOUNTS_GROUP).exists()
 
 
 def tutor_queryset_for(user: User) -> QuerySet[Tutor]:
@@ -38,6 +42,8 @@ def tutor_queryset_for(user: User) -> QuerySet[Tutor]:
     own = account_tutor(user)
     if own is not None:
         return qs.filter(pk=own.pk)
+    if is_tutor_account(user):  # a login left without its tutor
+        return qs.none()
     return qs.filter(owner=user)
 
 

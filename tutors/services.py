@@ -57,13 +57,34 @@ def operator_ensure(*, email: str | None, password: str | None) -> tuple[User, s
     return admin_create(email=email or "admin@localhost.localdomain", password=password, superuser=True)
 
 
-_TUTOR_FIELDS = {"name", "description"}
+# The per-tutor limits (tutors.limits): set by the tutor's admin, never by the tutor.
+LIMIT_FIELDS = ("max_avatars", "max_live_sessions", "monthly_live_minutes", "monthly_render_minutes", "max_storage_mb")
+_TUTOR_FIELDS = {"name", "description", *LIMIT_FIELDS}
+_LIMIT_MAX = 10**9
+
+
+def _clean_limit(name: str, value):
+    """A limit: a whole number >= 0 (0: none), or empty for the TUTOR_* setting."""
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+        if isinstance(value, bool) or number != float(value):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{name} must be a whole number (0: no limit; null: the default).", field=name) from None
+    if not 0 <= number <= _LIMIT_MAX:
+        raise InvalidInput(f"{name} must be between 0 (no limit) and {_LIMIT_MAX}.", field=name)
+    return number
 
 
 def _clean_tutor_fields(data: dict) -> dict:
     unknown = set(data) - _TUTOR_FIELDS
     if unknown:
         raise InvalidInput(f"These fields cannot be set: {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
+    for name in LIMIT_FIELDS:
+        if name in data:
+            data[name] = _clean_limit(name, data[name])
     if "name" in data:
         data["name"] = (data["name"] or "").strip()
         if not data["name"]:

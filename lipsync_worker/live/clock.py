@@ -77,9 +77,12 @@ class Clock:
             if item.utterance.cancelled:
                 continue
             if isinstance(item, SpeechEnd):
+                ended = {"type": "speaking_ended", "utterance": item.utterance.id, "interrupted": False}
                 if self.playing is item.utterance:
                     self.playing = None
-                    self._report({"type": "speaking_ended", "utterance": item.utterance.id, "interrupted": False})
+                    self._report(ended)
+                else:  # its speech failed before a tick of it was shown: it is over all the same
+                    self._report({**ended, "played": False})
                 continue
             if self.playing is not item.utterance:
                 self.playing = item.utterance

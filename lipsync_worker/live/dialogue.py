@@ -19,6 +19,7 @@ import contextlib
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -28,6 +29,7 @@ from contracts.conversation import (
     EVENT_ANSWER_TEXT,
     EVENT_LISTENING,
     EVENT_TURN,
+    EVENT_TURN_ENDED,
     EVENT_USER_TRANSCRIPT,
     ChatTurn,
     ResponderRequest,
@@ -39,6 +41,9 @@ from .listener import HeardQuestion, Listener
 
 logger = logging.getLogger(__name__)
 
+# An answer is cut after this much text (an LLM server that ignores max_tokens must not
+# make the avatar talk on and on).
+ANSWER_MAX_CHARS = 2000
 # A first sentence longer than ~3x this is spoken in two, its first clause first: the tts
 # worker synthesises a short piece sooner, so the student hears the answer begin sooner.
 FIRST_CLAUSE_MIN_CHARS = 14
@@ -67,14 +72,18 @@ class Answer:
     def first_audio(self) -> float | None:
         return self.utterances[0].first_audio_at if self.utterances else None
 
-    def latencies(self) -> dict:
-        return {
+    def latencies(self, ended: float | None = None) -> dict:
+        """From the end of the question to each step; with `ended`, also to the answer's end
+        (`total_ms`: said to its last word, or interrupted)."""
+        figures = {
             "asr_ms": _ms(self.asked_at, self.asr_done),
             "first_token_ms": _ms(self.asked_at, self.first_token),
             "first_audio_ms": _ms(self.asked_at, self.first_audio),
             "first_frame_ms": _ms(self.asked_at, self.first_frame),
-            "total_ms": _ms(self.asked_at, self.first_frame),
         }
+        if ended is not None:
+            figures["total_ms"] = _ms(self.asked_at, ended)
+        return figures
 
 
 class Dialogue:
@@ -91,6 +100,10 @@ class Dialogue:
         self.listener: Listener | None = None
         self.greeted = False
         self._by_utterance: dict[int, Answer] = {}
+        # One question at a time: a second one waits until the first has stopped its answer.
+        self._asking = asyncio.Lock()
+        # Turns are written in order, by one thread (the session's own), before it closes.
+        self._records = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"live-record-{session.id[:6]}")
 
     # --- lifetime ---------------------------------------------------------------------
 
@@ -139,14 +152,24 @@ class Dialogue:
     async def close(self) -> None:
         if self.listener is not None:
             self.listener.close()
-        if self.answer is not None:
-            await self._end_answer(interrupted=True)
+        answer = self.answer
+        if answer is not None:
+            answer.cancel.set()  # the responder stops reading (an LLM stream is closed)
+            if answer.task is not None and answer.task is not asyncio.current_task():
+                answer.task.cancel()
+            await self._end_answer(answer, interrupted=True)
         if self.conversation_id is not None:
             from conversations.services import conversation_close
 
             conversation_id, self.conversation_id = self.conversation_id, None
-            with contextlib.suppress(Exception):
-                await self.loop.run_in_executor(None, conversation_close, conversation_id)
+
+            def _close():
+                close_old_connections()
+                conversation_close(conversation_id)
+
+            with contextlib.suppress(Exception):  # after the turns queued before it
+                await self.loop.run_in_executor(self._records, _close)
+        self._records.shutdown(wait=False)
 
     # --- what the listener hears (event loop) -------------------------------------------
 
@@ -174,28 +197,29 @@ class Dialogue:
 
     async def ask(self, text: str, *, asked_at: float | None = None, asr_done: float | None = None) -> None:
         """Answer `text` (a transcribed or typed question), ending any answer in progress."""
-        if self.session.closed:
-            return
-        await self.stop_answer()
-        text = text.strip()[: settings.CONVERSATION_MAX_QUESTION_CHARS]
-        now = time.monotonic()
-        answer = self.answer = Answer(text, asked_at or now, asr_done=asr_done)
-        self._record_soon("student", text, time.time() - (now - answer.asked_at))
-        self.history.append(ChatTurn("student", text))
-        answer.task = self.loop.create_task(self._answer(answer))
+        async with self._asking:
+            if self.session.closed:
+                return
+            await self.stop_answer()
+            text = text.strip()[: settings.CONVERSATION_MAX_QUESTION_CHARS]
+            now = time.monotonic()
+            answer = self.answer = Answer(text, asked_at or now, asr_done=asr_done)
+            self._record_soon("student", text, time.time() - (now - answer.asked_at))
+            self.history.append(ChatTurn("student", text))
+            answer.task = self.loop.create_task(self._answer(answer))
 
     async def stop_answer(self) -> None:
         """Barge-in or a new question: stop thinking and speaking the current answer."""
-        if self.answer is None:
+        answer = self.answer
+        if answer is None:
             if self.session.speaking:
                 await self.session.interrupt()
             return
-        answer = self.answer
-        answer.cancel.set()
-        await self.session.interrupt()
+        answer.cancel.set()  # before any await: no sentence of it is queued after this
         if answer.task is not None and answer.task is not asyncio.current_task():
             answer.task.cancel()
-        await self._end_answer(interrupted=True)
+        await self.session.interrupt()
+        await self._end_answer(answer, interrupted=True)
 
     async def _answer(self, answer: Answer) -> None:
         pieces: asyncio.Queue = asyncio.Queue()
@@ -236,10 +260,10 @@ class Dialogue:
         # Recorded once its last sentence has been said (`on_speaking_ended`), or now when
         # nothing of it is still to be said (nothing came, or its speech failed).
         if answer is self.answer and not any(u.id in self._by_utterance for u in answer.utterances):
-            await self._end_answer(interrupted=False)
+            await self._end_answer(answer, interrupted=False)
 
     async def _say(self, answer: Answer, sentence: str) -> None:
-        if answer is not self.answer:
+        if answer is not self.answer or answer.cancel.is_set():
             return
         answer.sentences.append(sentence)
         self._emit({"type": EVENT_ANSWER_TEXT, "text": " ".join(answer.sentences)})
@@ -263,19 +287,23 @@ class Dialogue:
             return
         done = answer.task is None or answer.task.done()
         if done and answer.utterances and answer.utterances[-1].id == utterance_id:
-            self._spawn(self._end_answer(interrupted=False))
+            self._spawn(self._end_answer(answer, interrupted=False))
 
-    async def _end_answer(self, *, interrupted: bool) -> None:
-        answer, self.answer = self.answer, None
-        if answer is None:
+    async def _end_answer(self, answer: Answer, *, interrupted: bool) -> None:
+        """Record `answer` once, if it still is the current one (a later question or a
+        barge-in may have ended it already)."""
+        if answer is not self.answer:
             return
+        self.answer = None
         for utterance in answer.utterances:
             self._by_utterance.pop(utterance.id, None)
         text = " ".join(answer.sentences)
         if text:
             self.history.append(ChatTurn("avatar", text))
             started = time.time() - (time.monotonic() - answer.asked_at)
-            self._record_soon("avatar", text, started, latency=answer.latencies(), interrupted=interrupted)
+            latency = answer.latencies(ended=time.monotonic())
+            self._record_soon("avatar", text, started, latency=latency, interrupted=interrupted)
+            self._emit({"type": EVENT_TURN_ENDED, "interrupted": interrupted, "total_ms": latency["total_ms"]})
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -298,7 +326,7 @@ class Dialogue:
             except Exception:  # the conversation goes on without its record
                 logger.warning("Could not record a turn of conversation %s", conversation_id, exc_info=True)
 
-        self.loop.run_in_executor(None, _record)
+        self.loop.run_in_executor(self._records, _record)
 
     def _emit(self, event: dict) -> None:
         self.session.emit_soon(event)
@@ -329,10 +357,15 @@ def _think(avatar_id: int, responder_name: str, request: ResponderRequest, cance
         request = ResponderRequest(**{**request.__dict__, "passages": tuple(passages)})
         responder = responder_get(responder_name or "knowledge")
         stream = pieces(responder.respond(request, cancel))
+        said = 0
         for sentence in sentence_stream(stream, first_min_chars=FIRST_CLAUSE_MIN_CHARS):
             if cancel.is_set():
                 break
             post("sentence", sentence)
+            said += len(sentence)
+            if said >= ANSWER_MAX_CHARS:
+                cancel.set()  # the responder stops (and closes its stream)
+                break
     except ServiceError as exc:
         post("error", exc.detail)
     except Exception:

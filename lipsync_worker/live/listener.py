@@ -129,6 +129,17 @@ class Listener:
                 self._post(3, f"{exc.detail} Typed questions still work.")
             return None
 
+    def _accept(self, transcriber, pcm: np.ndarray):
+        """Feed the utterance's transcriber; None when it failed (said; listening goes on)."""
+        try:
+            partial = transcriber.accept(pcm)
+        except ServiceError as exc:
+            self._post(3, f"{exc.detail} Please ask again, or type the question.")
+            return None
+        if partial is not None:
+            self._post(1, partial)
+        return transcriber
+
     def _hear(self) -> None:
         from ..conversation.asr import asr_engine_get
         from ..conversation.vad import SpeechDetector
@@ -164,18 +175,21 @@ class Listener:
                     if transcriber is None:
                         continue
                     utterance_samples = len(audio)
-                    if (partial := transcriber.accept(audio)) is not None:
-                        self._post(1, partial)
+                    transcriber = self._accept(transcriber, audio)
             else:
                 utterance_samples += len(pcm)
-                if (partial := transcriber.accept(pcm)) is not None:
-                    self._post(1, partial)
+                transcriber = self._accept(transcriber, pcm)
             if transcriber is not None and (ends or utterance_samples >= max_samples):
                 # Where the speech ended, in the audio, back to the time it arrived.
                 end_at = ends[-1].at if ends else fed / ASR_SAMPLE_RATE
                 speech_end = arrived - max(0.0, fed / ASR_SAMPLE_RATE - end_at)
-                text = transcriber.finish()
+                try:
+                    text = transcriber.finish()
+                except ServiceError as exc:  # e.g. the ASR server failed: this question is lost
+                    self._post(3, f"{exc.detail} Please ask again, or type the question.")
+                    text = ""
                 transcriber = None
                 if ends == [] and detector.speaking:
                     detector.reset()  # cut at the maximum length: the rest is a new question
+                # Even empty (noise, a failed ASR): the page stops showing "listening".
                 self._post(2, HeardQuestion(text.strip(), speech_end, time.monotonic()))

@@ -128,7 +128,7 @@
   }
   function onTurn(event) {
     const l = event.latencies || {};
-    if (answerLine && l.total_ms != null) answerLine.title = `answered in ${l.total_ms} ms (speech recognition ${l.asr_ms ?? "-"} ms, first word ${l.first_token_ms ?? "-"} ms, first audio ${l.first_audio_ms ?? "-"} ms)`;
+    if (answerLine && l.first_frame_ms != null) answerLine.title = `answered in ${l.first_frame_ms} ms (speech recognition ${l.asr_ms ?? "-"} ms, first words ${l.first_token_ms ?? "-"} ms, first audio ${l.first_audio_ms ?? "-"} ms)`;
   }
 
   function onEvent(event) {
@@ -161,7 +161,8 @@
       case "answer_text": onAnswer(event); break;
       case "turn": onTurn(event); break;
       case "error":
-        lastServerError = event.detail || "";
+        // A failed answer or transcript is about that turn, not the connection.
+        if (event.reason !== "responder" && event.reason !== "asr") lastServerError = event.detail || "";
         showError(event.detail || "Error");
         break;
     }
@@ -185,7 +186,7 @@
     pc = null; sessionId = null;
     if (leaving) return;
     if (event.code in FINAL_CLOSES) {
-      if (event.code === 4409) { $("talk-start").hidden = false; setState("not started"); }
+      if (event.code === 4409) { $("talk-start").hidden = cfg.canStart === false; setState("not started"); }
       else { setState("disconnected"); showError(FINAL_CLOSES[event.code]); }
       retries = 0;
       return;
@@ -241,11 +242,11 @@
   $("talk-speak").addEventListener("click", () => submitText({type: "say", interrupt: $("talk-interrupt-first").checked}));
   $("talk-mic").addEventListener("click", () => toggleMicrophone());
   $("talk-ptt").addEventListener("change", (event) => { pushToTalk = event.target.checked; holding = false; updateMicrophone(); });
-  for (const [name, on] of [["pointerdown", true], ["pointerup", false], ["pointerleave", false]]) {
+  for (const [name, on] of [["pointerdown", true], ["pointerup", false], ["pointerleave", false], ["pointercancel", false]]) {
     $("talk-hold").addEventListener(name, () => hold(on));
   }
   $("talk-interrupt").addEventListener("click", () => send({type: "interrupt"}));
   window.addEventListener("beforeunload", () => { leaving = true; if (sessionId) send({type: "bye"}); });
 
-  if (cfg.status === "active") connect(); else { $("talk-start").hidden = false; setState("not started"); }
+  if (cfg.status === "active") connect(); else { $("talk-start").hidden = cfg.canStart === false; setState("not started"); }
 })();

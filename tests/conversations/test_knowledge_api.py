@@ -172,6 +172,18 @@ def test_too_many_documents(api, avatar):
     assert KnowledgeDocument.objects.count() == 2
 
 
+def test_an_avatars_knowledge_is_bounded_as_a_whole(api, avatar, settings):
+    settings.KNOWLEDGE_MAX_AVATAR_CHARS = 100
+    url = f"/api/avatars/{avatar.pk}/knowledge"
+    lesson = "Spiders have eight legs and spin silk to make their webs."  # 57 characters
+    assert api.post(url, {"text": lesson}, format="json").status_code == 201
+    response = api.post(url, {"text": lesson}, format="json")
+    assert response.status_code == 400
+    assert response.json()["max_avatar_chars"] == 100
+    assert "KNOWLEDGE_MAX_AVATAR_CHARS" in response.json()["detail"]
+    assert KnowledgeDocument.objects.filter(avatar=avatar).count() == 1
+
+
 def test_unknown_avatar_or_document_is_404(api, avatar, other_avatar):
     assert api.get("/api/avatars/999999/knowledge").status_code == 404
     assert api.get(f"/api/avatars/{avatar.pk}/knowledge/999999").status_code == 404
@@ -189,7 +201,8 @@ def roomy_server(process_env, tmp_path):
     500,000, would refuse the 3 MB document below for its length, not its size)."""
     from tests.conftest import DaphneServer
 
-    server = DaphneServer({**process_env, "KNOWLEDGE_MAX_TEXT_CHARS": "5000000"}, tmp_path / "web.log")
+    limits = {"KNOWLEDGE_MAX_TEXT_CHARS": "5000000", "KNOWLEDGE_MAX_AVATAR_CHARS": "5000000"}
+    server = DaphneServer({**process_env, **limits}, tmp_path / "web.log")
     yield server
     server.stop()
 

@@ -139,10 +139,17 @@ class LiveClient:
     """One viewer over WS /ws/avatars/{id}/session/."""
 
     def __init__(
-        self, ws_url: str, avatar_id: int, token: str, keep_frames: bool = True, microphone: Microphone | None = None
+        self,
+        ws_url: str,
+        avatar_id: int,
+        token: str,
+        keep_frames: bool = True,
+        microphone: Microphone | None = None,
+        protocol: str = "bearer",  # "token": a student's session token
     ):
         self.url = f"{ws_url}/ws/avatars/{avatar_id}/session/"
         self.token = token
+        self.protocol = protocol
         self.recorder = Recorder(keep_frames)
         self.microphone = microphone
         self.events: list[tuple[float, dict]] = []
@@ -155,7 +162,9 @@ class LiveClient:
     async def connect(self, timeout: float = 20.0) -> dict:
         from websockets.asyncio.client import connect
 
-        self.ws = await connect(self.url, subprotocols=[f"bearer.{self.token}"], open_timeout=10, max_size=2**22)
+        self.ws = await connect(
+            self.url, subprotocols=[f"{self.protocol}.{self.token}"], open_timeout=10, max_size=2**22
+        )
         first = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
         if first.get("type") != "state":
             return first

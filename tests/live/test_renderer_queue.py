@@ -15,6 +15,7 @@ import pytest
 
 from contracts.speech import AudioChunk, Timing
 from lipsync_worker.engines.base import SAMPLE_RATE, RenderedFrame
+from lipsync_worker.live.dialogue import Dialogue
 from lipsync_worker.live.frames import MAX_AHEAD, PUT_TIMEOUT, FrameQueue, SpeechEnd, Utterance
 from lipsync_worker.live.peer import Peer
 from lipsync_worker.live.runtime import LiveAvatar
@@ -116,8 +117,12 @@ def _fakes(monkeypatch):
     def show(self, image, pcm, tick):
         self.__dict__.setdefault("shown", []).append((time.monotonic(), int(image[0, 0, 0]), bool(pcm.any())))
 
+    async def no_conversation(self):
+        return None  # no database here: the session's conversation is not what is tested
+
     monkeypatch.setattr(Peer, "answer", answer)
     monkeypatch.setattr(Peer, "show", show)
+    monkeypatch.setattr(Dialogue, "open", no_conversation)
     monkeypatch.setattr("contracts.tts_stream.TTSStream", FakeTTSStream)
     FakeTTSStream.release = threading.Event()
     FakeTTSStream.cancelled_ids = []

@@ -220,3 +220,19 @@ def test_deleting_a_tutor_removes_its_login(api, client_for, tutor):
     user = User.objects.get(pk=user.pk)
     assert not user.is_active and not user.is_staff  # not left as an admin without tutors
     assert _login(client_for, "t@school.test").status_code == 401
+
+
+def test_a_login_whose_tutor_was_deleted_otherwise_manages_nothing(api, client_for, tutor):
+    """The tutor row gone without `tutor_delete` (e.g. through the database or a cascade):
+    its login must not become an admin of its own."""
+    from tutors import account_services
+    from tutors.models import Tutor
+
+    account_services.tutor_account_create(tutor, email="left@school.test", password=PASSWORD)
+    tokens = _login(client_for, "left@school.test").json()
+    Tutor.objects.filter(pk=tutor.pk).delete()
+    me = _bearer(client_for, tokens["access_token"])
+    assert me.get("/api/tutors/").json() == []
+    created = me.post("/api/tutors/", {"name": "My own school"}, format="json")
+    assert created.status_code == 403, created.content
+    assert me.get("/api/avatars/list").json()["total"] == 0

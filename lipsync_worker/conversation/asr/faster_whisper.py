@@ -43,12 +43,14 @@ class FasterWhisperEngine(ASREngine):
         path = model_dir()
         if path is None:
             return False, (
-                f"No Whisper model: put a CTranslate2-converted model in a directory under "
-                f"ASR_MODELS_DIR ({settings.ASR_MODELS_DIR}) or set ASR_WHISPER_MODEL."
+                "No Whisper model: put a CTranslate2-converted model in a directory under "
+                "ASR_MODELS_DIR or set ASR_WHISPER_MODEL."
             )
         missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
         if missing:
-            return False, f"The Whisper model {path} lacks {', '.join(missing)} (ASR_MODELS_DIR / ASR_WHISPER_MODEL)."
+            # The folder's name only: the listing is read by every admin (no server paths).
+            lacks = ", ".join(missing)
+            return False, f"The Whisper model '{path.name}' lacks {lacks} (ASR_MODELS_DIR, ASR_WHISPER_MODEL)."
         return True, ""
 
     def model(self) -> str:
