@@ -85,35 +85,30 @@ def tts_engine_resolve(requested: str | None, *, support_clone: bool = False) ->
     return tts_model
 
 
+def _known_name(requested: str | None, names: list[str], default: str, field: str) -> str:
+    """`requested` when it is one of `names`, `default` when blank; else a 400 naming them."""
+    if requested in (None, ""):
+        return default
+    if requested not in names:
+        raise InvalidInput(
+            f"Unknown {field} '{requested}'; choose one of: {', '.join(names)}.",
+            field=field,
+            extra={f"valid_{field}s": names},
+        )
+    return requested
+
+
 def asr_engine_resolve(requested: str | None) -> str:
     """A known ASR engine name (the default when none is asked for). Like `tts_model`, an
     engine no live worker can run now is accepted: workers come and go, and the live
     session says why it cannot listen when it opens."""
-    names = asr_engine_names()
-    if requested in (None, ""):
-        return DEFAULT_ASR_ENGINE
-    if requested not in names:
-        raise InvalidInput(
-            f"Unknown asr_model '{requested}'; choose one of: {', '.join(names)}.",
-            field="asr_model",
-            extra={"valid_asr_models": names},
-        )
-    return requested
+    return _known_name(requested, asr_engine_names(), DEFAULT_ASR_ENGINE, "asr_model")
 
 
 def responder_resolve(requested: str | None) -> str:
     """A known responder name for `llm_model` (the default when none is asked for); its
     availability is the live session's to report, as for `asr_engine_resolve`."""
-    names = responder_names()
-    if requested in (None, ""):
-        return DEFAULT_RESPONDER
-    if requested not in names:
-        raise InvalidInput(
-            f"Unknown llm_model '{requested}'; choose one of: {', '.join(names)}.",
-            field="llm_model",
-            extra={"valid_llm_models": names},
-        )
-    return requested
+    return _known_name(requested, responder_names(), DEFAULT_RESPONDER, "llm_model")
 
 
 def tts_text_check(text, *, max_chars: int | None = None) -> str:

@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 
 from contracts.conversation import ASR_SAMPLE_RATE  # noqa: E402
 from tests.conversation.speech import piper_speech, silence, speech_span  # noqa: E402
-from tests.live.client import LiveClient, Microphone, loopback_only_ice, loud  # noqa: E402
+from tests.live.client import LiveClient, Microphone, first_loud_after, loopback_only_ice, loud  # noqa: E402
 
 KNOWLEDGE = (
     "France is a country in western Europe. The capital of France is Paris, a city on the river Seine.\n\n"
@@ -119,16 +119,6 @@ def fmt(values, goal=None):
     median = statistics.median(values)
     text = f"median={median:.0f} ms  max={max(values):.0f} ms  (n={len(values)})"
     return text + (f"  goal<={goal:.0f}  ratio={median / goal:.2f}" if goal else "")
-
-
-async def first_loud_after(client, since: float, timeout: float = 15.0) -> float | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        hit = next((t for t, _p, r in client.recorder.audio if t > since and loud(r)), None)
-        if hit is not None:
-            return hit
-        await asyncio.sleep(0.01)
-    return None
 
 
 async def silent_after(client, since: float, quiet: float = 0.2, timeout: float = 5.0) -> float | None:

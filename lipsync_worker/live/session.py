@@ -200,6 +200,8 @@ class LiveSession:
         await self.close("maximum length reached")
 
     async def _on_connection_state(self, state: str) -> None:
+        if self.closed:
+            return  # closing: its own "closed" state, with the reason, is the last word
         await self.emit({"type": "state", "state": state})
         if state == "connected":
             self.spawn(self.dialogue.greet())

@@ -362,7 +362,17 @@ def test_change_form_validates_then_updates_through_the_service(client, admin_us
         url, {"display_name": "Ada, first take", "description": "Maths", "timbre": "", "avatar_blur": "on"}
     )
     assert response.status_code == 302
-    assert calls == [{"display_name": "Ada, first take", "description": "Maths", "avatar_blur": True}]
+    # The conversation fields travel too, as the form shows them (blank: the defaults).
+    assert calls == [
+        {
+            "display_name": "Ada, first take",
+            "description": "Maths",
+            "avatar_blur": True,
+            "language": "en",
+            "asr_model": "",
+            "llm_model": "",
+        }
+    ]
     mine.refresh_from_db()
     assert (mine.display_name, mine.description, mine.avatar_blur) == ("Ada, first take", "Maths", True)
 

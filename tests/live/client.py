@@ -248,3 +248,14 @@ def mouth_motion(frames: list[np.ndarray], idle: list[np.ndarray]) -> list[float
         blocks = diff[:h, :w].reshape(h // 8, 8, w // 8, 8).mean(axis=(1, 3))
         scores.append(float(blocks.max()))
     return scores
+
+
+async def first_loud_after(client, since: float, timeout: float = 15.0) -> float | None:
+    """When the viewer first heard sound after `since` (time.monotonic()), or None."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        hit = next((t for t, _p, r in client.recorder.audio if t > since and loud(r)), None)
+        if hit is not None:
+            return hit
+        await asyncio.sleep(0.01)
+    return None

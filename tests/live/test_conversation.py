@@ -16,23 +16,13 @@ import numpy as np
 import pytest
 
 from tests.conversation.speech import noise, piper_speech, silence
-from tests.live.client import LiveClient, Microphone, loud, mouth_motion
+from tests.live.client import LiveClient, Microphone, first_loud_after, mouth_motion
 
 pytestmark = [pytest.mark.integration]
 
 
 def _events(client, kind: str, since: float = 0.0) -> list[dict]:
     return [e for t, e in client.events if e.get("type") == kind and t >= since]
-
-
-async def _first_loud_after(client, since: float, timeout: float = 15.0) -> float | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        hit = next((t for t, _p, r in client.recorder.audio if t > since and loud(r)), None)
-        if hit is not None:
-            return hit
-        await asyncio.sleep(0.02)
-    return None
 
 
 def test_a_spoken_question_is_answered_from_the_knowledge_base_and_recorded(
@@ -64,7 +54,7 @@ def test_a_spoken_question_is_answered_from_the_knowledge_base_and_recorded(
         result["transcript"] = transcript["text"]
         turn = await client.wait_event(lambda e: e.get("type") == "turn", 20)
         result["latencies"] = turn["latencies"]
-        first_loud = await _first_loud_after(client, spoken_end)
+        first_loud = await first_loud_after(client, spoken_end)
         result["voice_to_voice_ms"] = None if first_loud is None else (first_loud - spoken_end) * 1000
         frames_before = len(client.recorder.frames)
         result["turn_ended"] = await client.wait_event(lambda e: e.get("type") == "turn_ended", 30)

@@ -21,46 +21,55 @@ pytestmark = [
 ]
 
 
-def test_talk_page_plays_speaks_and_subtitles(started_avatar, daphne_server, admin_user, tmp_path, monkeypatch):
+@contextlib.contextmanager
+def signed_in_page(server, user, next_url: str, tmp_path, args=TALK_ARGS):
+    """Chromium signed into the admin as `user`, on `next_url`; on any failure the test
+    fails with a screenshot kept and the browser's last console lines."""
     from playwright.sync_api import sync_playwright
 
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     console: list[str] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=TALK_ARGS)
-        page = browser.new_context(base_url=daphne_server.url).new_page()
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        page = browser.new_context(base_url=server.url).new_page()
         page.set_default_timeout(30_000)
         page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
         try:
-            change = f"/admin/avatars/avatar/{started_avatar.pk}/change/"
-            page.goto(f"/admin/login/?next={change}")
-            page.fill("#id_username", admin_user.email)
+            page.goto(f"/admin/login/?next={next_url}")
+            page.fill("#id_username", user.email)
             page.fill("#id_password", PASSWORD)
             page.click("input[type=submit]")
-            page.wait_for_url(f"**{change}")
-            # The avatar's admin page links to the talk page.
-            with page.expect_navigation():
-                page.click(f"a.avatar-talk-link[href='/avatars/{started_avatar.pk}/talk/']")
-            page.wait_for_function("document.getElementById('talk-state').dataset.state === 'connected'")
-            page.wait_for_function("""() => { const v = document.getElementById('talk-video');
-                return v.readyState >= 2 && v.videoWidth > 0 && v.currentTime > 0.5 && !v.paused; }""")
-            assert page.evaluate("document.getElementById('talk-video').videoWidth") == started_avatar.width
-            page.fill("#talk-text", "Welcome to the lesson. Today we study fractions.")
-            page.click("#talk-speak")
-            page.wait_for_function("document.getElementById('talk-subtitles').textContent.trim().length > 0")
-            text = page.text_content("#talk-subtitles")
-            assert any(word in text for word in ("Welcome", "lesson", "Today", "fractions")), text
-            page.screenshot(path=str(tmp_path / "talk-speaking.png"))
-            page.click("#talk-interrupt")
-            page.wait_for_function("document.getElementById('talk-subtitles').dataset.speaking === '0'")
-            assert not page.is_visible("#talk-error"), page.text_content("#talk-error")
-        except Exception:  # noqa: BLE001 - any failure: keep a screenshot and the console, then fail
+            page.wait_for_url(f"**{next_url}")
+            yield page
+        except Exception as exc:  # noqa: BLE001 - any failure: keep a screenshot and the console, then fail
             with contextlib.suppress(Exception):
                 page.screenshot(path=str(tmp_path / "talk.png"))
-            raise AssertionError("\n".join(console[-30:])) from None
+                console.append(f"page text: {page.inner_text('body')[:2000]}")
+            raise AssertionError("\n".join([repr(exc)[:2000], *console[-30:]])) from None
         finally:
             browser.close()
             connections.close_all()
+
+
+def test_talk_page_plays_speaks_and_subtitles(started_avatar, daphne_server, admin_user, tmp_path, monkeypatch):
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    change = f"/admin/avatars/avatar/{started_avatar.pk}/change/"
+    with signed_in_page(daphne_server, admin_user, change, tmp_path) as page:
+        # The avatar's admin page links to the talk page.
+        with page.expect_navigation():
+            page.click(f"a.avatar-talk-link[href='/avatars/{started_avatar.pk}/talk/']")
+        page.wait_for_function("document.getElementById('talk-state').dataset.state === 'connected'")
+        page.wait_for_function("""() => { const v = document.getElementById('talk-video');
+            return v.readyState >= 2 && v.videoWidth > 0 && v.currentTime > 0.5 && !v.paused; }""")
+        assert page.evaluate("document.getElementById('talk-video').videoWidth") == started_avatar.width
+        page.fill("#talk-text", "Welcome to the lesson. Today we study fractions.")
+        page.click("#talk-speak")
+        page.wait_for_function("document.getElementById('talk-subtitles').textContent.trim().length > 0")
+        text = page.text_content("#talk-subtitles")
+        assert any(word in text for word in ("Welcome", "lesson", "Today", "fractions")), text
+        page.screenshot(path=str(tmp_path / "talk-speaking.png"))
+        page.click("#talk-interrupt")
+        page.wait_for_function("document.getElementById('talk-subtitles').dataset.speaking === '0'")
+        assert not page.is_visible("#talk-error"), page.text_content("#talk-error")
 
 
 def test_talk_page_is_scoped(started_avatar, daphne_server, other_admin, client):
@@ -78,7 +87,6 @@ def test_a_student_asks_out_loud_on_the_talk_page_and_hears_the_answer(
     import wave
 
     import numpy as np
-    from playwright.sync_api import sync_playwright
 
     from tests.conversation.speech import piper_speech, silence
 
@@ -96,36 +104,18 @@ def test_a_student_asks_out_loud_on_the_talk_page_and_hears_the_answer(
         f"--use-file-for-fake-audio-capture={question}%noloop",
     ]
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    console: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
-        page = browser.new_context(base_url=daphne_server.url).new_page()
-        page.set_default_timeout(30_000)
-        page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
-        try:
-            talk = f"/avatars/{conversing_avatar.pk}/talk/"
-            page.goto(f"/admin/login/?next={talk}")
-            page.fill("#id_username", admin_user.email)
-            page.fill("#id_password", PASSWORD)
-            page.click("input[type=submit]")
-            page.wait_for_url(f"**{talk}")
-            page.wait_for_function("document.getElementById('talk-state').dataset.state === 'connected'")
-            page.click("#talk-mic")
-            assert page.get_attribute("#talk-mic", "aria-pressed") == "true"
-            page.wait_for_function(
-                """() => [...document.querySelectorAll('#talk-transcript li.student')]
-                    .some((li) => li.dataset.final === '1' && /capital/i.test(li.textContent))"""
-            )
-            page.wait_for_function(
-                """() => [...document.querySelectorAll('#talk-transcript li.avatar')]
-                    .some((li) => /Paris/.test(li.textContent))"""
-            )
-            page.screenshot(path=str(tmp_path / "talk-conversation.png"))
-            assert not page.is_visible("#talk-error"), page.text_content("#talk-error")
-        except Exception:  # noqa: BLE001 - any failure: keep a screenshot and the console, then fail
-            with contextlib.suppress(Exception):
-                page.screenshot(path=str(tmp_path / "talk.png"))
-            raise AssertionError("\n".join(console[-30:])) from None
-        finally:
-            browser.close()
-            connections.close_all()
+    talk = f"/avatars/{conversing_avatar.pk}/talk/"
+    with signed_in_page(daphne_server, admin_user, talk, tmp_path, args=args) as page:
+        page.wait_for_function("document.getElementById('talk-state').dataset.state === 'connected'")
+        page.click("#talk-mic")
+        page.wait_for_selector("#talk-mic[aria-pressed='true']")  # once the browser gave the microphone
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('#talk-transcript li.student')]
+                .some((li) => li.dataset.final === '1' && /capital/i.test(li.textContent))"""
+        )
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('#talk-transcript li.avatar')]
+                .some((li) => /Paris/.test(li.textContent))"""
+        )
+        page.screenshot(path=str(tmp_path / "talk-conversation.png"))
+        assert not page.is_visible("#talk-error"), page.text_content("#talk-error")
