@@ -7,6 +7,7 @@ The worker side records itself through `avatar_live_started` and `avatar_live_wo
 from __future__ import annotations
 
 import asyncio
+import logging
 import posixpath
 import time
 import uuid
@@ -29,6 +30,8 @@ from .events import avatar_event_publish
 from .models import Avatar, AvatarStatus
 from .quotas import avatar_owner_id, owner_lock, tts_chars_charge
 from .selectors import avatar_get_live, avatar_voice_reference, usage_tutor_of
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -450,6 +453,22 @@ def live_request(channel: str, message: dict, timeout: float | None = None) -> d
 def live_send(channel: str, message: dict) -> None:
     """Tell a worker runtime something without waiting for an answer."""
     async_to_sync(get_channel_layer().send)(channel, message)
+
+
+def live_sessions_end_for(user_id: int, avatar_id: int | None = None) -> None:
+    """End the live sessions `user_id` opened (of one avatar, or of all) on the workers
+    serving them: its access is gone. Sockets close by themselves (their groups); this
+    reaches the sessions opened through the HTTP proxy too."""
+    if avatar_id is not None:
+        channel = Avatar.objects.filter(pk=avatar_id).values_list("serving_channel", flat=True).first()
+        channels = [channel] if channel else []
+    else:
+        channels = list(registry.workers())
+    for channel in channels:
+        try:
+            live_send(channel, {"type": "live.revoke", "user_id": user_id, "avatar_id": avatar_id})
+        except Exception:  # a worker gone or Redis away: its sessions end with it
+            logger.warning("Could not tell %s to end the sessions of user %s", channel, user_id, exc_info=True)
 
 
 def live_serving_channel(avatar: Avatar) -> str:

@@ -40,4 +40,12 @@ def avatar_share_delete(share: AvatarShare) -> None:
     grantee_id, avatar_id = share.grantee_id, share.avatar_id
     with transaction.atomic():
         AvatarShare.objects.filter(pk=share.pk).delete()
-        transaction.on_commit(lambda: avatar_access_revoked_send(grantee_id, avatar_id))
+        transaction.on_commit(lambda: _access_ended(grantee_id, avatar_id))
+
+
+def _access_ended(grantee_id: int, avatar_id: int) -> None:
+    """Its sockets of the avatar close (their group); its proxy sessions end on the worker."""
+    from .live_services import live_sessions_end_for
+
+    avatar_access_revoked_send(grantee_id, avatar_id)
+    live_sessions_end_for(grantee_id, avatar_id)

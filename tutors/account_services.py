@@ -106,9 +106,17 @@ def tutor_account_remove(tutor: Tutor) -> User:
         user.save(update_fields=["is_active", "is_staff", "password"])
         user.groups.clear()
         user_id = user.pk
-        transaction.on_commit(lambda: account_disabled_send(user_id))
+        transaction.on_commit(lambda: _account_ended(user_id))
     tutor.account = None
     return user
+
+
+def _account_ended(user_id: int) -> None:
+    """Its sockets close (their group); the sessions it opened through the proxy end too."""
+    from avatars.live_services import live_sessions_end_for
+
+    account_disabled_send(user_id)
+    live_sessions_end_for(user_id)
 
 
 # --- the invite link -------------------------------------------------------------------------

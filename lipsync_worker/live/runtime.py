@@ -222,6 +222,7 @@ class LiveRuntime:
             "live.bye": self._bye,
             "live.query": self._query,
             "live.stop_avatar": self._stop_avatar,
+            "live.revoke": self._revoke,
         }.get(kind)
         if handler is None:
             logger.warning("Live runtime: unknown message type %r", kind)
@@ -334,6 +335,16 @@ class LiveRuntime:
                 **session.stats,
             },
         )
+
+    async def _revoke(self, message: dict) -> None:
+        """An account lost its access (a share revoked, a login removed): end the sessions it
+        opened, of one avatar or all; those opened over a socket have closed already, these
+        came through the HTTP proxy."""
+        user_id, avatar_id = message.get("user_id"), message.get("avatar_id")
+        for session in list(self.sessions.values()):
+            if session.opened_by == user_id and avatar_id in (None, session.avatar.avatar_id):
+                await session.emit({"type": "error", "detail": "Your access to this avatar ended.", "reason": "access"})
+                await session.close("access revoked")
 
     async def _stop_avatar(self, message: dict) -> None:
         await self.avatar_remove(int(message["avatar_id"]))

@@ -279,3 +279,55 @@ def test_proxy_actions_that_change_things_refuse_get(api):
         assert "send it as POST" in response.json()["detail"]
     # The query stays available over GET (an unknown session is a clear 4xx, not a 405).
     assert api.get("/api/avatars/webrtc/is_speaking", {"sessionid": "nope"}).status_code in (400, 404, 409)
+
+
+def test_a_revoked_grantee_loses_its_proxy_session_at_once(started_avatar, daphne_server, admin_user, other_admin):
+    """A session opened through the HTTP proxy has no socket to close: revoking the share
+    ends it on the worker, and the grantee's next call is a 404."""
+    import urllib.error
+    import urllib.request
+
+    from avatars.share_services import avatar_share_create, avatar_share_delete
+    from contracts import live_registry as registry
+
+    share, _ = avatar_share_create(started_avatar, by=admin_user, email=other_admin.email, permission="use")
+    bearer = f"Bearer {RefreshToken.for_user(other_admin).access_token}"
+
+    def call(path, body):
+        request = urllib.request.Request(
+            f"{daphne_server.url}/api/avatars/webrtc/{path}",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Authorization": bearer, "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+
+    async def scenario():
+        from aiortc import RTCSessionDescription
+
+        loop = asyncio.get_running_loop()
+        pc = new_peer(Recorder(keep_frames=False))
+        await pc.setLocalDescription(await pc.createOffer())
+        status, answer = await loop.run_in_executor(
+            None, call, "offer", {"sdp": pc.localDescription.sdp, "type": "offer", "avatar_id": started_avatar.pk}
+        )
+        assert status == 200, answer
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        session_id = answer["sessionid"]
+        try:
+            assert registry.session_get(session_id) is not None
+            await loop.run_in_executor(None, avatar_share_delete, share)
+            deadline = time.monotonic() + 10
+            while registry.session_get(session_id) is not None and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert registry.session_get(session_id) is None, "the worker did not end the session"
+            status, _ = await loop.run_in_executor(None, call, "is_speaking", {"sessionid": session_id})
+            assert status == 404
+        finally:
+            await pc.close()
+
+    asyncio.run(scenario())
