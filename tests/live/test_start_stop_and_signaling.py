@@ -125,21 +125,30 @@ def _stranger_checks(other, session_id, result):
     ]
 
 
-def test_livetalking_proxy(started_avatar, daphne_server, api):
-    """offer / human / is_speaking / interrupt_talk over HTTP, with an aiortc viewer."""
+def proxy_call(server, bearer: str, path: str, body: dict) -> tuple[int, dict]:
+    """(status, JSON) of a POST to the LiveTalking-style proxy."""
+    import urllib.error
     import urllib.request
 
+    request = urllib.request.Request(
+        f"{server.url}/api/avatars/webrtc/{path}",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": bearer, "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def test_livetalking_proxy(started_avatar, daphne_server, api):
+    """offer / human / is_speaking / interrupt_talk over HTTP, with an aiortc viewer."""
     bearer = api._credentials["HTTP_AUTHORIZATION"]
 
     def call(path, body):
-        request = urllib.request.Request(
-            f"{daphne_server.url}/api/avatars/webrtc/{path}",
-            data=json.dumps(body).encode(),
-            method="POST",
-            headers={"Authorization": bearer, "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
+        return proxy_call(daphne_server, bearer, path, body)[1]
 
     result = {}
 
@@ -284,9 +293,6 @@ def test_proxy_actions_that_change_things_refuse_get(api):
 def test_a_revoked_grantee_loses_its_proxy_session_at_once(started_avatar, daphne_server, admin_user, other_admin):
     """A session opened through the HTTP proxy has no socket to close: revoking the share
     ends it on the worker, and the grantee's next call is a 404."""
-    import urllib.error
-    import urllib.request
-
     from avatars.share_services import avatar_share_create, avatar_share_delete
     from contracts import live_registry as registry
 
@@ -294,17 +300,7 @@ def test_a_revoked_grantee_loses_its_proxy_session_at_once(started_avatar, daphn
     bearer = f"Bearer {RefreshToken.for_user(other_admin).access_token}"
 
     def call(path, body):
-        request = urllib.request.Request(
-            f"{daphne_server.url}/api/avatars/webrtc/{path}",
-            data=json.dumps(body).encode(),
-            method="POST",
-            headers={"Authorization": bearer, "Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"{}")
+        return proxy_call(daphne_server, bearer, path, body)
 
     async def scenario():
         from aiortc import RTCSessionDescription
