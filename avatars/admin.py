@@ -92,7 +92,7 @@ class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         if obj is None:
             return [
-                (None, {"fields": ["tutor", "name", "display_name", "description", "prompt_face"]}),
+                (None, {"fields": ["tutor", "template", "name", "display_name", "description", "prompt_face"]}),
                 (
                     "Engines and voice",
                     {"fields": ["avatar_model", "tts_model", "timbre", "prompt_voice", "support_clone", "avatar_blur"]},

@@ -4,6 +4,8 @@ Errors show on the form fields, with the API's messages."""
 
 from django import forms
 
+from avatar_templates.models import AvatarTemplate
+from avatar_templates.selectors import template_queryset_for
 from contracts.engines import lipsync_engine_choices, tts_engine_choices
 from tutors.forms import ServiceForm
 
@@ -13,7 +15,14 @@ from .serializers import AVATAR_SETUP_FIELDS, AvatarCreateSerializer, AvatarUpda
 
 
 class AvatarAddForm(ServiceForm):
-    field_map = {"tutor_id": "tutor"}
+    field_map = {"tutor_id": "tutor", "template_id": "template"}
+
+    template = forms.ModelChoiceField(
+        queryset=AvatarTemplate.objects.none(),
+        required=False,
+        help_text="Start from a template: the fields filled in here win (unticked boxes count as not given); "
+        "its knowledge documents are copied.",
+    )
 
     prompt_face = forms.FileField(
         label="Tutor video", help_text="MP4, MOV, WebM, MKV or AVI; the tutor facing the camera."
@@ -36,6 +45,8 @@ class AvatarAddForm(ServiceForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # The tutor choices come from the selector (`AvatarAdmin.formfield_for_foreignkey`).
+        if self.request is not None:  # the templates this user may use (avatar_templates.selectors)
+            self.fields["template"].queryset = template_queryset_for(self.request.user)
         tutors = self.fields["tutor"].queryset
         if not self.is_bound and "tutor" not in self.initial:
             only = list(tutors[:2])
@@ -46,6 +57,11 @@ class AvatarAddForm(ServiceForm):
         tutor = data.get("tutor")
         payload = {**data, "tutor_id": tutor.pk if tutor is not None else None}
         payload.pop("tutor", None)
+        template = payload.pop("template", None)
+        if template is not None:
+            payload["template_id"] = template.pk
+            # A box left unticked is not a choice against the template's setting.
+            payload = {key: value for key, value in payload.items() if value is not False}
         # Blank means "not given", as in the API's multipart form.
         return self.validate_with(AvatarCreateSerializer, {k: v for k, v in payload.items() if v not in (None, "")})
 

@@ -8,6 +8,7 @@ import uuid
 from django.conf import settings
 from django.db import transaction
 
+from analytics.services import usage_render_done, usage_render_failed, usage_render_requested
 from contracts import media_probe as media
 from contracts import tasks
 from contracts.tasks import task_send
@@ -102,6 +103,7 @@ def render_create(
                 raise
             render.save(update_fields=["audio_source_path", "updated_at"])
         _enqueue(render)
+        usage_render_requested(render.pk, getattr(by, "pk", None))
     return render
 
 
@@ -152,6 +154,7 @@ def render_succeeded(render_id: int, task_id: str, *, video_path: str, frame_cou
     )
     if updated:
         _publish(render_id, "render.done")
+        usage_render_done(render_id, seconds=duration)
     return bool(updated)
 
 
@@ -161,6 +164,7 @@ def render_failed(render_id: int, task_id: str, reason: str) -> bool:
     )
     if updated:
         _publish(render_id, "render.error")
+        usage_render_failed(render_id, reason)
     return bool(updated)
 
 

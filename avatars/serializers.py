@@ -315,8 +315,19 @@ class AvatarCreateSerializer(InputSerializer):
     language = LanguageInput(help_text=LANGUAGE_HELP)
     asr_model = ChoiceInput("asr_model", asr_engine_choices, help_text=ASR_MODEL_HELP)
     llm_model = ChoiceInput("llm_model", responder_choices, help_text=LLM_MODEL_HELP)
+    template_id = IntegerInput(
+        required=False,
+        allow_null=True,
+        error_messages={"invalid": "template_id must be a whole number."},
+        help_text="Start from this template (GET /api/avatar-templates/); the fields given here win.",
+    )
 
     def validate(self, attrs):
+        if attrs.get("template_id") is not None:
+            # Only what the caller sent wins over the template: drop the defaults filled in here
+            # (the template may bring a voice, so cloning is checked after the merge).
+            sent = set(getattr(self, "initial_data", {}) or {})
+            return {key: value for key, value in attrs.items() if key in sent}
         if attrs.get("support_clone") and attrs.get("prompt_voice") is None:
             raise serializers.ValidationError({"prompt_voice": "Voice cloning needs a prompt_voice recording."})
         return attrs

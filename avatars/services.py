@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from analytics.services import usage_preprocess_failed
 from contracts import media_probe as media
 from contracts import tasks
 from contracts.tasks import task_send
@@ -72,12 +73,29 @@ def avatar_create_check(
     prompt_voice: UploadSource | None = None,
     avatar_model: str | None = None,
     tts_model: str | None = None,
-    support_clone: bool = False,
+    support_clone: bool | None = None,
+    template_id: int | None = None,
     **_fields,
 ) -> AvatarCreateChecked:
     """The checks of a create that need the database or the media, writing nothing: the
     tutor is one the user may use, the name is free, the engines can run here, the uploads
     are media we accept. The fields themselves were validated by `AvatarCreateSerializer`."""
+    if template_id is not None:  # the template's set-up first (avatar_templates.services)
+        from avatar_templates.services import avatar_create_from_template
+
+        return avatar_create_from_template(
+            user=user,
+            template_id=template_id,
+            check_only=True,
+            tutor_id=tutor_id,
+            name=name,
+            prompt_face=prompt_face,
+            prompt_voice=prompt_voice,
+            avatar_model=avatar_model,
+            tts_model=tts_model,
+            support_clone=support_clone,
+            **_fields,
+        )
     try:
         tutor = tutor_get(user, tutor_id)
     except ObjectNotFound as exc:
@@ -115,16 +133,24 @@ def avatar_create(
     avatar_model: str | None = None,
     tts_model: str | None = None,
     timbre: str = "",
-    avatar_blur: bool = False,
-    support_clone: bool = False,
+    avatar_blur: bool | None = None,
+    support_clone: bool | None = None,
     persona: str = "",
     greeting: str = "",
     language: str = "",
     asr_model: str | None = None,
     llm_model: str | None = None,
+    template_id: int | None = None,
 ) -> Avatar:
     """Check (`avatar_create_check`), store the uploads under generated names, enqueue
-    preprocessing. The arguments are `AvatarCreateSerializer`'s validated data."""
+    preprocessing. The arguments are `AvatarCreateSerializer`'s validated data; None or
+    blank means not given (the default, or the template's value with `template_id`)."""
+    given = dict(locals())  # first statement: exactly the arguments, for the template's merge
+    if template_id is not None:
+        from avatar_templates.services import avatar_create_from_template
+
+        del given["user"], given["template_id"]
+        return avatar_create_from_template(user=user, template_id=template_id, **given)
     conversation = {
         "persona": persona,
         "greeting": greeting,
@@ -165,8 +191,8 @@ def avatar_create(
                 tutor=tutor,
                 owner_id=tutor.owner_id,
                 name=name,
-                avatar_blur=avatar_blur,
-                support_clone=support_clone,
+                avatar_blur=bool(avatar_blur),
+                support_clone=bool(support_clone),
                 status=AvatarStatus.PROCESSING,
                 progress_stage="queued",
                 progress_message="Waiting for a lip-sync worker",
@@ -354,6 +380,7 @@ def avatar_preprocess_failed(avatar_id: int, task_id: str, reason: str) -> bool:
         avatar.progress_message = "Failed"
         avatar.save()
     avatar_event_publish(avatar, "avatar.error")
+    usage_preprocess_failed(avatar_id, reason)
     return True
 
 

@@ -9,6 +9,7 @@ import time
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
+from analytics.services import usage_preprocess_done
 from avatars import services as avatar_services
 from avatars.models import Avatar
 from avatars.storage import storage_delete_prefix, storage_local_path, storage_save
@@ -61,6 +62,7 @@ def preprocess_avatar(avatar_id: int, task_id: str) -> str:
     # A killed earlier attempt of this same job may have left files: start clean.
     storage_delete_prefix(assets_prefix)
     report = _ProgressReporter(avatar_id, task_id)
+    started = time.monotonic()
     workdir = job_workdir(f"avatar-{avatar_id}-{task_id}-")
     try:
         report("decoding", 0, "Starting")
@@ -92,6 +94,7 @@ def preprocess_avatar(avatar_id: int, task_id: str) -> str:
         )
         if old:
             storage_delete_prefix(old)
+        usage_preprocess_done(avatar_id, seconds=time.monotonic() - started)
         return "ready"
     except avatar_services.StaleJob:
         storage_delete_prefix(assets_prefix)

@@ -11,6 +11,10 @@ LiveTalking proxy, per role.
 | grantee_use | ✓ | ✓ | 403 | 403 | 404 | 404 |
 | other_tutor, revoked, other_admin | 404 | 404 | 404 | 404 | 404 | 404 |
 
+Templates and batches (avatar_templates): the admin's template is seen by the admin and all
+its tutors' logins (changed by the admin only: a login gets 403), a 404 for everyone else;
+a batch of Ms Ada's follows her tutor (admin and her login; 404 for the others).
+
 Student session tokens (no account) open one avatar's live sessions and nothing else:
 
 | token | REST API | talk page | session socket | events socket | proxy offer |
@@ -41,6 +45,10 @@ def _need(method: str, path: str) -> str:
     """The access an endpoint asks for (avatars.selectors), or the rule it follows."""
     if path.startswith("/api/tutors/"):
         return "tutor-view" if method == "get" else "tutor-manage"
+    if path.startswith("/api/avatar-templates/"):
+        return "template-view" if method == "get" else "template-change"
+    if path.startswith("/api/avatars/batches/"):
+        return "tutor-view"  # a batch of Ms Ada's: her admin and her own login
     if path.endswith("/session-tokens/{token_id}"):
         return "owner-side"  # the admin's token: a grantee sees and revokes only its own
     if path.endswith("/session-tokens"):
@@ -84,6 +92,10 @@ def _expected(role: str, need: str):
         return "ok" if role in ("admin", "tutor") else 404
     if need == "tutor-manage":
         return {"admin": "ok", "tutor": 403}.get(role, 404)
+    if need == "template-view":  # the admin's template: the admin and every one of its tutors' logins
+        return "ok" if role in ("admin", "tutor", "other_tutor") else 404
+    if need == "template-change":
+        return {"admin": "ok", "tutor": 403, "other_tutor": 403}.get(role, 404)
     if need == "owner-side":
         return "ok" if level == "own" else 404
     if level is None:
@@ -109,7 +121,13 @@ def walk_ids(world, published_catalogues, monkeypatch):
     monkeypatch.setattr(live_services, "task_send", lambda *a, **k: None, raising=False)
     job = world.client("admin").post("/api/tts/preview", {"text": "Secret words.", "tts_model": "piper"}, format="json")
     assert job.status_code == 202, job.content
-    return {**world.ids, "job_id": job.json()["job_id"]}
+    # The admin's template and a batch of Ms Ada's (avatar_templates).
+    from avatar_templates.models import AvatarBatch, AvatarBatchItem, AvatarTemplate
+
+    template = AvatarTemplate.objects.create(owner=world.users["admin"], name="Secret template")
+    batch = AvatarBatch.objects.create(tutor=world.tutor, template=template, template_name=template.name)
+    AvatarBatchItem.objects.create(batch=batch, position=0, name="secret_avatar", avatar=world.avatar)
+    return {**world.ids, "job_id": job.json()["job_id"], "template_id": template.pk, "batch_id": batch.pk}
 
 
 def _schema(client):
@@ -187,6 +205,8 @@ def test_lists_show_each_role_only_what_it_may_see(world, walk_ids):
                 assert name not in body, (role, path, name)
             if role not in ("admin", "tutor", "grantee_use", "grantee_manage"):
                 assert "Ms Ada" not in body, (role, path)
+        templates = {t["name"] for t in client.get("/api/avatar-templates/").json()}
+        assert ("Secret template" in templates) == (role in ("admin", "tutor", "other_tutor")), role
         listed = client.get("/api/avatars/list").json()
         assert {a["name"] for a in listed["avatars"]} == sees[role], role
         assert listed["total"] == len(sees[role])
@@ -199,6 +219,42 @@ def test_lists_show_each_role_only_what_it_may_see(world, walk_ids):
     assert names["admin"] == {"Ms Ada", "Mr Ben"}
     assert names["tutor"] == {"Ms Ada"} and names["other_tutor"] == {"Mr Ben"}
     assert names["grantee_use"] == {"Ms Dee"} and names["grantee_manage"] == {"Ms Dee"}
+
+
+# Endpoints with no object in their path that name one in their query: the rule each
+# such parameter follows (the analytics report: 404 for an avatar or tutor a role cannot see).
+QUERY_PARAMETER_RULES = {
+    ("/api/analytics/usage", "avatar_id"): "view",
+    ("/api/analytics/usage", "tutor_id"): "tutor-view",
+    ("/api/analytics/usage.csv", "avatar_id"): "view",
+    ("/api/analytics/usage.csv", "tutor_id"): "tutor-view",
+}
+QUERY_RULED_PREFIXES = ("/api/analytics/",)
+
+
+def test_object_ids_in_queries_answer_each_role_as_its_access_says(world, walk_ids):
+    paths = _schema(world.client("admin"))["paths"]
+    walked, mismatches = set(), []
+    for path, operations in paths.items():
+        if not path.startswith(QUERY_RULED_PREFIXES):
+            continue
+        names = {p["name"] for op in operations.values() for p in op.get("parameters", []) if p["in"] == "query"}
+        for name in sorted(names & {"avatar_id", "tutor_id"}):
+            assert (path, name) in QUERY_PARAMETER_RULES, f"no access rule for {path}?{name}: add it to the walk"
+            walked.add((path, name))
+            object_id = world.avatar.pk if name == "avatar_id" else world.tutor.pk
+            for role in ROLES:
+                response = world.client(role).get(path, {name: object_id})
+                got = _denied_as(response) or "ok"
+                expected = _expected(role, QUERY_PARAMETER_RULES[(path, name)])
+                if got != expected:
+                    mismatches.append((role, path, name, expected, got, response.status_code))
+                if expected == 404:
+                    assert (
+                        "Secret" not in response.content.decode() and "secret_avatar" not in response.content.decode()
+                    )
+    assert walked == set(QUERY_PARAMETER_RULES), "a rule names an endpoint the schema no longer has"
+    assert not mismatches, "\n".join(map(str, mismatches))
 
 
 def test_a_shared_avatar_is_marked_in_the_grantees_list(world):

@@ -208,6 +208,8 @@ INSTALLED_APPS = [
     "tutors",
     "avatars",
     "conversations",
+    "avatar_templates",
+    "analytics",
 ]
 # The worker packages are apps of the worker processes only (their tasks and commands):
 # see tutor_site/worker_settings.py. The web process never imports them.
@@ -354,6 +356,12 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
+# The analytics charts' plotly.js is served from the installed plotly wheel (no copy in the repo).
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "analytics.staticfiles.PlotlyFinder",
+]
 # Uploads always land in a temporary file: PyAV probes them by path before anything is stored.
 FILE_UPLOAD_HANDLERS = ["tutor_site.uploads.TemporaryFileUploadHandler"]
 FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "tmp")
@@ -361,6 +369,8 @@ Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 
 # --- Upload limits.
 AVATAR_MAX_UPLOAD_MB = env.int("AVATAR_MAX_UPLOAD_MB", default=200)
+# Videos in one batch from a template (POST /api/avatars/batch): its body may hold this many uploads.
+AVATAR_BATCH_MAX_FILES = env.int("AVATAR_BATCH_MAX_FILES", default=20)
 AVATAR_MIN_SECONDS = env.float("AVATAR_MIN_SECONDS", default=1.0)
 AVATAR_MAX_SECONDS = env.float("AVATAR_MAX_SECONDS", default=300.0)
 AVATAR_MAX_WIDTH = env.int("AVATAR_MAX_WIDTH", default=3840)
@@ -370,7 +380,8 @@ AVATAR_MAX_STREAMS = env.int("AVATAR_MAX_STREAMS", default=4)
 VOICE_MAX_SECONDS = env.float("VOICE_MAX_SECONDS", default=60.0)
 VOICE_MAX_UPLOAD_MB = env.int("VOICE_MAX_UPLOAD_MB", default=50)
 # Avatars of one admin being processed at once; one more is refused (429) until one is ready.
-AVATAR_MAX_PROCESSING_PER_ADMIN = env.int("AVATAR_MAX_PROCESSING_PER_ADMIN", default=3)
+# Ten: a batch of a class's videos goes in at once, while one admin still cannot fill the queue.
+AVATAR_MAX_PROCESSING_PER_ADMIN = env.int("AVATAR_MAX_PROCESSING_PER_ADMIN", default=10)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 # --- Engines.

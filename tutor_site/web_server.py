@@ -38,7 +38,12 @@ from twisted.internet import reactor
 logger = logging.getLogger("tutor_site.web_server")  # run as __main__
 
 # Routes that take file uploads, with the larger limit.
-UPLOAD_ROUTES = re.compile(rb"^/(api/avatars/(create|\d+/render)|admin/avatars/avatar/add/)(\?|$)")
+# (A template's page takes a reference voice.)
+UPLOAD_ROUTES = re.compile(
+    rb"^/(api/avatars/(create|\d+/render)|admin/avatars/avatar/add/"
+    rb"|api/avatar-templates/(\d+)?|admin/avatar_templates/avatartemplate/(add|\d+/change)/)(\?|$)"
+)
+BATCH_ROUTES = re.compile(rb"^/(api/avatars/batch|admin/avatar_templates/avatarbatch/add/)(\?|$)")
 KNOWLEDGE_ROUTES = re.compile(rb"^/(api/avatars/\d+/knowledge|admin/conversations/knowledgedocument/add/)(\?|$)")
 
 
@@ -47,6 +52,8 @@ def body_limit(path: bytes) -> int:
 
     if UPLOAD_ROUTES.match(path or b""):
         return (settings.AVATAR_MAX_UPLOAD_MB + settings.VOICE_MAX_UPLOAD_MB + 1) * 1024 * 1024
+    if BATCH_ROUTES.match(path or b""):
+        return (settings.AVATAR_MAX_UPLOAD_MB * settings.AVATAR_BATCH_MAX_FILES + 1) * 1024 * 1024
     if KNOWLEDGE_ROUTES.match(path or b""):
         return (settings.KNOWLEDGE_MAX_FILE_MB + 1) * 1024 * 1024
     return int(settings.REQUEST_MAX_BODY_MB * 1024 * 1024)

@@ -26,6 +26,10 @@ from .models import TUTOR_ACCOUNTS_GROUP, Tutor, User
 _TUTOR_ACCOUNT_PERMISSIONS = Q(
     content_type__app_label="avatars", content_type__model__in=["avatar", "avatarshare"]
 ) | Q(content_type__app_label="conversations")
+# Templates: read (its admin's and the global ones); batches: made for its own tutor.
+_TUTOR_ACCOUNT_PERMISSIONS |= Q(content_type__app_label="avatar_templates", codename="view_avatartemplate") | Q(
+    content_type__app_label="avatar_templates", content_type__model="avatarbatch"
+)
 _INVITE_SALT = "tutors.invite"
 INVITE_INVALID = "This invite link is invalid, expired or already used: ask your admin for a new one."
 

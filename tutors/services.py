@@ -12,7 +12,12 @@ from .models import Tutor, User
 ADMINS_GROUP = "Tutor admins"
 _ADMIN_PERMISSIONS = [
     (app, f"{action}_{model}")
-    for app, model in (("tutors", "tutor"), ("avatars", "avatar"))
+    for app, model in (
+        ("tutors", "tutor"),
+        ("avatars", "avatar"),
+        ("avatar_templates", "avatartemplate"),
+        ("avatar_templates", "avatarbatch"),
+    )
     for action in ("add", "change", "delete", "view")
 ]
 

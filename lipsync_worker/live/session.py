@@ -23,11 +23,13 @@ on the runtime's event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
 
 from django.conf import settings
+from django.db import close_old_connections
 
 from contracts import live_registry as registry
 
@@ -40,6 +42,8 @@ from .renderer import Renderer
 logger = logging.getLogger(__name__)
 
 LIMIT_NOTICE = "This session has reached its time limit. Goodbye."
+# `error` events that end a session by a rule (limits, token, access), not a failure.
+SESSION_ENDS_NOT_ERRORS = ("limit", "max_length", "token", "access")
 
 
 class LiveSession:
@@ -74,6 +78,8 @@ class LiveSession:
         self.loop = asyncio.get_running_loop()
         self.closed = False
         self.registered = False  # the reservation in the live registry is recorded
+        self.opened_at: float | None = None  # time.monotonic() of the answer (usage: its duration)
+        self._speaking_since: dict[int, float] = {}  # utterance id -> its first frame
         self._tasks: set[asyncio.Task] = set()
         self.frames = FrameQueue(MAX_AHEAD)
         self.dialogue = Dialogue(self)
@@ -121,7 +127,49 @@ class LiveSession:
                 self.spawn(self._account_usage())
             if self.token_id is not None:
                 self.spawn(self._record_token())
+            self.opened_at = time.monotonic()
+            self.usage_soon("usage_session_opened", self.avatar.avatar_id, session_id=self.id, **self.usage_viewer)
         return answer
+
+    # --- usage (analytics.services, on the loop's executor: the clock never waits) ---------
+
+    @property
+    def usage_viewer(self) -> dict:
+        return {"opened_by": self.opened_by, "token_id": self.token_id}
+
+    def usage_soon(self, name: str, *args, **kwargs):
+        """Record usage with `analytics.services.<name>` on an executor thread; the future
+        (awaited only at close). It never raises: usage is not worth failing a session."""
+        from analytics import services as usage_services
+
+        record = getattr(usage_services, name)
+
+        def _record():
+            try:
+                close_old_connections()
+                record(*args, **kwargs)
+            except Exception:
+                logger.warning("Live session %s: usage %s not recorded", self.id, name, exc_info=True)
+
+        try:
+            return self.loop.run_in_executor(None, _record)
+        except RuntimeError:  # the executor is shut down (the worker is stopping)
+            return None
+
+    def _usage_speaking(self, event: dict) -> None:
+        """Seconds each utterance was seen speaking, from its first frame to its last."""
+        if event.get("type") == "speaking_started":
+            self._speaking_since[event["utterance"]] = time.monotonic()
+        elif event.get("type") == "speaking_ended":
+            since = self._speaking_since.pop(event["utterance"], None)
+            if since is not None:
+                self.usage_soon(
+                    "usage_utterance",
+                    self.avatar.avatar_id,
+                    **self.usage_viewer,
+                    seconds=time.monotonic() - since,
+                    interrupted=bool(event.get("interrupted")),
+                )
 
     async def _record_token(self) -> None:
         """The conversation was opened with a session token: say which (its user is empty)."""
@@ -242,11 +290,17 @@ class LiveSession:
         playing = self.clock.drop_speech()
         self.frames.drain()
         if playing is not None:
-            await self.emit({"type": "speaking_ended", "utterance": playing.id, "interrupted": True})
+            event = {"type": "speaking_ended", "utterance": playing.id, "interrupted": True}
+            self._usage_speaking(event)
+            await self.emit(event)
 
     # --- events and lifetime ------------------------------------------------------------
 
     async def emit(self, event: dict) -> None:
+        if event.get("type") == "error" and event.get("reason") not in SESSION_ENDS_NOT_ERRORS:
+            kind = f"session_{event.get('reason') or 'error'}"
+            detail = str(event.get("detail") or "")
+            self.usage_soon("usage_session_error", self.avatar.avatar_id, kind, **self.usage_viewer, detail=detail)
         if self.reply_to:
             await self.runtime.send(self.reply_to, {"type": "live.event", "session_id": self.id, "event": event})
 
@@ -254,6 +308,7 @@ class LiveSession:
         """From the clock, the renderer task and the dialogue (event loop): send without waiting."""
         if self.closed:
             return
+        self._usage_speaking(event)
         if event.get("type") == "speaking_started":
             self.dialogue.on_speaking_started(event["utterance"])
         elif event.get("type") == "speaking_ended" and not event.get("interrupted"):
@@ -279,6 +334,14 @@ class LiveSession:
                 task.cancel()
         await self.peer.close()
         self.frames.drain()
+        if self.opened_at is not None:
+            recorded = self.usage_soon(
+                "usage_session_closed", self.avatar.avatar_id, session_id=self.id, **self.usage_viewer,
+                seconds=time.monotonic() - self.opened_at, reason=reason,
+            )  # fmt: skip
+            if recorded is not None:
+                with contextlib.suppress(Exception):
+                    await recorded
         await self.runtime.session_closed(self)
         await self.emit({"type": "state", "state": "closed", "reason": reason})
         logger.info("Live session %s of avatar %s closed (%s)", self.id, self.avatar.avatar_id, reason)

@@ -1,7 +1,7 @@
 """Batch-create avatars from a CSV manifest or a folder of videos.
 
     python manage.py create_avatars MANIFEST.csv [--as EMAIL] [--wait] [--dry-run]
-    python manage.py create_avatars --dir DIR --tutor ID [--as EMAIL] [--wait]
+    python manage.py create_avatars --dir DIR --tutor ID [--template ID] [--as EMAIL] [--wait]
 
 Thin on purpose: every row goes through `AvatarCreateSerializer` and `avatar_create`, the
 same validation and service as the API and the admin, so a row the CLI accepts is one the
@@ -45,6 +45,7 @@ COLUMNS = [
     "avatar_blur",
     "support_clone",
     "description",
+    "template",
 ]
 # Spellings people use for the same columns (the API's field names among them).
 COLUMN_ALIASES = {
@@ -55,6 +56,7 @@ COLUMN_ALIASES = {
     "audio": "voice",
     "audio_path": "voice",
     "prompt_voice": "voice",
+    "template_id": "template",
 }
 # Columns that go to the serializer under their own name (tutor, video and voice are
 # resolved first: a tutor id or name, files relative to the manifest).
@@ -101,6 +103,11 @@ class Command(BaseCommand):
             metavar="EMAIL",
             help="The admin acting (tenancy applies). Default: the only operator account.",
         )
+        parser.add_argument(
+            "--template",
+            metavar="ID",
+            help="Template id for rows that do not name one: the avatar starts from it (what a row gives wins).",
+        )
         parser.add_argument("--avatar-model", help="Lip-sync engine for rows that do not name one.")
         parser.add_argument("--tts-model", help="TTS engine for rows that do not name one.")
         parser.add_argument(
@@ -127,7 +134,12 @@ class Command(BaseCommand):
                 raise CommandError("--dir needs --tutor ID (the tutor the avatars belong to).")
             base = Path(opts["directory"]).expanduser().resolve()
             rows = self._read_directory(base)
-        defaults = {"tutor": opts["tutor"], "avatar_model": opts["avatar_model"], "tts_model": opts["tts_model"]}
+        defaults = {
+            "tutor": opts["tutor"],
+            "template": opts["template"],
+            "avatar_model": opts["avatar_model"],
+            "tts_model": opts["tts_model"],
+        }
         for row in rows:
             for key, value in defaults.items():
                 if value and not row.values.get(key):
@@ -136,6 +148,8 @@ class Command(BaseCommand):
         self._progress_file = getattr(self.stderr, "_out", None)  # tqdm needs the raw stream
         self._no_progress = opts["no_progress"]
         self._create_all(user, rows, base, dry_run=opts["dry_run"])
+        if opts["template"] and opts["directory"] and not opts["dry_run"]:
+            self._record_batch(user, rows, template_id=opts["template"], tutor_ref=opts["tutor"])
         if opts["wait"] and not opts["dry_run"]:
             self._wait(user, rows, timeout=opts["timeout"], poll=opts["poll"])
         self._print_summary(rows)
@@ -251,6 +265,7 @@ class Command(BaseCommand):
         values = row.values
         data = {column: values.get(column) for column in SERIALIZER_COLUMNS}
         data.update(tutor_id=tutor.pk, prompt_face=self._source(base, values.get("video", ""), "video"))
+        data["template_id"] = values.get("template")  # a template id: the row starts from it
         if values.get("voice"):
             data["prompt_voice"] = self._source(base, values["voice"], "voice")
         return input_validate(AvatarCreateSerializer, {k: v for k, v in data.items() if v not in (None, "")})
@@ -277,6 +292,23 @@ class Command(BaseCommand):
         if not path.is_file():
             raise InvalidInput(f"The {label} file {value} does not exist.", field=label)
         return UploadSource(path=str(path), filename=path.name)
+
+    def _record_batch(self, user: User, rows: list[Row], *, template_id: str, tutor_ref: str) -> None:
+        """A folder from a template is a batch, as in the API and the admin (listed there)."""
+        from avatar_templates.services import avatar_batch_record
+
+        try:
+            tutor = tutor_get_by_ref(user, tutor_ref)
+            batch = avatar_batch_record(
+                user=user,
+                template_id=template_id,
+                tutor_id=tutor.pk,
+                items=[(r.name, r.values.get("video", ""), r.avatar_id, r.message) for r in rows],
+            )
+        except ServiceError as exc:  # the template or the tutor: every row already said why
+            logger.info("create_avatars: no batch recorded: %s", exc.detail)
+            return
+        self.stdout.write(f"Batch {batch.pk}: GET /api/avatars/batches/{batch.pk}")
 
     # --- following processing -------------------------------------------------------------
 
