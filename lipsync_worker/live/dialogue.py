@@ -304,8 +304,8 @@ class Dialogue:
             latency = answer.latencies(ended=time.monotonic())
             self._record_soon("avatar", text, started, latency=latency, interrupted=interrupted)
             self._emit({"type": EVENT_TURN_ENDED, "interrupted": interrupted, "total_ms": latency["total_ms"]})
-            self.session.usage_soon(
-                "usage_answer", self.session.avatar.avatar_id, **self.session.usage_viewer,
+            self.session.meter.record_soon(
+                "usage_answer", self.session.avatar.avatar_id, **self.session.meter.viewer,
                 first_frame_ms=latency["first_frame_ms"], interrupted=interrupted,
             )  # fmt: skip
 

@@ -151,7 +151,9 @@ class LiveRuntime:
             "max_sessions": settings.LIVE_MAX_SESSIONS_PER_WORKER,
         }
         # Only sessions whose reservation is recorded (one being reserved is not refreshed into it).
-        sessions = {s.id: (s.user_id, s.avatar.avatar_id, s.tutor_id) for s in self.sessions.values() if s.registered}
+        sessions = {
+            s.id: (s.user_id, s.avatar.avatar_id, s.meter.tutor_id) for s in self.sessions.values() if s.registered
+        }
         await self.loop.run_in_executor(
             None, lambda: (registry.worker_beat(self.channel, facts), registry.session_refresh(sessions))
         )
@@ -281,7 +283,7 @@ class LiveRuntime:
             if kind == "tutor":
                 raise TooManyRequests(
                     f"This tutor already has {count} live sessions open, its limit (max_live_sessions = "
-                    f"{session.tutor_max_sessions}); try again when one has closed.",
+                    f"{session.meter.tutor_max_sessions}); try again when one has closed.",
                     retry_after=SESSION_RETRY_SECONDS,
                     extra={"limit": "max_live_sessions"},
                 )

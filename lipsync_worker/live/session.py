@@ -23,27 +23,21 @@ on the runtime's event loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 import uuid
 
 from django.conf import settings
-from django.db import close_old_connections
 
 from contracts import live_registry as registry
 
 from .clock import Clock
 from .dialogue import Dialogue
 from .frames import MAX_AHEAD, FrameQueue, Utterance
+from .metering import SessionMeter
 from .peer import Peer
 from .renderer import Renderer
 
 logger = logging.getLogger(__name__)
-
-LIMIT_NOTICE = "This session has reached its time limit. Goodbye."
-# `error` events that end a session by a rule (limits, token, access), not a failure.
-SESSION_ENDS_NOT_ERRORS = ("limit", "max_length", "token", "access")
 
 
 class LiveSession:
@@ -66,20 +60,12 @@ class LiveSession:
         self.user_id = user_id  # whose limits the session counts against (the avatar's admin)
         self.opened_by = opened_by  # who opened it (its conversation is theirs)
         # The per-tutor limits and the student session token it was opened with (the web's
-        # `live_offer_message`): whose minutes it uses, and when it must end.
-        limits = limits or {}
-        self.tutor_id = limits.get("tutor_id")
-        self.tutor_max_sessions = int(limits.get("tutor_max_sessions") or 0)
-        self.tutor_live_seconds = float(limits.get("tutor_live_seconds") or 0)
-        self.token_id = limits.get("token_id")
-        self.token_max_seconds = float(limits.get("token_max_seconds") or 0)
-        self.token_expires_at = limits.get("token_expires_at")
+        # `live_offer_message`): whose minutes it uses, when it must end; its usage records.
+        self.meter = SessionMeter(self, limits)
         self.reply_to = reply_to
         self.loop = asyncio.get_running_loop()
         self.closed = False
         self.registered = False  # the reservation in the live registry is recorded
-        self.opened_at: float | None = None  # time.monotonic() of the answer (usage: its duration)
-        self._speaking_since: dict[int, float] = {}  # utterance id -> its first frame
         self._tasks: set[asyncio.Task] = set()
         self.frames = FrameQueue(MAX_AHEAD)
         self.dialogue = Dialogue(self)
@@ -123,114 +109,8 @@ class LiveSession:
             self.renderer.start()
             if settings.LIVE_MAX_SESSION_SECONDS > 0:
                 self.spawn(self._end_at_max_length(settings.LIVE_MAX_SESSION_SECONDS))
-            if self.tutor_id is not None or self.token_id is not None:
-                self.spawn(self._account_usage())
-            if self.token_id is not None:
-                self.spawn(self._record_token())
-            self.opened_at = time.monotonic()
-            self.usage_soon("usage_session_opened", self.avatar.avatar_id, session_id=self.id, **self.usage_viewer)
+            self.meter.opened()
         return answer
-
-    # --- usage (analytics.services, on the loop's executor: the clock never waits) ---------
-
-    @property
-    def usage_viewer(self) -> dict:
-        return {"opened_by": self.opened_by, "token_id": self.token_id}
-
-    def usage_soon(self, name: str, *args, **kwargs):
-        """Record usage with `analytics.services.<name>` on an executor thread; the future
-        (awaited only at close). It never raises: usage is not worth failing a session."""
-        from analytics import services as usage_services
-
-        record = getattr(usage_services, name)
-
-        def _record():
-            try:
-                close_old_connections()
-                record(*args, **kwargs)
-            except Exception:
-                logger.warning("Live session %s: usage %s not recorded", self.id, name, exc_info=True)
-
-        try:
-            return self.loop.run_in_executor(None, _record)
-        except RuntimeError:  # the executor is shut down (the worker is stopping)
-            return None
-
-    def _usage_speaking(self, event: dict) -> None:
-        """Seconds each utterance was seen speaking, from its first frame to its last."""
-        if event.get("type") == "speaking_started":
-            self._speaking_since[event["utterance"]] = time.monotonic()
-        elif event.get("type") == "speaking_ended":
-            since = self._speaking_since.pop(event["utterance"], None)
-            if since is not None:
-                self.usage_soon(
-                    "usage_utterance",
-                    self.avatar.avatar_id,
-                    **self.usage_viewer,
-                    seconds=time.monotonic() - since,
-                    interrupted=bool(event.get("interrupted")),
-                )
-
-    async def _record_token(self) -> None:
-        """The conversation was opened with a session token: say which (its user is empty)."""
-        from conversations.services import conversation_session_token_set
-
-        conversation_id = getattr(self.dialogue, "conversation_id", None)
-        if conversation_id is not None:
-            await self.loop.run_in_executor(None, conversation_session_token_set, conversation_id, self.token_id)
-
-    async def _account_usage(self) -> None:
-        """Every LIVE_USAGE_ACCOUNT_SECONDS: add the time since the last count to the tutor's
-        month and the token (contracts.usage), then end the session with a spoken notice if
-        it reached the tutor's monthly minutes or the token's max_minutes, or the token
-        expired or was revoked."""
-        from contracts import usage
-
-        last = time.monotonic()
-        while not self.closed:
-            await asyncio.sleep(max(0.05, settings.LIVE_USAGE_ACCOUNT_SECONDS))
-            now = time.monotonic()
-            seconds, last = now - last, now
-            try:
-                tutor_total, token_total, revoked = await self.loop.run_in_executor(
-                    None, usage.live_seconds_add, self.tutor_id, self.token_id, seconds
-                )
-            except Exception:  # Redis hiccup: counted at the next try
-                logger.warning("Live session %s: usage not counted", self.id, exc_info=True)
-                last -= seconds
-                continue
-            if self.closed:
-                return
-            if revoked or (self.token_expires_at and time.time() >= self.token_expires_at):
-                await self.emit(
-                    {"type": "error", "detail": "This session link expired or was revoked.", "reason": "token"}
-                )
-                await self.close("session token ended")
-                return
-            if self.tutor_live_seconds and tutor_total >= self.tutor_live_seconds:
-                minutes = self.tutor_live_seconds / 60
-                detail = (
-                    f"The tutor's live minutes for this month ({minutes:g}, monthly_live_minutes) are used up; "
-                    "they reset on the 1st of next month (UTC)."
-                )
-            elif self.token_max_seconds and token_total >= self.token_max_seconds:
-                minutes = self.token_max_seconds / 60
-                detail = f"This session link's {minutes:g} live minutes (max_minutes) are used up."
-            else:
-                continue
-            await self._end_for_limit(detail)
-            return
-
-    async def _end_for_limit(self, detail: str) -> None:
-        """Say why (an `error` event with reason "limit", and out loud), then close."""
-        await self.emit({"type": "error", "detail": detail, "reason": "limit"})
-        await self.say(LIMIT_NOTICE, interrupt=True, limited=False)
-        waited = 0.0
-        # Until the notice is spoken (at most 20 s: a TTS failure must not keep the session).
-        while not self.closed and self.speaking and waited < 20:
-            await asyncio.sleep(0.1)
-            waited += 0.1
-        await self.close("limit reached")
 
     async def _end_at_max_length(self, seconds: float) -> None:
         """LIVE_MAX_SESSION_SECONDS after the answer: say why, then close."""
@@ -290,17 +170,12 @@ class LiveSession:
         playing = self.clock.drop_speech()
         self.frames.drain()
         if playing is not None:
-            event = {"type": "speaking_ended", "utterance": playing.id, "interrupted": True}
-            self._usage_speaking(event)
-            await self.emit(event)
+            await self.emit({"type": "speaking_ended", "utterance": playing.id, "interrupted": True})
 
     # --- events and lifetime ------------------------------------------------------------
 
     async def emit(self, event: dict) -> None:
-        if event.get("type") == "error" and event.get("reason") not in SESSION_ENDS_NOT_ERRORS:
-            kind = f"session_{event.get('reason') or 'error'}"
-            detail = str(event.get("detail") or "")
-            self.usage_soon("usage_session_error", self.avatar.avatar_id, kind, **self.usage_viewer, detail=detail)
+        self.meter.event(event)
         if self.reply_to:
             await self.runtime.send(self.reply_to, {"type": "live.event", "session_id": self.id, "event": event})
 
@@ -308,7 +183,6 @@ class LiveSession:
         """From the clock, the renderer task and the dialogue (event loop): send without waiting."""
         if self.closed:
             return
-        self._usage_speaking(event)
         if event.get("type") == "speaking_started":
             self.dialogue.on_speaking_started(event["utterance"])
         elif event.get("type") == "speaking_ended" and not event.get("interrupted"):
@@ -334,14 +208,7 @@ class LiveSession:
                 task.cancel()
         await self.peer.close()
         self.frames.drain()
-        if self.opened_at is not None:
-            recorded = self.usage_soon(
-                "usage_session_closed", self.avatar.avatar_id, session_id=self.id, **self.usage_viewer,
-                seconds=time.monotonic() - self.opened_at, reason=reason,
-            )  # fmt: skip
-            if recorded is not None:
-                with contextlib.suppress(Exception):
-                    await recorded
+        await self.meter.closed(reason)
         await self.runtime.session_closed(self)
         await self.emit({"type": "state", "state": "closed", "reason": reason})
         logger.info("Live session %s of avatar %s closed (%s)", self.id, self.avatar.avatar_id, reason)
@@ -356,8 +223,8 @@ class LiveSession:
             user_id=self.user_id,
             channel=self.runtime.channel,
             limit=settings.LIVE_MAX_SESSIONS_PER_ADMIN,
-            tutor_id=self.tutor_id,
-            tutor_limit=self.tutor_max_sessions,
+            tutor_id=self.meter.tutor_id,
+            tutor_limit=self.meter.tutor_max_sessions,
         )
         self.registered = refused is None
         return refused
@@ -365,4 +232,4 @@ class LiveSession:
     def unregister(self) -> None:
         """Release the reservation (the session closed or its offer failed)."""
         self.registered = False
-        registry.session_remove(self.id, self.user_id, self.avatar.avatar_id, self.tutor_id)
+        registry.session_remove(self.id, self.user_id, self.avatar.avatar_id, self.meter.tutor_id)

@@ -33,6 +33,8 @@ class SpokenSession:
         self.said: list[str] = []
         self.events: list[dict] = []
         self.interrupts = 0
+        # Usage records are the analytics tests' business: nothing is recorded here.
+        self.meter = type("Meter", (), {"viewer": {}, "record_soon": staticmethod(lambda *a, **k: None)})()
 
     async def say(self, text, *, limited=True, **_):
         self.said.append(text)
