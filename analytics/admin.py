@@ -8,6 +8,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from avatars.selectors import avatar_queryset_for
+from tutors.admin import ReadOnlyAdminMixin
 from tutors.selectors import tutor_queryset_for
 
 from .models import UsageEvent
@@ -32,7 +33,7 @@ analytics_admin_view = admin.site.admin_view(analytics_page)
 
 
 @admin.register(UsageEvent)
-class UsageEventAdmin(admin.ModelAdmin):
+class UsageEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Only an entry in the admin's index ("Usage analytics"), leading to the charts: the
     events themselves are read through the usage API's totals."""
 
@@ -41,15 +42,6 @@ class UsageEventAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request, obj=None):
         return self.has_module_permission(request)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def changelist_view(self, request, extra_context=None):
         return redirect("analytics-admin")

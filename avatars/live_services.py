@@ -606,7 +606,7 @@ def live_session_request(user, session_id, message: dict) -> dict:
         # Before it travels: past the quota no TTS job starts (with interrupt, none is cancelled).
         tts_chars_charge(avatar_owner_id(avatar), message.get("text") or "")
     elif message.get("type") == "live.ask":
-        tts_chars_charge(avatar_owner_id(avatar), _question_charge(message.get("text") or ""))
+        tts_chars_charge(avatar_owner_id(avatar), message.get("text") or "", at_least=QUESTION_CHARGE_CHARS)
     event = live_request(record["channel"], {**message, "session_id": str(session_id)})
     if event.get("type") == "error":
         raise _refusal(event, "The worker refused the request.")
@@ -618,17 +618,13 @@ def live_session_request(user, session_id, message: dict) -> dict:
 QUESTION_CHARGE_CHARS = 300
 
 
-def _question_charge(text: str) -> str:
-    return text.ljust(QUESTION_CHARGE_CHARS)
-
-
 def live_question_charge(user, avatar_id, text: str) -> None:
     """A typed question (`ask`): counted against TTS_MAX_CHARS_PER_MINUTE like the speech
     of its answer, so questions cannot be sent faster than answers may be spoken."""
-    live_say_charge(user, avatar_id, _question_charge(text))
+    live_say_charge(user, avatar_id, text, at_least=QUESTION_CHARGE_CHARS)
 
 
-def live_say_charge(user, avatar_id, text: str) -> None:
+def live_say_charge(user, avatar_id, text: str, *, at_least: int = 0) -> None:
     """A `say` on the session WebSocket: count its text against the avatar's admin's
     TTS_MAX_CHARS_PER_MINUTE (429's message, sent back as an `error` event)."""
-    tts_chars_charge(avatar_owner_id(avatar_get_live(user, avatar_id)), text)
+    tts_chars_charge(avatar_owner_id(avatar_get_live(user, avatar_id)), text, at_least=at_least)

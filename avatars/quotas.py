@@ -96,12 +96,13 @@ def _clock() -> float:
     return time.time()
 
 
-def tts_chars_charge(owner_id: int, text: str) -> None:
-    """Count `text` against the admin's TTS_MAX_CHARS_PER_MINUTE, or refuse it (nothing
+def tts_chars_charge(owner_id: int, text: str, *, at_least: int = 0) -> None:
+    """Count `text` (as `at_least` characters when it is shorter: a question costs its
+    answer's speech) against the admin's TTS_MAX_CHARS_PER_MINUTE, or refuse it (nothing
     counted) with Retry-After = the seconds left in this minute window."""
     global _charge
     limit = settings.TTS_MAX_CHARS_PER_MINUTE
-    n = len(text or "")
+    n = max(len(text or ""), at_least)
     if limit <= 0 or n == 0:
         return
     if n > limit:

@@ -14,7 +14,7 @@ from django.utils.text import Truncator
 
 from avatars.selectors import avatar_may, avatar_queryset_for
 from tutor_site.exceptions import ServiceError
-from tutors.admin import ServiceAdminMixin
+from tutors.admin import ReadOnlyAdminMixin, ServiceAdminMixin
 from tutors.forms import ServiceForm
 
 from . import services
@@ -127,7 +127,7 @@ class KnowledgeDocumentAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
+class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "avatar", "user", "started_at", "ended_at", "turn_count"]
     list_filter = [("avatar", OwnAvatarFilter)]
     search_fields = ["session_id", "turns__text"]
@@ -179,12 +179,3 @@ class ConversationAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request, obj=None):
         return _may_view_avatars(request)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -55,6 +55,20 @@ class _SaveFailed(Exception):
         self.error = error
 
 
+class ReadOnlyAdminMixin:
+    """An admin page that shows records and never changes them (who may see them is the
+    page's own `has_view_permission`)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class ServiceAdminMixin:
     """Admin pages over services and selectors.
 

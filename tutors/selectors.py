@@ -30,7 +30,12 @@ def is_tutor_account(user: User) -> bool:
     `tutor_delete`): it then manages nothing rather than becoming an admin of its own."""
     if account_tutor(user) is not None:
         return True
-    return bool(getattr(user, "is_authenticated", False)) and user.groups.filter(name=TUTOR_ACCOUNTS_GROUP).exists()
+    if not getattr(user, "is_authenticated", False):
+        return False
+    # Asked on every selector call of a request: the group is looked up once per user object.
+    if not hasattr(user, "_in_tutor_accounts_group"):
+        user._in_tutor_accounts_group = user.groups.filter(name=TUTOR_ACCOUNTS_GROUP).exists()
+    return user._in_tutor_accounts_group
 
 
 def tutor_queryset_for(user: User) -> QuerySet[Tutor]:

@@ -14,24 +14,11 @@ import json
 import threading
 import time
 import wave
-from email.parser import BytesParser
-from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
-
-def _multipart(content_type: str, body: bytes) -> tuple[dict, dict]:
-    """Fields and files of a multipart/form-data body."""
-    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
-    fields, files = {}, {}
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if part.get_filename():
-            files[name] = part.get_payload(decode=True)
-        else:
-            fields[name] = part.get_payload(decode=True).decode()
-    return fields, files
+from tests.tts_worker.standins import multipart_fields
 
 
 def _pocketsphinx_text(wav_file: bytes) -> str:
@@ -82,7 +69,7 @@ class TranscriptionStandInServer:
         body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
         if handler.path != "/v1/audio/transcriptions":
             return self._send(handler, 404, {"detail": "Not Found"})
-        fields, files = _multipart(handler.headers.get("Content-Type", ""), body)
+        fields, files = multipart_fields(handler.headers.get("Content-Type", ""), body)
         wav_file = files.get("file", b"")
         record = {"fields": fields, "authorization": handler.headers.get("Authorization"), "wav": None}
         try:

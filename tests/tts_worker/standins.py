@@ -91,7 +91,12 @@ def _form(handler, body: bytes) -> tuple[dict, dict]:
     ctype = handler.headers.get("Content-Type", "")
     if ctype.startswith("application/x-www-form-urlencoded"):
         return {k: v[0] for k, v in parse_qs(body.decode()).items()}, {}
-    msg = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {ctype}\r\n\r\n".encode() + body)
+    return multipart_fields(ctype, body)
+
+
+def multipart_fields(content_type: str, body: bytes) -> tuple[dict, dict]:
+    """Fields and files of a multipart/form-data body (the stand-ins' servers read uploads)."""
+    msg = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
     fields, files = {}, {}
     for part in msg.iter_parts():
         name = part.get_param("name", header="content-disposition")
