@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup chromium run test bench lint clean
+.PHONY: setup chromium coturn run cluster test bench lint clean
 
 # The venv with the runtime and the test/bench/lint tools (requirements-dev.txt includes
 # requirements.txt); redone when either file changes.
@@ -14,7 +14,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-setup: $(STAMP) chromium
+setup: $(STAMP) chromium coturn
 
 # Debian's chromium for the browser tests (Playwright never downloads a browser): installed
 # when this runs as root with apt-get; otherwise it says what to install. Without it the
@@ -30,8 +30,32 @@ chromium:
 	  echo "The browser tests need Debian's chromium: run 'apt-get install chromium' as root (they are skipped without it)."; \
 	fi
 
+# Debian's coturn, the TURN server for viewers behind NATs (deploy/coturn/turnserver.conf)
+# and for the relay-only test: installed like chromium; without it that test is skipped.
+# The package's own service would run /etc/turnserver.conf, which allows anonymous relaying:
+# on a systemd machine it is masked while installing and left disabled (see the README's
+# TURN section to run it with our configuration); elsewhere Debian does not start it.
+coturn:
+	@if command -v turnserver >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing Debian's coturn for TURN and its test (apt-get install coturn)"; \
+	  systemd=; [ -d /run/systemd/system ] && systemd=1; \
+	  [ -z "$$systemd" ] || systemctl mask coturn.service >/dev/null 2>&1 || true; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn >/dev/null; } \
+	    || echo "Could not install coturn: the TURN relay test will be skipped until 'apt-get install coturn' works."; \
+	  [ -z "$$systemd" ] || { systemctl unmask coturn.service; systemctl disable coturn.service; } >/dev/null 2>&1 || true; \
+	else \
+	  echo "TURN needs Debian's coturn: run 'apt-get install coturn' as root (the TURN relay test is skipped without it)."; \
+	fi
+
 run: $(STAMP)
 	$(PY) -m tutor_site.launcher run
+
+# The production layout on one machine: WEB_PROCESSES web servers on PORT, PORT+1, ...,
+# LIPSYNC_WORKERS live lip-sync workers, TTS_WORKERS tts workers (README: Scaling out).
+cluster: $(STAMP)
+	$(PY) -m tutor_site.launcher cluster
 
 test: setup
 	REDIS_KEY_PREFIX=$${REDIS_KEY_PREFIX:-vt-test} $(PY) -m tutor_site.launcher test $(PYTEST_ARGS)

@@ -23,7 +23,7 @@ class OwnTutorFilter(admin.RelatedOnlyFieldListFilter):
 
 
 # The avatar's picture and state, shown live at the top of its page.
-LIVE_FIELDS = ["preview", "status_badge", "progress_bar", "live_column"]
+LIVE_FIELDS = ["preview", "status_badge", "progress_bar", "live_column", "serving_worker_display"]
 # Facts the admin shows but never edits: where the files are and what processing found.
 FILE_FIELDS = [
     "video_path", "audio_path", "voice_reference_path", "assets_path", "preview_image_path", "frame_count",
@@ -201,6 +201,13 @@ class AvatarAdmin(ServiceAdminMixin, admin.ModelAdmin):
             obj.pk,
             obj.get_status_display(),
         )
+
+    @admin.display(description="Served by")
+    def serving_worker_display(self, obj):
+        # Where placement warmed the started avatar, and why (avatars.live_placement).
+        if obj.status != AvatarStatus.ACTIVE or not obj.serving_worker:
+            return "—"
+        return f"{obj.serving_worker} ({obj.serving_device or 'cpu'}): {obj.serving_reason}"
 
     @admin.display(description="Progress")
     def progress_bar(self, obj):

@@ -10,6 +10,8 @@ from tutor_site.exceptions import Forbidden, ObjectNotFound, SessionTokenInvalid
 from .events import avatar_group_name, avatar_state
 from .selectors import avatar_get, avatar_get_for_token, avatar_get_live
 from .share_events import AvatarAccessWatchMixin
+from .signaling_messages import SignalingMessagesMixin
+from .worker_watch import WorkerWatchMixin
 
 # Close codes: 4401 not authenticated, 4404 no such avatar for this user.
 CLOSE_UNAUTHENTICATED = 4401
@@ -85,8 +87,6 @@ class AvatarEventsConsumer(EventsRedisLostMixin, AvatarAccessWatchMixin, AuthWat
 # --- Live session signaling ---------------------------------------------------------------
 
 CLOSE_NOT_STARTED = 4409
-CLOSE_FLOOD = 4429
-CLOSE_TOO_BIG = 1009
 
 
 @database_sync_to_async
@@ -124,20 +124,22 @@ def _token_principal(raw: str, avatar_id):
     return SessionTokenPrincipal(token), avatar, None
 
 
-class SignalingConsumer(RedisLostMixin, AvatarAccessWatchMixin, AuthWatchMixin, AsyncJsonWebsocketConsumer):
+class SignalingConsumer(
+    SignalingMessagesMixin,
+    WorkerWatchMixin,
+    RedisLostMixin,
+    AvatarAccessWatchMixin,
+    AuthWatchMixin,
+    AsyncJsonWebsocketConsumer,
+):
     """WS /ws/avatars/{id}/session/: offer/answer, say, ask (a typed question), interrupt and
     bye for one live session, relayed to the worker serving the avatar; the worker's events
     (state, speech, transcripts, answers, errors) come back here."""
 
     async def connect(self):
-        import time
-        from collections import deque
-
         self.session_id = None
         self.worker_channel = None
         self._old_sessions: set[str] = set()
-        self._recent = deque()
-        self._clock = time.monotonic
         user = self.scope.get("user")
         subprotocols = self.scope.get("subprotocols") or []
         accept_protocol = next((p for p in subprotocols if p.startswith(("bearer.", "token."))), None)
@@ -184,6 +186,7 @@ class SignalingConsumer(RedisLostMixin, AvatarAccessWatchMixin, AuthWatchMixin, 
         await self.close(code=CLOSE_UNAUTHENTICATED)
 
     async def disconnect(self, code):
+        self.worker_watch_stop()
         await self.auth_watch_stop()
         await self.access_watch_stop()
         group, self._token_group = getattr(self, "_token_group", None), None
@@ -192,49 +195,9 @@ class SignalingConsumer(RedisLostMixin, AvatarAccessWatchMixin, AuthWatchMixin, 
         if getattr(self, "session_id", None) and self.worker_channel:
             await self.channel_layer.send(self.worker_channel, {"type": "live.bye", "session_id": self.session_id})
 
-    async def _error(self, detail: str) -> None:
-        await self.send_json({"type": "error", "detail": detail})
-
-    def _flooding(self) -> int:
-        """0 fine, 1 over the rate (refuse), 2 far over it (close)."""
-        from django.conf import settings
-
-        now = self._clock()
-        self._recent.append(now)
-        while self._recent and now - self._recent[0] > 1.0:
-            self._recent.popleft()
-        rate = settings.LIVE_MESSAGES_PER_SECOND
-        return 2 if len(self._recent) > 3 * rate else 1 if len(self._recent) > rate else 0
-
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
-        import json
-
-        from django.conf import settings
-
-        flood = self._flooding()
-        if flood == 2:
-            await self._error("Too many messages; closing.")
-            await self.close(code=CLOSE_FLOOD)
-            return
-        if flood == 1:
-            await self._error(
-                f"Too many messages (more than {settings.LIVE_MESSAGES_PER_SECOND:g} a second); slow down."
-            )
-            return
-        if text_data is None:
-            await self._error("Send JSON text messages.")
-            return
-        if len(text_data) > settings.LIVE_MESSAGE_MAX_BYTES:
-            await self._error(f"Message too large (at most {settings.LIVE_MESSAGE_MAX_BYTES} bytes).")
-            await self.close(code=CLOSE_TOO_BIG)
-            return
-        try:
-            content = json.loads(text_data)
-        except ValueError:
-            await self._error("Messages must be JSON objects with a 'type'.")
-            return
-        if not isinstance(content, dict) or not isinstance(content.get("type"), str):
-            await self._error("Messages must be JSON objects with a 'type'.")
+        content = await self.message_read(text_data)
+        if content is None:
             return
         handler = {
             "offer": self._offer,
@@ -242,9 +205,12 @@ class SignalingConsumer(RedisLostMixin, AvatarAccessWatchMixin, AuthWatchMixin, 
             "ask": self._ask,
             "interrupt": self._interrupt,
             "bye": self._bye,
+            "broadcast": self._broadcast,
         }.get(content["type"])
         if handler is None:
-            await self._error(f"Unknown message type '{content['type'][:40]}'; use offer, say, ask, interrupt or bye.")
+            await self._error(
+                f"Unknown message type '{content['type'][:40]}'; use offer, say, ask, interrupt, broadcast or bye."
+            )
             return
         from tutor_site.exceptions import ServiceError
 
@@ -254,6 +220,8 @@ class SignalingConsumer(RedisLostMixin, AvatarAccessWatchMixin, AuthWatchMixin, 
             await self._error(exc.detail)
 
     async def _offer(self, content):
+        from contracts.ice_servers import ice_servers_grant, viewer_identity
+
         from .live_services import live_answer_check, live_request_async
 
         if self.session_id:
@@ -262,7 +230,18 @@ class SignalingConsumer(RedisLostMixin, AvatarAccessWatchMixin, AuthWatchMixin, 
         channel, message = await _offer_message(self.user, self.avatar_id, content.get("sdp"), self.channel_name)
         answer = live_answer_check(await live_request_async(channel, message))
         self.session_id, self.worker_channel = answer["session_id"], channel
-        await self.send_json({"type": "answer", "sdp": answer["sdp"], "session_id": answer["session_id"]})
+        self.worker_watch_start(channel)
+        # The viewer's servers with fresh credentials, for an ICE restart or the next session.
+        grant = ice_servers_grant(viewer_identity(self.user))
+        await self.send_json(
+            {
+                "type": "answer",
+                "sdp": answer["sdp"],
+                "session_id": answer["session_id"],
+                "ice_servers": grant["ice_servers"],
+                "expires_at": grant["expires_at"],
+            }
+        )
 
     async def _relay(self, message: dict) -> bool:
         if not self.session_id:
@@ -305,10 +284,35 @@ class SignalingConsumer(RedisLostMixin, AvatarAccessWatchMixin, AuthWatchMixin, 
     async def _interrupt(self, content):
         await self._relay({"type": "live.interrupt"})
 
+    async def _broadcast(self, content):
+        """Classroom mode: open this session's broadcast and get a link for its viewers."""
+        from .broadcast_services import broadcast_open
+
+        if not self.session_id:
+            await self._error("No session yet: send an offer first.")
+            return
+        host = dict(self.scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+        await self.send_json(
+            await broadcast_open(
+                channel=self.worker_channel,
+                session_id=self.session_id,
+                avatar_id=int(self.avatar_id),
+                host=host,
+                secure=self.scope.get("scheme") == "wss",
+            )
+        )
+
     async def _bye(self, content):
         if await self._relay({"type": "live.bye"}):
+            self.worker_watch_stop()
             self._old_sessions.add(self.session_id)
             self.session_id = None
+
+    async def worker_lost(self, detail: str) -> None:
+        session_id, self.session_id = self.session_id, None
+        self._old_sessions.add(session_id)
+        await self.send_json({"type": "error", "detail": detail})
+        await self.send_json({"type": "state", "state": "closed", "reason": "worker lost", "session_id": session_id})
 
     async def live_event(self, message):
         event = message.get("event") or {}
@@ -316,4 +320,7 @@ class SignalingConsumer(RedisLostMixin, AvatarAccessWatchMixin, AuthWatchMixin, 
             return  # acknowledgements of say / interrupt / bye
         if message.get("session_id") in self._old_sessions and event.get("type") != "state":
             return
+        closed = event.get("type") == "state" and event.get("state") == "closed"
+        if closed and message.get("session_id") == self.session_id:
+            self.worker_watch_stop()  # ended by its worker (drained, limits): nothing left to watch
         await self.send_json(event)

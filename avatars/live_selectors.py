@@ -18,6 +18,15 @@ def avatars_on_dead_workers() -> list[int]:
     return sorted(pk for pk, channel in rows.values_list("pk", "serving_channel") if channel in dead)
 
 
+def placements(limit: int = 200) -> list[dict]:
+    """Started avatars and where placement put them, for the operators' health page."""
+    rows = Avatar.objects.filter(status=AvatarStatus.ACTIVE).exclude(serving_channel="").order_by("pk")[:limit]
+    return [
+        {"avatar_id": a.pk, "worker": a.serving_worker, "device": a.serving_device, "reason": a.serving_reason}
+        for a in rows.only("pk", "serving_worker", "serving_device", "serving_reason")
+    ]
+
+
 def live_conversation_settings(avatar_id: int) -> dict:
     """How the avatar converses, read when a live session opens (so an edit applies to the
     next session without a restart): who it is, what it says first, how it hears and answers."""

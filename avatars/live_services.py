@@ -23,10 +23,18 @@ from contracts import live_registry as registry
 from contracts import tasks
 from contracts.store import client, redis_key
 from contracts.tasks import task_send
-from tutor_site.exceptions import EngineUnavailable, InvalidInput, NotReady, ObjectNotFound, TooManyRequests
+from tutor_site.exceptions import (
+    EngineUnavailable,
+    InvalidInput,
+    NotReady,
+    ObjectNotFound,
+    ServiceError,
+    TooManyRequests,
+)
 
 from .engine_selectors import tts_engine_resolve
 from .events import avatar_event_publish
+from .live_placement import placement_choose
 from .models import Avatar, AvatarStatus
 from .quotas import avatar_owner_id, owner_lock, tts_chars_charge
 from .selectors import avatar_get_live, avatar_voice_reference, usage_tutor_of
@@ -57,7 +65,8 @@ def _not_startable(avatar: Avatar) -> NotReady | None:
 
 
 def avatar_is_serving(avatar: Avatar) -> bool:
-    return avatar.status == AvatarStatus.ACTIVE and registry.worker_alive(avatar.serving_channel)
+    """Active on a worker that is alive and not draining (a start moves it elsewhere)."""
+    return avatar.status == AvatarStatus.ACTIVE and registry.worker_serving(avatar.serving_channel)
 
 
 def avatar_reference_for_start(avatar: Avatar, ref_file: str | None) -> tuple[str, str]:
@@ -218,11 +227,26 @@ def avatar_start(
     if pending and not ref_file and _job_result(pending).state in _JOB_UNFINISHED:
         result = _job_result(pending)
     else:
+        placement = placement_choose(avatar)
         job_id = _start_job_new_id(avatar.pk)
         _active_slot_take(avatar, job_id)
+        expires = max(60, 3 * timeout)
+        reason, routing = "the first live worker free (no worker heartbeat seen yet)", {}
+        if placement is not None:
+            from celery.utils import worker_direct
+
+            reason, routing = placement.reason, {"queue": worker_direct(placement.hostname)}
+            registry.placing_add(placement.channel, avatar.pk, expires)
         try:
             result = task_send(
-                tasks.LIVE_START, avatar.pk, ref_file, engine_url, task_id=job_id, expires=max(60, 3 * timeout)
+                tasks.LIVE_START,
+                avatar.pk,
+                ref_file,
+                engine_url,
+                reason,
+                task_id=job_id,
+                expires=expires,
+                **routing,
             )
         except Exception:
             avatar_start_pending_clear(avatar.pk)
@@ -307,10 +331,18 @@ def _active_slot_take(avatar: Avatar, job_id: str) -> list[Avatar]:
     return stopped
 
 
-def avatar_live_started(avatar_id: int, *, serving_worker: str, serving_channel: str, engine_url: str) -> Avatar | None:
-    """Worker side: record the serving worker and set `active` (event `avatar.started`).
-    When another live worker already serves the avatar, it stays with that one (returned,
-    so the caller can tell)."""
+def avatar_live_started(
+    avatar_id: int,
+    *,
+    serving_worker: str,
+    serving_channel: str,
+    engine_url: str,
+    serving_device: str = "",
+    placement_reason: str = "",
+) -> Avatar | None:
+    """Worker side: record the serving worker (name, device, why placement chose it) and set
+    `active` (event `avatar.started`). When another live worker that is not draining already
+    serves the avatar, it stays with that one (returned, so the caller can tell)."""
     job_id = avatar_start_pending(avatar_id)
     try:
         with transaction.atomic():
@@ -321,16 +353,18 @@ def avatar_live_started(avatar_id: int, *, serving_worker: str, serving_channel:
                 avatar.status == AvatarStatus.ACTIVE
                 and avatar.serving_channel
                 and avatar.serving_channel != serving_channel
-                and registry.worker_alive(avatar.serving_channel)
+                and registry.worker_serving(avatar.serving_channel)
             ):
                 avatar.status = AvatarStatus.ACTIVE
                 avatar.serving_worker, avatar.serving_channel = serving_worker[:255], serving_channel[:255]
+                avatar.serving_device, avatar.serving_reason = serving_device[:32], placement_reason[:255]
                 avatar.engine_url = engine_url[:255]
                 avatar.error_message = ""
                 avatar.save()
     finally:
         # After the row is committed: whoever no longer sees the start under way sees its outcome.
         avatar_start_pending_clear(avatar_id)
+        registry.placing_remove(serving_channel, avatar_id)  # its heartbeat shows it from now on
     avatar_event_publish(avatar, "avatar.started", job={"kind": "start", "job_id": job_id, "status": "active"})
     return avatar
 
@@ -355,6 +389,20 @@ def avatar_live_start_failed(avatar_id: int, reason: str) -> Avatar | None:
     return avatar
 
 
+def avatar_live_move(avatar_id: int) -> str:
+    """Worker side, when its worker drains: warm the avatar on another worker (placement), so
+    that viewers who open a new session find it there while the old sessions finish. Returns
+    the start job's id, or '' when no other worker can take it (it then stops with its worker)."""
+    avatar = Avatar.objects.filter(pk=avatar_id, status=AvatarStatus.ACTIVE).first()
+    if avatar is None:
+        return ""
+    try:
+        return avatar_start(avatar=avatar).job_id
+    except ServiceError as exc:
+        logger.info("Avatar %s stays on its draining worker: %s", avatar_id, exc.detail)
+        return ""
+
+
 def avatar_is_served(avatar_id: int) -> bool:
     """Whether a worker may hold the avatar (active, or a serving worker recorded)."""
     from django.db.models import Q
@@ -373,6 +421,7 @@ def avatar_stop(*, avatar: Avatar, wait: bool = True) -> Avatar:
         if locked.status == AvatarStatus.ACTIVE:
             locked.status = AvatarStatus.INACTIVE
         locked.serving_worker = locked.serving_channel = locked.engine_url = ""
+        locked.serving_device = locked.serving_reason = ""
         locked.save()
     if channel and registry.worker_alive(channel):
         message = {"type": "live.stop_avatar", "avatar_id": locked.pk}
@@ -397,6 +446,7 @@ def avatar_live_worker_gone(serving_channel: str, reason: str) -> list[int]:
                 continue
             locked.status = AvatarStatus.INACTIVE
             locked.serving_worker = locked.serving_channel = locked.engine_url = ""
+            locked.serving_device = locked.serving_reason = ""
             locked.error_message = f"{reason} Start the avatar again."
             locked.save()
         avatar_event_publish(locked)
@@ -405,18 +455,20 @@ def avatar_live_worker_gone(serving_channel: str, reason: str) -> list[int]:
 
 
 def avatar_live_reconcile(avatar_id: int | None = None) -> list[int]:
-    """Active avatars whose serving worker has no heartbeat any more go back to inactive,
-    with the reason; returns their ids. (Avatars set active by hand, without a worker,
-    are left alone.)"""
+    """Active avatars whose serving worker stopped beating go back to inactive, with the
+    reason; returns their ids. (Avatars set active by hand, without a worker, and workers
+    that never beat under this key prefix are left alone: see `workers_known_dead`.)"""
     qs = Avatar.objects.filter(status=AvatarStatus.ACTIVE).exclude(serving_channel="")
     if avatar_id is not None:
         qs = qs.filter(pk=avatar_id)
+    serving = dict(qs.values_list("serving_channel", "serving_worker").distinct())
+    dead = registry.workers_known_dead(serving)
     reset = []
-    for channel, worker in set(qs.values_list("serving_channel", "serving_worker")):
-        if not registry.worker_alive(channel):
-            reset += avatar_live_worker_gone(
-                channel, f"The lip-sync worker '{worker}' serving it stopped responding (no heartbeat)."
-            )
+    for channel in dead:
+        reason = f"The lip-sync worker '{serving[channel]}' serving it stopped responding (no heartbeat)."
+        reset += avatar_live_worker_gone(channel, reason)
+    if avatar_id is None:
+        registry.workers_known_forget(dead)  # nothing is left on them
     return reset
 
 
@@ -474,7 +526,13 @@ def live_sessions_end_for(user_id: int, avatar_id: int | None = None) -> None:
 def live_serving_channel(avatar: Avatar) -> str:
     """The channel of the worker serving the avatar, or a clear NotReady."""
     if avatar.status == AvatarStatus.ACTIVE and avatar.serving_channel:
-        if registry.worker_alive(avatar.serving_channel):
+        facts = registry.worker_facts(avatar.serving_channel)
+        if facts is not None and facts.get("draining"):
+            raise NotReady(
+                f"The worker serving avatar '{avatar.name}' is shutting down; "
+                "start the avatar again to move it to another worker."
+            )
+        if facts is not None:
             return avatar.serving_channel
         avatar_live_reconcile(avatar_id=avatar.pk)
         raise NotReady(f"The worker serving avatar '{avatar.name}' stopped; start the avatar again.")

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import live_views
+from .broadcast_views import watch_page
 
 # Under /api/avatars/ (included from avatars/urls.py).
 urlpatterns = [
@@ -15,4 +16,6 @@ talk_urlpatterns = [
     path("avatars/<int:avatar_id>/talk/", live_views.talk_page, name="avatar-talk"),
     # A student's talk page: the session token alone opens it (no sign-in).
     path("talk/<str:token>/", live_views.talk_token_page, name="avatar-talk-token"),
+    # A classroom broadcast's watch page: its viewer token (`?token=`) is all it needs.
+    path("watch/<str:broadcast_id>/", watch_page, name="broadcast-watch"),
 ]

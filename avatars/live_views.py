@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from contracts.ice_servers import ice_servers_for
+from contracts.ice_servers import ice_servers_grant, viewer_identity
 from tutor_site.exceptions import Forbidden, InvalidInput, ObjectNotFound, SessionTokenInvalid
 
 from . import live_services
@@ -25,7 +25,9 @@ from .selectors import avatar_get, avatar_get_live, session_token_resolve
 from .serializers import AvatarSerializer, AvatarStartQuerySerializer, AvatarStartSerializer, input_validate
 from .token_auth import IsTutorAdminOrSessionToken, SessionTokenAuthentication, SessionTokenPrincipal
 
-PROXY_ACTIONS = ("offer", "human", "interrupt_talk", "is_speaking")
+PROXY_ACTIONS = ("offer", "human", "interrupt_talk", "is_speaking", "ice_servers")
+# The proxy's reads: GET is refused for the others (they change things).
+PROXY_READS = ("is_speaking", "ice_servers")
 
 
 def _data(request) -> dict:
@@ -134,17 +136,20 @@ class AvatarStopView(APIView):
 
 class AvatarIceServersView(APIView):
     """The ICE servers a viewer of this avatar should use, with its own short-lived TURN
-    credentials (the talk page gets the same; other clients ask here)."""
+    credentials (the talk page gets the same; other clients ask here before their offer).
+    A student's session token asks the proxy: GET /api/avatars/webrtc/ice_servers?avatar_id=."""
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, avatar_id: int):
-        avatar_get(request.user, avatar_id, "use")  # an avatar the user cannot see: 404
-        servers = ice_servers_for(f"user-{request.user.pk}")
-        return Response({"ice_servers": servers, "ttl": settings.TURN_TTL if settings.TURN_SECRET else None})
+        """{ice_servers: [{urls, username, credential}], expires_at (ISO 8601, when the TURN
+        credentials stop working; null without TURN), ttl, ice_transport_policy}."""
+        avatar_get(request.user, avatar_id, "use")  # an avatar the user cannot use: 404
+        return Response(ice_servers_grant(viewer_identity(request.user)))
 
 
 class WebRTCProxyView(APIView):
-    """The LiveTalking-style HTTP API (offer, human, interrupt_talk, is_speaking). Also for
+    """The LiveTalking-style HTTP API (offer, human, interrupt_talk, is_speaking; and
+    ice_servers, the viewer's STUN/TURN servers to make its offer with). Also for
     students: a session token (`Authorization: Token vts_…` or a `token` field) opens its
     own avatar's sessions here, and nothing else of the API."""
 
@@ -160,7 +165,7 @@ class WebRTCProxyView(APIView):
     def get(self, request, path: str):
         # Only the query: a cross-site navigation (GET) must not make the avatar speak or
         # open a session with a signed-in admin's cookie.
-        if path.strip("/") != "is_speaking":
+        if path.strip("/") not in PROXY_READS:
             return Response(
                 {"detail": "This call changes things: send it as POST."}, status=405, headers={"Allow": "POST"}
             )
@@ -172,12 +177,27 @@ class WebRTCProxyView(APIView):
             raise ObjectNotFound(f"Unknown WebRTC call '{action}'; known: {', '.join(PROXY_ACTIONS)}.")
         data = _data(request)
         data.pop("token", None)  # a session token given as a field (authentication read it)
+        if action == "ice_servers":  # what GET /api/avatars/{id}/ice-servers gives, for a student's token too
+            if data.get("avatar_id") in (None, ""):
+                raise InvalidInput("avatar_id is required.", field="avatar_id")
+            avatar_get_live(request.user, data["avatar_id"])
+            return Response(ice_servers_grant(viewer_identity(request.user)))
         if action == "offer":
             if data.get("avatar_id") in (None, ""):
                 raise InvalidInput("avatar_id is required.", field="avatar_id")
             avatar = avatar_get_live(request.user, data["avatar_id"])
             answer = live_services.live_offer(request.user, avatar, data.get("sdp"), data.get("type") or "offer")
-            return Response({"sdp": answer["sdp"], "type": "answer", "sessionid": answer["session_id"]})
+            # The servers for an ICE restart or the next session (fresh credentials).
+            grant = ice_servers_grant(viewer_identity(request.user))
+            return Response(
+                {
+                    "sdp": answer["sdp"],
+                    "type": "answer",
+                    "sessionid": answer["session_id"],
+                    "ice_servers": grant["ice_servers"],
+                    "expires_at": grant["expires_at"],
+                }
+            )
         session_id = data.get("sessionid")
         if session_id in (None, ""):
             raise InvalidInput("sessionid is required.", field="sessionid")
@@ -219,10 +239,22 @@ def talk_page(request, avatar_id: int):
         "wsPath": f"/ws/avatars/{avatar.pk}/session/",
         "startUrl": f"/api/avatars/{avatar.pk}/start",
         "canStart": True,
-        "iceServers": ice_servers_for(f"user-{request.user.pk}"),
+        **_ice_config(viewer_identity(request.user), f"/api/avatars/{avatar.pk}/ice-servers"),
         "adminUrl": reverse("admin:avatars_avatar_change", args=[avatar.pk]),
     }
     return _talk_response(request, avatar, config)
+
+
+def _ice_config(identity: str, refresh_url: str) -> dict:
+    """The talk page's ICE set-up; `iceServersUrl` gives fresh credentials to a page open
+    longer than they last (its next session would otherwise offer expired ones)."""
+    grant = ice_servers_grant(identity)
+    return {
+        "iceServers": grant["ice_servers"],
+        "iceTransportPolicy": grant["ice_transport_policy"],
+        "iceExpiresAt": grant["expires_at"],
+        "iceServersUrl": refresh_url,
+    }
 
 
 def _talk_response(request, avatar, config: dict):
@@ -247,7 +279,10 @@ def talk_token_page(request, token: str):
             "wsPath": f"/ws/avatars/{avatar.pk}/session/?token={token}",
             "startUrl": "",
             "canStart": False,
-            "iceServers": ice_servers_for(f"token-{session_token.pk}"),
+            **_ice_config(
+                viewer_identity(SessionTokenPrincipal(session_token)),
+                f"/api/avatars/webrtc/ice_servers?avatar_id={avatar.pk}&token={token}",
+            ),
             "adminUrl": "",
         }
         response = _talk_response(request, avatar, config)

@@ -70,6 +70,9 @@ class Avatar(models.Model):
     # and the channel-layer channel its live runtime receives signaling on.
     serving_worker = models.CharField(max_length=255, blank=True)
     serving_channel = models.CharField(max_length=255, blank=True)
+    # Where placement put it (cpu, cuda:0) and why (avatars.live_placement).
+    serving_device = models.CharField(max_length=32, blank=True)
+    serving_reason = models.CharField(max_length=255, blank=True)
     # Processing job state.
     progress_stage = models.CharField(max_length=40, blank=True)
     progress_percent = models.PositiveSmallIntegerField(default=0)

@@ -195,6 +195,12 @@ class ProgressSerializer(serializers.Serializer):
     message = serializers.CharField(source="progress_message")
 
 
+class ServingWorkerSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="The live lip-sync worker serving the avatar.")
+    device = serializers.CharField(help_text="cpu or cuda:N.")
+    reason = serializers.CharField(help_text="Why placement chose this worker.")
+
+
 class AvatarSerializer(serializers.Serializer):
     """The contract's avatar fields plus processing progress."""
 
@@ -219,6 +225,7 @@ class AvatarSerializer(serializers.Serializer):
     video_path = serializers.CharField()
     audio_path = serializers.CharField()
     engine_url = serializers.CharField()
+    serving_worker = serializers.SerializerMethodField()
     progress = ProgressSerializer(source="*")
     error_message = serializers.CharField()
     task_id = serializers.CharField()
@@ -228,6 +235,13 @@ class AvatarSerializer(serializers.Serializer):
     duration_seconds = serializers.FloatField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+    @extend_schema_field(ServingWorkerSerializer(allow_null=True))
+    def get_serving_worker(self, avatar) -> dict | None:
+        """Where the started avatar runs (null when it is not started)."""
+        if avatar.status != "active" or not avatar.serving_worker:
+            return None
+        return {"name": avatar.serving_worker, "device": avatar.serving_device, "reason": avatar.serving_reason}
 
     def get_preview_url(self, avatar) -> str | None:
         if not avatar.preview_image_path:

@@ -17,7 +17,7 @@ from analytics.services import usage_preprocess_failed
 from contracts import media_probe as media
 from contracts import tasks
 from contracts.tasks import task_send
-from tutor_site.exceptions import InvalidMedia, NameTaken, NotReady, ObjectNotFound
+from tutor_site.exceptions import InvalidInput, InvalidMedia, NameTaken, NotReady, ObjectNotFound
 from tutors import limits
 from tutors.models import Tutor, User
 from tutors.selectors import tutor_get
@@ -26,6 +26,7 @@ from .engine_selectors import asr_engine_resolve, lipsync_engine_resolve, respon
 from .events import avatar_event_publish
 from .models import Avatar, AvatarStatus
 from .quotas import owner_lock, preprocessing_check
+from .selectors import avatar_access_check
 from .storage import storage_delete_prefix, storage_save
 
 logger = logging.getLogger(__name__)
@@ -247,7 +248,8 @@ def avatar_update(
     """Change what PATCH may change (None: leave as is); `AvatarUpdateSerializer` validated
     the values. A blank display name falls back to the name (a blank language to English,
     blank engines to the defaults); only a ready avatar changes status. A conversation
-    setting applies to the avatar's next live session."""
+    setting applies to the avatar's next live session. A new `avatar_blur` is applied to
+    the frames themselves, so it reprocesses the video (`_blur_reprocess`)."""
     changes = {
         key: value
         for key, value in (
@@ -264,18 +266,53 @@ def avatar_update(
         if value is not None
     }
     with transaction.atomic():
+        owner_id = None
+        if avatar_blur is not None:  # may reprocess: the admin's lock first, as avatar_reprocess
+            owner_id = Avatar.objects.filter(pk=avatar.pk).values_list("tutor__owner_id", flat=True).first()
+            if owner_id is not None:
+                owner_lock(owner_id)
         locked = Avatar.objects.select_for_update().filter(pk=avatar.pk).first()
         if locked is None:
             raise ObjectNotFound(f"Avatar {avatar.pk} not found.")
         if status is not None and not locked.is_ready:
             raise NotReady(f"Avatar '{locked.name}' is {locked.status}; only a ready avatar can change status.")
+        blur_changed = avatar_blur is not None and avatar_blur != locked.avatar_blur
+        if blur_changed:
+            _blur_change_check(avatar, locked, status_given=status is not None)
         if display_name is not None:
             changes["display_name"] = display_name or locked.name
         for key, value in changes.items():
             setattr(locked, key, value)
+        if blur_changed:
+            _blur_reprocess(locked, owner_id)
         locked.save()
+        if blur_changed:
+            _enqueue_preprocess(locked)
     avatar_event_publish(locked)
     return locked
+
+
+def _blur_change_check(avatar: Avatar, locked: Avatar, *, status_given: bool) -> None:
+    """A blur change reprocesses the video: the rules of `avatar_reprocess`, said for the blur."""
+    if getattr(avatar, "access_level", None) is not None:  # read through the selectors: a grantee
+        avatar_access_check(avatar, "own", "change its background blur (that reprocesses its video)")
+    if status_given:
+        raise InvalidInput("avatar_blur reprocesses the video; change status in another request.", field="avatar_blur")
+    if locked.status == AvatarStatus.ACTIVE:
+        raise NotReady(
+            f"Avatar '{locked.name}' is active; stop it before changing avatar_blur (the video is processed again).",
+            field="avatar_blur",
+        )
+    if not locked.video_path:
+        raise NotReady(f"Avatar '{locked.name}' has no source video to process.", field="avatar_blur")
+
+
+def _blur_reprocess(locked: Avatar, owner_id: int | None) -> None:
+    """Queue preprocessing again with the new blur. A job already under way is replaced (it
+    finds itself stale and drops its results), so the latest setting is the one applied."""
+    if locked.status != AvatarStatus.PROCESSING:
+        preprocessing_check(owner_id, excluding=locked.pk)
+    _preprocess_queued(locked)
 
 
 def avatar_delete(avatar: Avatar) -> None:
@@ -305,15 +342,20 @@ def avatar_reprocess(avatar: Avatar) -> Avatar:
         if not locked.video_path:
             raise NotReady(f"Avatar '{locked.name}' has no source video to process.")
         preprocessing_check(owner_id, excluding=locked.pk)
-        locked.status = AvatarStatus.PROCESSING
-        locked.task_id = str(uuid.uuid4())
-        locked.progress_stage, locked.progress_percent = "queued", 0
-        locked.progress_message = "Waiting for a lip-sync worker"
-        locked.error_message = ""
+        _preprocess_queued(locked)
         locked.save()
         _enqueue_preprocess(locked)
     avatar_event_publish(locked)
     return locked
+
+
+def _preprocess_queued(locked: Avatar) -> None:
+    """The locked row as a new preprocessing job waiting for a worker (saved by the caller)."""
+    locked.status = AvatarStatus.PROCESSING
+    locked.task_id = str(uuid.uuid4())
+    locked.progress_stage, locked.progress_percent = "queued", 0
+    locked.progress_message = "Waiting for a lip-sync worker"
+    locked.error_message = ""
 
 
 # --- Job state reported by the lipsync worker ------------------------------------------
@@ -331,12 +373,15 @@ def avatar_job_is_current(avatar_id: int, task_id: str) -> bool:
     return Avatar.objects.filter(pk=avatar_id, task_id=task_id, status=AvatarStatus.PROCESSING).exists()
 
 
-def avatar_progress_set(avatar_id: int, task_id: str, stage: str, percent: int, message: str = "") -> None:
+def avatar_progress_set(avatar_id: int, task_id: str, stage: str, percent: int, message: str = "") -> bool:
+    """Record a job's progress; False when the job is no longer the avatar's current one
+    (deleted, reprocessed, or replaced by a change of `avatar_blur`): the job may stop."""
     updated = Avatar.objects.filter(pk=avatar_id, task_id=task_id, status=AvatarStatus.PROCESSING).update(
         progress_stage=stage[:40], progress_percent=max(0, min(100, int(percent))), progress_message=message[:255]
     )
     if updated:
         avatar_event_publish(Avatar.objects.get(pk=avatar_id), "avatar.progress")
+    return bool(updated)
 
 
 def avatar_preprocess_succeeded(

@@ -46,7 +46,10 @@ TEXT = (
 )
 
 
-def setup_world():
+def setup_avatars(count: int, name: str = "bench_live"):
+    """The benchmarks' throw-away world: a migrated SQLite database in BENCH_DATA, an admin
+    and a tutor, and `count` ready avatars (`name`, `name_1`, ...) sharing the assets of
+    ../shared/fixtures/sun.mp4 (or the generated face clip). Returns (avatars, JWT)."""
     from django.core.management import call_command
     from rest_framework_simplejwt.tokens import RefreshToken
 
@@ -61,23 +64,48 @@ def setup_world():
     if not video.exists():
         video = media.write_video(BENCH_DATA / "face.mp4", media.face_frames(4.0), audio_seconds=4.0)
     result = preprocess_video(video, BENCH_DATA / "assets", expected_seconds=10)
-    for name, path in result.files.items():
-        storage_save(f"bench/assets/{name}", path)
+    for file_name, path in result.files.items():
+        storage_save(f"bench/assets/{file_name}", path)
     user, _ = admin_create(email="bench@bench.test", password="bench-password")
     tutor = tutor_create(owner=user, name="Bench")
-    avatar = Avatar.objects.create(
-        tutor=tutor,
-        name="bench_live",
-        status="inactive",
-        assets_path="bench/assets",
-        avatar_model="viseme",
-        tts_model="piper",
-        frame_count=result.frame_count,
-        width=result.width,
-        height=result.height,
-    )
+    avatars = [
+        Avatar.objects.create(
+            tutor=tutor,
+            name=name if i == 0 else f"{name}_{i}",
+            status="inactive",
+            assets_path="bench/assets",
+            avatar_model="viseme",
+            tts_model="piper",
+            frame_count=result.frame_count,
+            width=result.width,
+            height=result.height,
+        )
+        for i in range(count)
+    ]
     print(f"avatar      video={video.name} {result.width}x{result.height} frames={result.frame_count}")
-    return avatar, str(RefreshToken.for_user(user).access_token)
+    return avatars, str(RefreshToken.for_user(user).access_token)
+
+
+def setup_world(name: str = "bench_live"):
+    """One ready avatar and a JWT (see setup_avatars)."""
+    avatars, token = setup_avatars(1, name)
+    return avatars[0], token
+
+
+def start_over_http(daphne, avatar_id: int, token: str) -> float:
+    """POST /start?wait=1 through the server; returns the seconds it took."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{daphne.url}/api/avatars/{avatar_id}/start?wait=1",
+        data=b"{}",
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=180) as response:
+        assert response.status == 200, response.read()
+    return time.perf_counter() - started
 
 
 def rss_mb(pid: int) -> float:
@@ -299,18 +327,7 @@ def main():
     worker = WorkerProcess(env, BENCH_DATA / "worker.log", "bench")
     daphne = DaphneServer(env, BENCH_DATA / "daphne.log")
     try:
-        import urllib.request
-
-        request = urllib.request.Request(
-            f"{daphne.url}/api/avatars/{avatar.pk}/start?wait=1",
-            data=b"{}",
-            method="POST",
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        )
-        started = time.perf_counter()
-        with urllib.request.urlopen(request, timeout=180) as response:
-            assert response.status == 200, response.read()
-        print(f"start (warm-up) {time.perf_counter() - started:.2f} s")
+        print(f"start (warm-up) {start_over_http(daphne, avatar.pk, token):.2f} s")
         assets = AvatarAssets.from_dir(BENCH_DATA / "assets")
         idle = np.stack(
             [cv2.cvtColor(assets.frame(i), cv2.COLOR_BGR2GRAY)[::4, ::4] for i in range(assets.frame_count)]

@@ -31,7 +31,35 @@ def _session_ttl() -> int:
 
 
 def worker_beat(channel: str, facts: dict) -> None:
-    client().set(_key("worker", channel), json.dumps(facts), ex=max(1, int(settings.LIVE_HEARTBEAT_TTL)))
+    with client().pipeline() as pipe:
+        pipe.set(_key("worker", channel), json.dumps(facts), ex=max(1, int(settings.LIVE_HEARTBEAT_TTL)))
+        pipe.sadd(_key("known"), channel)
+        pipe.expire(_key("known"), KNOWN_TTL)
+        pipe.execute()
+
+
+# Channels that have beaten here (in this key prefix), for a week after their last beat.
+KNOWN_TTL = 7 * 24 * 3600
+
+
+def workers_known_dead(channels) -> set[str]:
+    """Of these serving channels, those of live runtimes that beat here and stopped. A
+    channel that never beat under this key prefix is not ours to judge (another deployment
+    sharing the database, or Redis lost its data: the avatar moves on its next start)."""
+    channels = [c for c in set(channels) if c]
+    if not channels:
+        return set()
+    with client().pipeline() as pipe:
+        for channel in channels:
+            pipe.sismember(_key("known"), channel)
+            pipe.exists(_key("worker", channel))
+        answers = pipe.execute()
+    return {c for c, known, alive in zip(channels, answers[::2], answers[1::2], strict=True) if known and not alive}
+
+
+def workers_known_forget(channels) -> None:
+    if channels:
+        client().srem(_key("known"), *channels)
 
 
 def worker_forget(channel: str) -> None:
@@ -42,6 +70,47 @@ def worker_alive(channel: str) -> bool:
     if not channel:
         return False
     return bool(client().exists(_key("worker", channel)))
+
+
+def worker_facts(channel: str) -> dict | None:
+    """A live runtime's last heartbeat (None: dead or unknown)."""
+    if not channel:
+        return None
+    value = client().get(_key("worker", channel))
+    return json.loads(value) if value else None
+
+
+def worker_serving(channel: str) -> bool:
+    """Alive and taking avatars and sessions (a draining worker is finishing its last ones)."""
+    facts = worker_facts(channel)
+    return facts is not None and not facts.get("draining")
+
+
+def placing_add(channel: str, avatar_id: int, seconds: float) -> None:
+    """An avatar sent to this worker to warm, not yet in its heartbeat: counted by placement
+    (`placing_count`) until then, so starts in quick succession spread over the workers."""
+    key = _key("placing", channel)
+    with client().pipeline() as pipe:
+        pipe.zadd(key, {str(avatar_id): time.time() + seconds})
+        pipe.expire(key, max(1, int(seconds)))
+        pipe.execute()
+
+
+def placing_ids(channel: str) -> set[int]:
+    key = _key("placing", channel)
+    with client().pipeline() as pipe:
+        pipe.zremrangebyscore(key, "-inf", time.time())
+        pipe.zrange(key, 0, -1)
+        return {int(member) for member in pipe.execute()[1]}
+
+
+def placing_remove(channel: str, avatar_id: int) -> None:
+    client().zrem(_key("placing", channel), str(avatar_id))
+
+
+def sweep_claim(seconds: float) -> bool:
+    """One live runtime at a time looks for dead workers (see runtime's heartbeat)."""
+    return bool(client().set(_key("sweep"), "1", nx=True, ex=max(1, int(seconds))))
 
 
 def workers() -> dict[str, dict]:

@@ -1,22 +1,27 @@
 """Turn an uploaded video into avatar assets (pure pipeline: files in, files out).
 
-Pass 1 decodes at 25 fps, tracks the face on every frame and writes the normalised video;
-pass 2 re-reads that video to cut the smoothed face crops and pick the preview frame.
+Pass 1 decodes at 25 fps, tracks the face on every frame and writes the normalised video
+(with `background_blur`, each frame's background blurred first: `background_blur.py`);
+pass 2 re-reads that video to cut the smoothed face crops and pick the preview frame, so
+the crops, the preview, renders and live sessions all show what pass 1 wrote.
 The caller (`preprocess_job.preprocess_avatar`) moves the files into storage.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from .background_blur import BackgroundBlur
 from .face_tracking import FaceTrack, FaceTracker, sharpness
 from .video_io import (
     TARGET_FPS,
@@ -39,6 +44,8 @@ PREVIEW_FILE = "preview.png"
 
 ProgressCallback = Callable[[str, int, str], None]
 
+logger = logging.getLogger(__name__)
+
 
 class PreprocessError(Exception):
     """The video cannot become an avatar; the message tells the admin what to change."""
@@ -51,10 +58,19 @@ class PreprocessResult:
     height: int
     face_ratio: float
     files: dict[str, Path] = field(default_factory=dict)
+    # With background blur: frames, blurred, frames_without_person (also in meta.json).
+    blur: dict | None = None
 
 
 def _no_progress(stage: str, percent: int, message: str) -> None:
     pass
+
+
+def _close_quietly(writer: BackgroundVideoWriter) -> None:
+    try:
+        writer.close()
+    except Exception:
+        logger.debug("Closing the frames writer after a failure", exc_info=True)
 
 
 def preprocess_video(
@@ -63,6 +79,7 @@ def preprocess_video(
     *,
     expected_seconds: float,
     min_face_ratio: float = 0.6,
+    background_blur: bool = False,
     progress: ProgressCallback = _no_progress,
 ) -> PreprocessResult:
     out = Path(out_dir)
@@ -70,29 +87,37 @@ def preprocess_video(
     expected_frames = max(1, math.ceil(expected_seconds * TARGET_FPS))
 
     # Pass 1: decode, track, write the normalised 25 fps video (or keep the source as it
-    # is when it already is one, which saves re-encoding the common case).
+    # is when it already is one, which saves re-encoding the common case; never with the
+    # blur, whose frames differ from the source's).
     progress("tracking", 1, "Finding the face")
     per_frame: list[np.ndarray | None] = []
     counts: list[int] = []
-    copy_source = is_normalised_candidate(str(src))
+    copy_source = not background_blur and is_normalised_candidate(str(src))
     stats = DecodeStats()
     writer = None
     width = height = 0
     last_percent = -1
-    with FaceTracker() as tracker:
-        for image in prefetched(iter_frames_at_fps(str(src), stats=stats)):
-            if writer is None and not copy_source:
-                writer = BackgroundVideoWriter(str(out / FRAMES_FILE), image.shape[1], image.shape[0])
-            if writer is not None:
-                writer.write(image)
-            height, width = image.shape[:2]
-            landmarks, count = tracker.process(image)
-            per_frame.append(landmarks)
-            counts.append(count)
-            percent = 2 + int(70 * min(1.0, len(per_frame) / expected_frames))
-            if percent != last_percent:
-                progress("tracking", percent, f"Tracking the face: frame {len(per_frame)} of ~{expected_frames}")
-                last_percent = percent
+    doing = "Tracking the face and blurring the background" if background_blur else "Tracking the face"
+    try:
+        with FaceTracker() as tracker, BackgroundBlur() if background_blur else nullcontext() as blur:
+            for image in prefetched(iter_frames_at_fps(str(src), stats=stats)):
+                if writer is None and not copy_source:
+                    writer = BackgroundVideoWriter(str(out / FRAMES_FILE), image.shape[1], image.shape[0])
+                height, width = image.shape[:2]
+                landmarks, count = tracker.process(image)  # on the frame as filmed
+                if writer is not None:
+                    writer.write(image if blur is None else blur.apply(image, landmarks))
+                per_frame.append(landmarks)
+                counts.append(count)
+                percent = 2 + int(70 * min(1.0, len(per_frame) / expected_frames))
+                if percent != last_percent:
+                    progress("tracking", percent, f"{doing}: frame {len(per_frame)} of ~{expected_frames}")
+                    last_percent = percent
+    except BaseException:
+        if writer is not None:  # a stopped job (limit, replaced) leaves no encoder thread behind
+            _close_quietly(writer)
+        raise
+    blur_stats = blur.stats.as_dict() if blur is not None else None
     if not per_frame:
         raise PreprocessError("The video has no frames that can be decoded.")
     if writer is not None:
@@ -163,8 +188,11 @@ def preprocess_video(
         "height": height,
         "crop_size": CROP_SIZE,
         "face_ratio": round(found_ratio, 4),
+        "background_blur": blur_stats,
         "files": {"frames": FRAMES_FILE, "crops": CROPS_FILE, "track": TRACK_FILE, "preview": PREVIEW_FILE},
     }
     (out / META_FILE).write_text(json.dumps(meta, indent=2))
     files = {name: out / name for name in (FRAMES_FILE, CROPS_FILE, TRACK_FILE, META_FILE, PREVIEW_FILE)}
-    return PreprocessResult(frame_count=n, width=width, height=height, face_ratio=found_ratio, files=files)
+    return PreprocessResult(
+        frame_count=n, width=width, height=height, face_ratio=found_ratio, files=files, blur=blur_stats
+    )

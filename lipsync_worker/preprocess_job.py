@@ -34,7 +34,9 @@ class _ProgressReporter:
         if now - self._last < self.min_interval and percent < 100:
             return
         self._last = now
-        avatar_services.avatar_progress_set(self.avatar_id, self.task_id, stage, percent, message)
+        if not avatar_services.avatar_progress_set(self.avatar_id, self.task_id, stage, percent, message):
+            # Replaced (a reprocess, a new avatar_blur) or deleted: stop instead of finishing for nothing.
+            raise avatar_services.StaleJob()
 
 
 VOICE_REFERENCE_FILE = "voice_reference.wav"
@@ -50,6 +52,27 @@ def _voice_reference(src: str, workdir: str) -> str:
     except InvalidMedia as exc:
         raise PreprocessError(f"The reference voice cannot be used: {exc.detail}") from None
     return out
+
+
+def _blur_note(avatar_id: int, blur: dict | None) -> None:
+    """Frames where segmentation found no person keep their background sharp: not an
+    error (face tracking decides whether the video is usable), but worth a line in the log."""
+    if not blur or not blur["frames_without_person"]:
+        return
+    if not blur["blurred"]:
+        logger.warning(
+            "Avatar %s: background blur is on, but no person was found in any of its %d frames; "
+            "the frames are left unblurred.",
+            avatar_id,
+            blur["frames"],
+        )
+    else:
+        logger.info(
+            "Avatar %s: no person found in %d of %d frames; those frames are left unblurred.",
+            avatar_id,
+            blur["frames_without_person"],
+            blur["frames"],
+        )
 
 
 def preprocess_avatar(avatar_id: int, task_id: str) -> str:
@@ -72,8 +95,10 @@ def preprocess_avatar(avatar_id: int, task_id: str) -> str:
                 workdir,
                 expected_seconds=avatar.duration_seconds or 1.0,
                 min_face_ratio=settings.FACE_MIN_FRAME_RATIO,
+                background_blur=avatar.avatar_blur,
                 progress=report,
             )
+        _blur_note(avatar_id, result.blur)
         files = dict(result.files)
         if avatar.audio_path:
             report("voice", 97, "Preparing the reference voice")

@@ -57,7 +57,9 @@ def render_avatar_task(render_id: int, task_id: str) -> str:
 # No late ack: a start redelivered minutes after its worker died helps nobody; the web
 # side reports the 202 job as not done and start can be asked again (it is idempotent).
 @shared_task(name=contract.LIVE_START, bind=True, acks_late=False)
-def live_start_task(self, avatar_id: int, ref_file: str = "", engine_url: str = "") -> dict:
+def live_start_task(self, avatar_id: int, ref_file: str = "", engine_url: str = "", placement_reason: str = "") -> dict:
     from .live.start import live_avatar_warm_up
 
-    return live_avatar_warm_up(avatar_id, ref_file, engine_url, worker_name=self.request.hostname or "")
+    return live_avatar_warm_up(
+        avatar_id, ref_file, engine_url, worker_name=self.request.hostname or "", placement_reason=placement_reason
+    )

@@ -109,6 +109,8 @@ def process_env(django_db_setup, django_db_blocker, media_root):
         DATA_DIR=str(settings.DATA_DIR),
         PYTHONUNBUFFERED="1",
         LOG_LEVEL="INFO",
+        # A worker stopped with sessions open drains them this long (tests/live/test_cluster.py sets its own).
+        LIVE_DRAIN_GRACE_SECONDS=os.environ.get("LIVE_DRAIN_GRACE_SECONDS", "3"),
     )
     return env
 

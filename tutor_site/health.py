@@ -51,7 +51,7 @@ def workers_by_queue(timeout: float = 1.0) -> dict:
 def _live() -> dict:
     """Live runtimes with a heartbeat, and active avatars whose worker has none. Read only:
     health writes nothing (those avatars are reset when someone starts or opens them)."""
-    from avatars.live_selectors import avatars_on_dead_workers
+    from avatars.live_selectors import avatars_on_dead_workers, placements
     from contracts import live_registry as registry
 
     try:
@@ -61,9 +61,18 @@ def _live() -> dict:
         return {"error": str(exc)}
     return {
         "workers": [
-            {"name": facts.get("name"), "sessions": facts.get("sessions", 0), "avatars": facts.get("avatars", [])}
+            {
+                "name": facts.get("name"),
+                "device": facts.get("device", ""),
+                "engines": facts.get("engines", []),
+                "sessions": facts.get("sessions", 0),
+                "free_sessions": facts.get("max_sessions", 0) - facts.get("sessions", 0),
+                "draining": bool(facts.get("draining")),
+                "avatars": facts.get("avatars", []),
+            }
             for facts in runtimes.values()
         ],
+        "placements": placements(),
         "sessions": sum(facts.get("sessions", 0) for facts in runtimes.values()),
         "avatars_on_dead_workers": stale,
     }

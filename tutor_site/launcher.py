@@ -1,6 +1,7 @@
 """Starts the whole system (`make run`) or the test suite (`make test`) on embedded defaults.
 
     python -m tutor_site.launcher run     # migrate, Redis if needed, web + worker
+    python -m tutor_site.launcher cluster # the same with several web servers and workers
     python -m tutor_site.launcher test    # Redis if needed, then pytest
     python -m tutor_site.launcher bench   # Redis if needed, then every bench/bench_*.py
 
@@ -107,7 +108,69 @@ def _manage(*args: str) -> None:
     subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), *args], check=True, cwd=BASE_DIR)
 
 
-def run() -> int:
+def _count(name: str, default: int) -> int:
+    value = os.environ.get(name) or str(default)
+    if not value.isdigit() or int(value) < 1:
+        raise SystemExit(f"{name} must be a whole number of at least 1, not {value!r}.")
+    return int(value)
+
+
+def _stop_timeout() -> float:
+    # Live workers drain first (LIVE_DRAIN_GRACE_SECONDS, see lipsync_worker/live/signals.py).
+    return float(os.environ.get("LIVE_DRAIN_GRACE_SECONDS") or 30) + 15
+
+
+def _single_layout(host: str, port: int) -> list[tuple[str, list[str], dict]]:
+    """`make run`: one web server (one daphne process per core, up to 4, on one port); live
+    sessions and speech in one threads worker; preprocessing and renders in prefork
+    children with hard time and memory limits."""
+    web_processes = os.environ.get("WEB_PROCESSES") or str(min(4, os.cpu_count() or 1))
+    host_name = socket.gethostname()
+    concurrency = os.environ.get("WORKER_CONCURRENCY", "2")
+    web = [sys.executable, "-m", "tutor_site.web_server", "--processes", web_processes]
+    return [
+        ("web", [*web, "-b", host, "-p", str(port), "tutor_site.asgi:application"], WEB_ENV),
+        ("live+tts", worker_command("live,tts", f"live@{host_name}", concurrency), WORKER_ENV),
+        (
+            "jobs",
+            worker_command("lipsync", f"jobs@{host_name}", "1", "--max-tasks-per-child", "20", pool="prefork"),
+            WORKER_ENV,
+        ),
+    ]
+
+
+def _cluster_layout(host: str, port: int) -> list[tuple[str, list[str], dict]]:
+    """`make cluster`: the production layout on one machine, for trying it. WEB_PROCESSES
+    web servers on PORT, PORT+1, ... (a load balancer's backends), LIPSYNC_WORKERS live
+    lip-sync workers (placement spreads avatars over them), TTS_WORKERS tts workers and one
+    jobs worker (preprocessing, renders); all on DATABASE_URL and REDIS_URL."""
+    host_name = socket.gethostname()
+    concurrency = os.environ.get("WORKER_CONCURRENCY", "2")
+    layout = []
+    for i in range(_count("WEB_PROCESSES", 2)):
+        web = [sys.executable, "-m", "tutor_site.web_server", "-b", host, "-p", str(port + i)]
+        layout.append((f"web{i + 1}", [*web, "tutor_site.asgi:application"], WEB_ENV))
+    for i in range(_count("LIPSYNC_WORKERS", 2)):
+        layout.append(
+            (f"lipsync{i + 1}", worker_command("live", f"lipsync{i + 1}@{host_name}", concurrency), WORKER_ENV)
+        )
+    for i in range(_count("TTS_WORKERS", 1)):
+        layout.append((f"tts{i + 1}", worker_command("tts", f"tts{i + 1}@{host_name}", concurrency), WORKER_ENV))
+    jobs = worker_command("lipsync", f"jobs@{host_name}", "1", "--max-tasks-per-child", "20", pool="prefork")
+    layout.append(("jobs", jobs, WORKER_ENV))
+    return layout
+
+
+# The web's settings, and the workers' from the start: `tutor_site` creates the Celery app
+# when it is imported, before worker_app could choose them, and without them Celery sets up
+# no Django (no tasks at all).
+WEB_ENV = {"DJANGO_SETTINGS_MODULE": "tutor_site.settings"}
+WORKER_ENV = {"DJANGO_SETTINGS_MODULE": "tutor_site.worker_settings"}
+
+
+def run(layout=_single_layout) -> int:
+    """Start the processes of `layout` and watch them: SIGTERM/SIGINT (Ctrl-C) stops them all
+    (live workers drain first), and so does one of them exiting."""
     redis = start_embedded_redis()
     procs: list[subprocess.Popen] = []
     stopping = False
@@ -122,35 +185,10 @@ def run() -> int:
         _manage("migrate", "--noinput", "-v", "0")
         _manage("ensure_operator")
         host = os.environ.get("HOST", "127.0.0.1")
-        port = os.environ.get("PORT", "8000")
-        # One web process per core (up to 4): one daphne process uses one core at a time.
-        web_processes = os.environ.get("WEB_PROCESSES") or str(min(4, os.cpu_count() or 1))
-        web = [sys.executable, "-m", "tutor_site.web_server", "--processes", web_processes]
-        procs.append(
-            subprocess.Popen(
-                [*web, "-b", host, "-p", port, "tutor_site.asgi:application"],
-                cwd=BASE_DIR,
-                env={**os.environ, "DJANGO_SETTINGS_MODULE": "tutor_site.settings"},
-            )
-        )
-        # Live sessions and speech in one threads worker; preprocessing and renders in
-        # prefork children with hard time and memory limits.
-        host_name = socket.gethostname()
-        concurrency = os.environ.get("WORKER_CONCURRENCY", "2")
-        # The worker settings in the environment from the start: `tutor_site` creates the
-        # Celery app when it is imported, before worker_app could choose them, and without
-        # them Celery sets up no Django (no tasks at all).
-        worker_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tutor_site.worker_settings"}
-        procs.append(
-            subprocess.Popen(worker_command("live,tts", f"live@{host_name}", concurrency), cwd=BASE_DIR, env=worker_env)
-        )
-        procs.append(
-            subprocess.Popen(
-                worker_command("lipsync", f"jobs@{host_name}", "1", "--max-tasks-per-child", "20", pool="prefork"),
-                cwd=BASE_DIR,
-                env=worker_env,
-            )
-        )
+        port = int(os.environ.get("PORT", "8000"))
+        for name, command, env in layout(host, port):
+            procs.append(subprocess.Popen(command, cwd=BASE_DIR, env={**os.environ, **env}))
+            print(f"started {name} (pid {procs[-1].pid})", flush=True)
         print(f"Virtual Tutor: http://{host}:{port}/admin/  (API docs: http://{host}:{port}/api/docs/)", flush=True)
         while not stopping:
             if any(p.poll() is not None for p in procs):
@@ -159,7 +197,7 @@ def run() -> int:
             time.sleep(0.5)
         return 0 if stopping else 1
     finally:
-        _stop(procs)
+        _stop(procs, _stop_timeout())
         if redis is not None:
             _stop([redis])
             (_data_dir() / "redis" / "url").unlink(missing_ok=True)
@@ -192,7 +230,12 @@ def bench(args: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    commands = {"run": lambda: run(), "test": lambda: test(argv[1:]), "bench": lambda: bench(argv[1:])}
+    commands = {
+        "run": lambda: run(),
+        "cluster": lambda: run(_cluster_layout),
+        "test": lambda: test(argv[1:]),
+        "bench": lambda: bench(argv[1:]),
+    }
     if not argv or argv[0] not in commands:
         print(__doc__)
         return 2

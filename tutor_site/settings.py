@@ -328,6 +328,9 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": f"{REDIS_KEY_PREF
 CELERY_RESULT_EXPIRES = 3600
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Every worker also consumes a queue of its own (`<hostname>.dq2`): a start is sent to the
+# live worker that placement chose (avatars.live_placement), not to whichever is free first.
+CELERY_WORKER_DIRECT = True
 
 # --- Files: the Django storage API; filesystem under DATA_DIR, S3 when a bucket is set.
 MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(DATA_DIR / "media"))
@@ -425,8 +428,8 @@ RENDER_MAX_QUEUED_PER_ADMIN = env.int("RENDER_MAX_QUEUED_PER_ADMIN", default=5)
 FACE_MIN_FRAME_RATIO = env.float("FACE_MIN_FRAME_RATIO", default=0.6)
 
 # --- Live sessions (WebRTC from the lip-sync worker).
-# STUN/TURN servers offered to both peers, as RTCIceServer dicts:
-# [{"urls": ["stun:stun.example.org:3478"]}, {"urls": "turn:...", "username": "u", "credential": "p"}].
+# STUN servers offered to both peers, as RTCIceServer dicts: [{"urls": ["stun:stun.example.org:3478"]}].
+# TURN goes in TURN_URLS: every browser is handed these, so no fixed TURN password here.
 _ICE_SERVERS_EXPECTED = 'JSON: a list of ICE servers such as [{"urls": "stun:stun.example.org:3478"}]'
 WEBRTC_ICE_SERVERS = env.json("WEBRTC_ICE_SERVERS", default=[], expected=_ICE_SERVERS_EXPECTED)
 if not isinstance(WEBRTC_ICE_SERVERS, list) or not all(
@@ -435,6 +438,10 @@ if not isinstance(WEBRTC_ICE_SERVERS, list) or not all(
     for server in WEBRTC_ICE_SERVERS
 ):
     raise env.malformed("WEBRTC_ICE_SERVERS", _ICE_SERVERS_EXPECTED, 'each server needs "urls"')
+if any("credential" in server for server in WEBRTC_ICE_SERVERS):
+    raise env.malformed(
+        "WEBRTC_ICE_SERVERS", "servers without credentials", "TURN goes in TURN_URLS with TURN_SECRET (short-lived)"
+    )
 # Addresses the worker offers as host candidates; loopback only unless the operator opens it up.
 WEBRTC_HOST_ADDRESSES = env.list("WEBRTC_HOST_ADDRESSES", default=["127.0.0.1"])
 for _address in WEBRTC_HOST_ADDRESSES:
@@ -447,6 +454,17 @@ for _address in WEBRTC_HOST_ADDRESSES:
 TURN_URLS = env.list("TURN_URLS", default=[])
 TURN_SECRET = env.str("TURN_SECRET", default="")
 TURN_TTL = env.int("TURN_TTL", default=3600)
+if TURN_TTL <= 0:
+    raise env.malformed("TURN_TTL", "a positive number of seconds")
+if any(not url.startswith(("turn:", "turns:")) for url in TURN_URLS):
+    raise env.malformed("TURN_URLS", "a comma-separated list of turn: or turns: URLs")
+# "relay": both peers (worker and browser) use TURN relay candidates only, never a direct
+# path (operators who must hide addresses, or test TURN); "all": any path that works.
+WEBRTC_ICE_TRANSPORT_POLICY = env.str("WEBRTC_ICE_TRANSPORT_POLICY", default="all", choices=("all", "relay"))
+if WEBRTC_ICE_TRANSPORT_POLICY == "relay" and not (TURN_URLS and TURN_SECRET):
+    raise env.malformed(
+        "WEBRTC_ICE_TRANSPORT_POLICY", "'all' unless TURN_URLS and TURN_SECRET are set", "relay needs TURN"
+    )
 # Viewers on the worker's own private network (a school LAN): accept their private-address
 # candidates. Off by default, so a viewer cannot make the worker probe its LAN.
 WEBRTC_ALLOW_PRIVATE_CANDIDATES = env.bool("WEBRTC_ALLOW_PRIVATE_CANDIDATES", default=False)
@@ -461,7 +479,13 @@ LIVE_MAX_SESSION_SECONDS = env.float("LIVE_MAX_SESSION_SECONDS", default=3600.0)
 # A worker refreshes its heartbeat every LIVE_HEARTBEAT_SECONDS; without one for
 # LIVE_HEARTBEAT_TTL seconds it counts as dead and its avatars can be started elsewhere.
 LIVE_HEARTBEAT_SECONDS = env.float("LIVE_HEARTBEAT_SECONDS", default=3.0)
-LIVE_HEARTBEAT_TTL = env.int("LIVE_HEARTBEAT_TTL", default=15)
+LIVE_HEARTBEAT_TTL = env.int("LIVE_HEARTBEAT_TTL", default=10)
+# A lip-sync worker told to stop (SIGTERM) takes no new avatars or sessions, tells its
+# viewers, and ends their sessions after this many seconds (sooner when they all leave).
+LIVE_DRAIN_GRACE_SECONDS = env.float("LIVE_DRAIN_GRACE_SECONDS", default=30.0)
+# Placement: an engine that runs on torch (MuseTalk, Wav2Lip, Ultralight) is warmed on a
+# worker with a GPU; true lets it fall back to a CPU worker when none has one (trials, tests).
+LIVE_GPU_ENGINES_ON_CPU = env.bool("LIVE_GPU_ENGINES_ON_CPU", default=False)
 # Signaling: the largest message (an SDP offer is a few kB), the message rate, and how
 # long the web side waits for the worker to answer.
 LIVE_MESSAGE_MAX_BYTES = env.int("LIVE_MESSAGE_MAX_BYTES", default=65536)
@@ -471,6 +495,26 @@ LIVE_ANSWER_TIMEOUT = env.float("LIVE_ANSWER_TIMEOUT", default=15.0)
 LIVE_MAX_PENDING_SAYS = env.int("LIVE_MAX_PENDING_SAYS", default=8)
 # A peer that has not connected after this many seconds is closed.
 LIVE_CONNECT_TIMEOUT = env.float("LIVE_CONNECT_TIMEOUT", default=30.0)
+# The video sent to each viewer (lipsync_worker/live/codecs.py): the codecs in preference
+# order, used when the viewer's offer has them (H264: libx264 "ultrafast", several times
+# cheaper per frame than VP8; VP8 for viewers without H.264); the tallest frame sent (taller
+# avatars are downscaled once, when rendered; frames are also kept within 1280x720 pixels,
+# H.264 level 3.1); the highest bit rate per viewer (the viewer's feedback may lower it).
+LIVE_VIDEO_CODECS = [name.upper() for name in env.list("LIVE_VIDEO_CODECS", default=["H264", "VP8"])]
+if (
+    not LIVE_VIDEO_CODECS
+    or len(set(LIVE_VIDEO_CODECS)) != len(LIVE_VIDEO_CODECS)
+    or not (set(LIVE_VIDEO_CODECS) <= {"H264", "VP8"})
+):
+    raise env.malformed("LIVE_VIDEO_CODECS", "a comma-separated list of H264 and VP8, in preference order")
+LIVE_VIDEO_MAX_HEIGHT = env.int("LIVE_VIDEO_MAX_HEIGHT", default=540)
+if LIVE_VIDEO_MAX_HEIGHT < 120:
+    raise env.malformed("LIVE_VIDEO_MAX_HEIGHT", "a height in pixels of at least 120")
+LIVE_VIDEO_MAX_BITRATE = env.int("LIVE_VIDEO_MAX_BITRATE", default=1_000_000)
+if not 300_000 <= LIVE_VIDEO_MAX_BITRATE <= 10_000_000:
+    raise env.malformed("LIVE_VIDEO_MAX_BITRATE", "bits per second between 300000 and 10000000")
+# Classroom mode: viewers of one host session's broadcast (one more is refused with the reason).
+LIVE_BROADCAST_MAX_VIEWERS = env.int("LIVE_BROADCAST_MAX_VIEWERS", default=50)
 # Per tutor (a tutor's own fields override these; 0: no limit): avatars, concurrent live
 # sessions, live and render minutes per calendar month (UTC), stored megabytes.
 TUTOR_MAX_AVATARS = env.int("TUTOR_MAX_AVATARS", default=50)

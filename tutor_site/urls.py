@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from analytics.admin import analytics_admin_view
 from avatar_templates.urls import batch_urlpatterns
+from avatars.live_admin import live_workers_admin_view
 from avatars.live_urls import talk_urlpatterns
 from avatars.urls import speech_urlpatterns
 from tutors.account_views import urlpatterns as account_urlpatterns
@@ -29,6 +30,7 @@ api_patterns = [
 
 urlpatterns = [
     path("admin/analytics/", analytics_admin_view, name="analytics-admin"),  # before the app index it replaces
+    path("admin/live-workers/", live_workers_admin_view, name="live-workers-admin"),
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
     path("", include(talk_urlpatterns)),

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from .frames import FrameQueue, SpeechEnd, SpeechTick, Utterance
+from .frames import FrameQueue, SpeechEnd, SpeechTick, Utterance, idle_pictures
 from .tracks import SILENT_TICK
 
 logger = logging.getLogger(__name__)
@@ -40,8 +40,9 @@ class Clock:
         name: str = "",
     ):
         self.avatar = avatar  # runtime.LiveAvatar
+        self.idle = idle_pictures(avatar)
         self.frames = frames
-        self._show = show  # (image, pcm, tick) -> None: the peer's tracks
+        self._show = show  # (image, pcm, tick) -> None: the peer's tracks (image: BGR, sent size)
         self._report = report  # (event) -> None
         self._on_failure = on_failure
         self.name = name
@@ -120,9 +121,9 @@ class Clock:
                 else:
                     index = self.avatar.warm.assets.idle_frame_index(self.pos)
                     self.pos += 1
-                    image = self.avatar.cached_frame(index)
+                    image = self.idle.get(index)
                     if image is None:
-                        image = await self.loop.run_in_executor(None, self.avatar.frame, index)
+                        image = await self.loop.run_in_executor(None, self.idle.make, index)
                     pcm = SILENT_TICK
                 self._show(image, pcm, self.tick)
                 self.tick += 1

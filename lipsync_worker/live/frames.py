@@ -7,6 +7,10 @@ the clock, on the event loop, takes one item per tick without ever waiting
 (`FrameQueue.get_nowait`). An interrupt marks the utterances cancelled (a `threading.Event`,
 seen by both sides) and drains the queue, which also frees a renderer blocked on a full one.
 Nothing else is shared between the two threads.
+
+Pictures travel at the size they are sent at (codecs.video_size: LIVE_VIDEO_MAX_HEIGHT):
+the renderer shrinks each speech frame once, and the avatar's idle loop is shrunk once per
+avatar and kept for all its sessions (`idle_pictures`).
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ import itertools
 import queue
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
+
+from .codecs import fit_frame, video_size
 
 # Rendered speech may run this many ticks (2 s) ahead of the clock; it bounds memory per
 # session and what an interrupt has to throw away.
@@ -25,6 +33,9 @@ MAX_AHEAD = 50
 # A blocked `put` wakes at once when the queue is drained (an interrupt drains it); this
 # only bounds how long it takes to notice a cancellation that came without a drain.
 PUT_TIMEOUT = 0.25
+# An avatar's idle pictures at the sent size are kept up to this many bytes (about 400 frames of
+# 404x540); beyond it they are decoded and shrunk on use.
+IDLE_CACHE_BYTES = 256 * 1024 * 1024
 
 _utterance_ids = itertools.count(1)
 
@@ -57,7 +68,7 @@ class SpeechTick:
     start in it."""
 
     utterance: Utterance
-    image: np.ndarray
+    image: np.ndarray  # BGR, at the avatar's sent size (IdlePictures.size)
     pcm: np.ndarray
     step: int  # the idle-loop position it was rendered at
     words: list
@@ -105,3 +116,65 @@ class FrameQueue:
 
     def qsize(self) -> int:
         return self._queue.qsize()
+
+
+class IdlePictures:
+    """An avatar's idle-loop frames at the size they are sent at, made once (decoded and
+    shrunk in an executor thread) and shared by every session of the avatar."""
+
+    def __init__(self, avatar):
+        self.avatar = avatar  # runtime.LiveAvatar
+        self.size: tuple[int, int] | None = None  # (width, height), from the first frame seen
+        self._pictures: dict[int, np.ndarray] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()  # `make` runs in executor threads
+
+    def get(self, index: int) -> np.ndarray | None:
+        """On the event loop: the picture when it is made already."""
+        return self._pictures.get(index)
+
+    def fit(self, image: np.ndarray) -> np.ndarray:
+        """A frame of this avatar (BGR, full size) at the sent size."""
+        if self.size is None:
+            self.size = video_size(image.shape[1], image.shape[0])
+        return fit_frame(image, self.size)
+
+    def make(self, index: int) -> np.ndarray:
+        """In a thread: the idle picture, kept while under IDLE_CACHE_BYTES."""
+        source = self.avatar.cached_frame(index)
+        if source is None:
+            source = self._decode(index)
+        picture = self.fit(source)
+        with self._lock:
+            if index not in self._pictures and self._bytes + picture.nbytes <= IDLE_CACHE_BYTES:
+                self._pictures[index] = picture
+                self._bytes += picture.nbytes
+        return picture
+
+    def _decode(self, index: int) -> np.ndarray:
+        """The avatar's frame, decoded from its JPEG already shrunk by 2, 4 or 8 when the sent
+        size is that much smaller (libjpeg skips the detail: 1.3 ms instead of 4 ms for
+        576x768 by 2 here), else in full."""
+        assets = self.avatar.warm.assets
+        jpegs, full = getattr(assets, "jpeg_frames", None), getattr(assets, "size", None)
+        if self.size is not None and jpegs is not None and full is not None:
+            factor = min(full[0] // self.size[0], full[1] // self.size[1])
+            flag = next((flag for f, flag in _REDUCED_DECODES if factor >= f), None)
+            if flag is not None:
+                return cv2.imdecode(np.frombuffer(jpegs[index], np.uint8), flag)
+        return assets.frame(index)
+
+
+_REDUCED_DECODES = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+_idle_pictures: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_idle_lock = threading.Lock()
+
+
+def idle_pictures(avatar) -> IdlePictures:
+    """The avatar's IdlePictures (made on first use; gone with the avatar)."""
+    with _idle_lock:
+        pictures = _idle_pictures.get(avatar)
+        if pictures is None or pictures.avatar.warm is not avatar.warm:
+            pictures = _idle_pictures[avatar] = IdlePictures(avatar)
+        return pictures

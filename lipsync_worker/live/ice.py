@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 
 from django.conf import settings
 
@@ -35,44 +36,78 @@ def install_host_addresses(addresses: list[str] | None = None) -> None:
 
 
 def rtc_configuration():
+    """The worker's peers: the viewers' STUN/TURN servers (its own TURN credentials, named
+    after this host and process) and WEBRTC_ICE_TRANSPORT_POLICY: with "relay", aioice
+    gathers no host candidate and every packet goes through the TURN server.
+
+    aiortc uses the first STUN and the first TURN URL only: list the one the workers should
+    use first in TURN_URLS."""
     from aiortc import RTCConfiguration, RTCIceServer
+    from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
     # An explicit list: with None, aiortc falls back to a public Google STUN server.
-    from contracts.ice_servers import ice_servers_for
+    from contracts.ice_servers import ice_servers_grant
 
-    servers = []
-    for server in ice_servers_for(f"worker-{os.getpid()}"):
-        servers.append(
-            RTCIceServer(urls=server["urls"], username=server.get("username"), credential=server.get("credential"))
-        )
-    return RTCConfiguration(iceServers=servers)
+    grant = ice_servers_grant(f"worker-{socket.gethostname()}-{os.getpid()}")
+    servers = [
+        RTCIceServer(urls=server["urls"], username=server.get("username"), credential=server.get("credential"))
+        for server in grant["ice_servers"]
+    ]
+    return RTCConfiguration(iceServers=servers, iceTransportPolicy=RTCIceTransportPolicy(grant["ice_transport_policy"]))
 
 
 def loopback_only() -> bool:
-    """True when we offer loopback candidates only and use no STUN/TURN: then nothing but
-    a loopback peer can reach us, and we must not send checks anywhere else."""
-    if settings.WEBRTC_ICE_SERVERS or (settings.TURN_URLS and settings.TURN_SECRET):
+    """True when we offer loopback candidates only and use no STUN/TURN but a TURN server
+    on loopback (a coturn on this machine, as in the tests): then nothing but a loopback
+    peer can reach us, and we must not send checks anywhere else."""
+    if settings.WEBRTC_ICE_SERVERS:
         return False
+    if settings.TURN_URLS and settings.TURN_SECRET:
+        turn = [_turn_ip(url) for url in settings.TURN_URLS]
+        if not all(ip is not None and ip.is_loopback for ip in turn):
+            return False  # a TURN server named by hostname, or not on loopback
     try:
         return all(ipaddress.ip_address(a).is_loopback for a in host_addresses())
     except ValueError:
         return False
 
 
-_CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ ", re.IGNORECASE)
+_CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ (\S+)", re.IGNORECASE)
 
 
-def candidate_allowed(address: str) -> bool:
-    """May the worker send connectivity checks to this remote candidate address?
+_TURN_HOST = re.compile(r"^turns?:(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:?]+))", re.IGNORECASE)
+
+
+def turn_server_addresses() -> set[str]:
+    """The IP addresses written in TURN_URLS (a hostname is not resolved: a TURN server
+    named by one relays from its public address, which is allowed anyway)."""
+    return {str(ip) for ip in map(_turn_ip, settings.TURN_URLS) if ip is not None}
+
+
+def _turn_ip(url: str):
+    """The IP address a turn:/turns: URL names, or None (a hostname)."""
+    match = _TURN_HOST.match(url)
+    try:
+        return ipaddress.ip_address(match.group("v6") or match.group("host"))
+    except (AttributeError, ValueError):
+        return None
+
+
+def candidate_allowed(address: str, kind: str = "host") -> bool:
+    """May the worker send connectivity checks to this remote candidate (address, type)?
 
     Loopback-only mode: loopback addresses only. Otherwise public addresses, and private
     ones only where WEBRTC_ALLOW_PRIVATE_CANDIDATES says viewers share the worker's network:
     a viewer must not make the worker probe its own LAN, link-local or loopback services.
+    A relay candidate on one of our own TURN servers (an address in TURN_URLS, even a
+    private or loopback one) is allowed: that is where the viewer's relayed media is.
     Hostnames (mDNS .local names) are never resolved."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
+    if kind.lower() == "relay" and str(ip) in turn_server_addresses():
+        return True
     if loopback_only():
         return ip.is_loopback
     if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast or ip.is_reserved:
@@ -87,7 +122,7 @@ def remote_sdp_filter(sdp: str) -> str:
     kept = []
     for line in sdp.splitlines():
         match = _CANDIDATE.match(line)
-        if match and not candidate_allowed(match.group(1)):
+        if match and not candidate_allowed(match.group(1), match.group(2)):
             continue
         kept.append(line)
     return "\r\n".join(kept) + "\r\n"

@@ -13,8 +13,9 @@ from django.conf import settings
 
 from contracts.errors import ServiceError
 
+from .codecs import install_encoder, offered_video_codecs, preferred_codecs, sent_video_codec
 from .ice import remote_sdp_filter, rtc_configuration
-from .tracks import TickTrack, audio_frames, video_frame
+from .tracks import TickTrack, audio_frames
 
 
 class Peer:
@@ -32,6 +33,7 @@ class Peer:
         self.pc = None
         self.video = TickTrack("video")
         self.audio = TickTrack("audio")
+        self.video_codec: str | None = None  # the one negotiated (H264, VP8)
         self.connected = asyncio.Event()
         self._on_state = on_state
         self._on_connect_timeout = on_connect_timeout
@@ -45,6 +47,7 @@ class Peer:
     async def answer(self, sdp: str, sdp_type: str = "offer") -> str:
         """The answer to the viewer's offer; the watchdog starts with it."""
         from aiortc import RTCPeerConnection, RTCSessionDescription
+        from aiortc.exceptions import OperationError
 
         kinds = {line.split()[0][2:] for line in sdp.splitlines() if line.startswith("m=")}
         if not {"audio", "video"} <= kinds:
@@ -52,16 +55,30 @@ class Peer:
         self.pc = RTCPeerConnection(rtc_configuration())
         self.pc.on("connectionstatechange", self._state_changed)
         self.pc.on("track", self._track_received)
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=remote_sdp_filter(sdp), type=sdp_type))
-        self.pc.addTrack(self.video)
+        # The video transceiver before the offer is applied: the offer's video takes it (same
+        # kind, no mid yet), so our codec preferences (LIVE_VIDEO_CODECS) choose among the
+        # codecs the viewer offers, whatever their order in the offer.
+        video = self.pc.addTransceiver(self.video, direction="sendonly")
+        video.setCodecPreferences(preferred_codecs())
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=remote_sdp_filter(sdp), type=sdp_type))
+        except OperationError:
+            offered = ", ".join(offered_video_codecs(sdp)) or "none"
+            raise ServiceError(
+                f"The offer's video codecs ({offered}) include none this server sends "
+                f"({', '.join(settings.LIVE_VIDEO_CODECS)}, LIVE_VIDEO_CODECS)."
+            ) from None
         self.pc.addTrack(self.audio)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
+        self.video_codec = sent_video_codec(self.pc.localDescription.sdp)
+        install_encoder(video.sender, self.video_codec)
         self._watchdog = asyncio.get_running_loop().create_task(self._watch())
         return self.pc.localDescription.sdp
 
     def show(self, image: np.ndarray, pcm: np.ndarray, tick: int) -> None:
-        """One tick: its frame and its 640 samples (two 20 ms audio frames), same timestamps."""
-        self.video.push(video_frame(image, tick))
+        """One tick: its picture (BGR, at the sent size) and its 640 samples (two 20 ms
+        audio frames), same timestamps."""
+        self.video.push_picture(image, tick)
         for frame in audio_frames(pcm, tick):
             self.audio.push(frame)
 

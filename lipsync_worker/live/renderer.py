@@ -32,7 +32,7 @@ from contracts.errors import ServiceError
 
 from ..engines.base import SAMPLES_PER_FRAME
 from ..speech import segment_from_tts_chunk
-from .frames import FrameQueue, SpeechEnd, SpeechTick, Utterance
+from .frames import FrameQueue, SpeechEnd, SpeechTick, Utterance, idle_pictures
 from .subtitles import word_starts
 
 logger = logging.getLogger(__name__)
@@ -190,6 +190,7 @@ class Renderer:
         """Renderer thread: one sentence's ticks into the FrameQueue, rendered from idle-loop
         position `step`; returns the sentence's length in ticks."""
         warm = self.avatar.warm
+        fit = idle_pictures(self.avatar).fit  # each frame shrunk to the sent size once, here
         segment = segment_from_tts_chunk(chunk)
         frames = segment.frame_count
         pcm = np.zeros(frames * SAMPLES_PER_FRAME, np.int16)
@@ -205,7 +206,7 @@ class Renderer:
                 w += 1
             tick = SpeechTick(
                 utterance,
-                rendered.image,
+                fit(rendered.image),
                 pcm[k * SAMPLES_PER_FRAME : (k + 1) * SAMPLES_PER_FRAME],
                 step + k,
                 here,

@@ -68,6 +68,14 @@ class LiveAvatar:
 class LiveRuntime:
     def __init__(self, worker_name: str = ""):
         self.name = f"{worker_name or socket.gethostname()} pid {os.getpid()}"
+        # The Celery worker's hostname: placement sends starts to its direct queue.
+        self.hostname = worker_name
+        # What placement reads from the heartbeat (found once, at start: see _capabilities).
+        self.device = "cpu"
+        self.engines: list[str] = []
+        # Told to stop (SIGTERM): no new avatars or sessions; the open ones end at the deadline.
+        self.draining = False
+        self.drain_deadline = 0.0
         self.channel = ""
         self.loop = asyncio.new_event_loop()
         # aiortc encodes every frame in the loop's default executor: room for all sessions.
@@ -76,6 +84,7 @@ class LiveRuntime:
         )
         self.avatars: dict[int, LiveAvatar] = {}
         self.sessions: dict = {}
+        self.broadcasts: dict = {}  # broadcast.py: id -> the Broadcast of a host session
         self.started_at = time.time()
         self._ready = threading.Event()
         self._stopping = False
@@ -97,12 +106,12 @@ class LiveRuntime:
         """Run a coroutine on the runtime's loop from another thread and wait for it."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def shutdown(self) -> None:
-        """Worker stopping: close every session, drop the heartbeat, release the avatars."""
+    def shutdown(self, reason: str = "worker stopping") -> None:
+        """Worker stopping: close every session (with `reason`), drop the heartbeat, release the avatars."""
         if self._stopping or not self._thread.is_alive():
             return
         try:
-            self.call(self._close_all("worker stopping"), timeout=10)
+            self.call(self._close_all(reason), timeout=10)
         except Exception:
             logger.warning("Live sessions did not close cleanly", exc_info=True)
         self._stopping = True
@@ -120,6 +129,7 @@ class LiveRuntime:
         # A layer instance of our own: the runtime's loop is the only one that uses it.
         self.layer = channel_layers.make_backend("default")
         self.channel = await self.layer.new_channel("live.")
+        self.engines, self.device = await self.loop.run_in_executor(None, _capabilities)
         await self._beat()
         self._ready.set()
         logger.info("Live runtime %s listening on %s", self.name, self.channel)
@@ -149,6 +159,10 @@ class LiveRuntime:
             "sessions": len(self.sessions),
             "avatars": sorted(self.avatars),
             "max_sessions": settings.LIVE_MAX_SESSIONS_PER_WORKER,
+            "hostname": self.hostname,
+            "device": self.device,
+            "engines": self.engines,
+            "draining": self.draining,
         }
         # Only sessions whose reservation is recorded (one being reserved is not refreshed into it).
         sessions = {
@@ -163,8 +177,45 @@ class LiveRuntime:
             await asyncio.sleep(settings.LIVE_HEARTBEAT_SECONDS)
             try:
                 await self._beat()
+                await self.loop.run_in_executor(None, _dead_workers_sweep)
             except Exception:
                 logger.warning("Live runtime: heartbeat failed", exc_info=True)
+
+    # --- drain (SIGTERM: see signals.py) -------------------------------------------------
+
+    def drain_begin(self, grace: float | None = None) -> None:
+        """From any thread, without waiting (it is called from a signal handler): take
+        nothing new, tell the viewers, and let `drain_wait` end their sessions at the end of
+        the grace period."""
+        grace = settings.LIVE_DRAIN_GRACE_SECONDS if grace is None else grace
+        if self.draining or self._stopping or not self._thread.is_alive():
+            return
+        self.draining = True
+        self.drain_deadline = time.monotonic() + grace
+        asyncio.run_coroutine_threadsafe(self._drain_announce(grace), self.loop)
+
+    async def _drain_announce(self, grace: float) -> None:
+        logger.info("Live runtime %s draining: %d sessions, %.0f s grace", self.name, len(self.sessions), grace)
+        with contextlib.suppress(Exception):  # Redis away: the next beat says it
+            await self._beat()  # placement and the web see it at once, not at the next beat
+        moved = set()
+        if grace > 0:  # another worker warms them now: new sessions open there at once
+            for avatar_id in list(self.avatars):
+                with contextlib.suppress(Exception):
+                    if await self.loop.run_in_executor(None, _avatar_move, avatar_id):
+                        moved.add(avatar_id)
+        for session in list(self.sessions.values()):
+            moving = session.avatar.avatar_id in moved
+            where = "Reconnect to continue" if moving else "Start the avatar again to continue"
+            detail = f"This lip-sync server is shutting down: the session ends in {grace:.0f} s. {where} elsewhere."
+            await session.emit({"type": "draining", "detail": detail, "grace_seconds": grace, "moving": moving})
+
+    def drain_wait(self) -> bool:
+        """Block (a worker thread) until every session has left or the grace period is over;
+        True when they all left by themselves."""
+        while self.sessions and time.monotonic() < self.drain_deadline:
+            time.sleep(0.2)
+        return not self.sessions
 
     # --- avatars (warm-up and stop come from Celery tasks and the web process) -----------
 
@@ -225,6 +276,9 @@ class LiveRuntime:
             "live.query": self._query,
             "live.stop_avatar": self._stop_avatar,
             "live.revoke": self._revoke,
+            "live.broadcast": self._broadcast,
+            "live.broadcast_join": self._broadcast,
+            "live.broadcast_leave": self._broadcast,
         }.get(kind)
         if handler is None:
             logger.warning("Live runtime: unknown message type %r", kind)
@@ -251,6 +305,8 @@ class LiveRuntime:
     async def _offer(self, message: dict) -> None:
         from .session import LiveSession
 
+        if self.draining:
+            raise ServiceError("The worker serving this avatar is shutting down; start the avatar again.")
         live = self.avatars.get(message["avatar_id"])
         if live is None:
             raise ServiceError("This avatar is not started on its worker any more; start it again.")
@@ -348,6 +404,17 @@ class LiveRuntime:
                 await session.emit({"type": "error", "detail": "Your access to this avatar ended.", "reason": "access"})
                 await session.close("access revoked")
 
+    async def _broadcast(self, message: dict) -> None:
+        """Classroom mode (broadcast.py): a host session's broadcast opened, a viewer joining or leaving."""
+        from . import broadcast
+
+        handler = {
+            "live.broadcast": broadcast.broadcast_open,
+            "live.broadcast_join": broadcast.broadcast_join,
+            "live.broadcast_leave": broadcast.broadcast_leave,
+        }[message["type"]]
+        await self._reply(message, await handler(self, message))
+
     async def _stop_avatar(self, message: dict) -> None:
         await self.avatar_remove(int(message["avatar_id"]))
         await self._reply(message, {"type": "ok"})
@@ -360,6 +427,37 @@ class LiveRuntime:
     async def _close_all(self, reason: str) -> None:
         for session in list(self.sessions.values()):
             await session.close(reason)
+
+
+def _capabilities() -> tuple[list[str], str]:
+    """The lip-sync engines this worker can run, and its device (cuda:N or cpu)."""
+    from ..engines import engine_list
+
+    rows = engine_list()
+    device = "cpu"
+    if any(row["available"] and row["device"] == "cuda" for row in rows):
+        import torch
+
+        device = f"cuda:{torch.cuda.current_device()}"
+    return [row["id"] for row in rows if row["available"]], device
+
+
+def _avatar_move(avatar_id: int) -> str:
+    from avatars.live_services import avatar_live_move
+
+    return avatar_live_move(avatar_id)
+
+
+def _dead_workers_sweep() -> None:
+    """Avatars of a worker whose heartbeat stopped (killed, its machine gone) go back to
+    inactive within a heartbeat or two, not when someone next opens them. One runtime at
+    a time does it (a Redis claim per heartbeat period)."""
+    from avatars.live_services import avatar_live_reconcile
+
+    if registry.sweep_claim(settings.LIVE_HEARTBEAT_SECONDS * 0.9):
+        reset = avatar_live_reconcile()
+        if reset:
+            logger.info("Avatars %s were on a worker that stopped responding: now inactive", reset)
 
 
 def _asr_warm_up(asr_model: str) -> None:

@@ -68,6 +68,9 @@ class LiveSession:
         self.registered = False  # the reservation in the live registry is recorded
         self._tasks: set[asyncio.Task] = set()
         self.frames = FrameQueue(MAX_AHEAD)
+        # Others that see each tick shown (`tick(image, pcm, tick)`) and each event sent
+        # (`event(event)`): a broadcast of this session (broadcast.py).
+        self.listeners: list = []
         self.dialogue = Dialogue(self)
         self.peer = Peer(
             on_state=self._on_connection_state,
@@ -77,7 +80,7 @@ class LiveSession:
         self.clock = Clock(
             avatar,
             self.frames,
-            show=self.peer.show,
+            show=self._show,
             report=self.emit_soon,
             on_failure=lambda: self.spawn(self.close("clock failed")),
             name=self.id[:6],
@@ -174,8 +177,15 @@ class LiveSession:
 
     # --- events and lifetime ------------------------------------------------------------
 
+    def _show(self, image, pcm, tick: int) -> None:
+        self.peer.show(image, pcm, tick)
+        for listener in self.listeners:
+            listener.tick(image, pcm, tick)
+
     async def emit(self, event: dict) -> None:
         self.meter.event(event)
+        for listener in self.listeners:
+            listener.event(event)
         if self.reply_to:
             await self.runtime.send(self.reply_to, {"type": "live.event", "session_id": self.id, "event": event})
 

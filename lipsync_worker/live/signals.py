@@ -9,7 +9,14 @@ from __future__ import annotations
 import logging
 import threading
 
-from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 logger = logging.getLogger(__name__)
 _serves_live = False
@@ -49,6 +56,18 @@ def _start_in_main(sender=None, **_kwargs):
         threading.Thread(target=_start, name="live-start", daemon=True).start()
 
 
+@worker_shutting_down.connect
+def _drain(how="", **_kwargs):
+    """SIGTERM (Celery's warm shutdown): stop taking avatars and sessions at once; the
+    sessions end when they leave or at the end of LIVE_DRAIN_GRACE_SECONDS (`_stop`). A cold
+    shutdown (a second signal, SIGQUIT) ends them at once."""
+    from .runtime import runtime_current
+
+    runtime = runtime_current()
+    if runtime is not None and runtime.channel:
+        runtime.drain_begin(0.0 if str(how).lower() == "cold" else None)
+
+
 def _stop() -> None:
     from avatars import live_services
 
@@ -57,7 +76,9 @@ def _stop() -> None:
     runtime = runtime_current()
     if runtime is None or not runtime.channel:
         return
-    runtime.shutdown()
+    if runtime.draining and not runtime.drain_wait():
+        logger.info("Drain of %s: grace period over, ending the sessions left", runtime.name)
+    runtime.shutdown("The lip-sync server shut down; start the avatar again.")
     try:
         live_services.avatar_live_worker_gone(runtime.channel, f"The lip-sync worker '{runtime.name}' stopped.")
     except Exception:

@@ -12,12 +12,14 @@ from .runtime import runtime_get
 logger = logging.getLogger(__name__)
 
 
-def live_avatar_warm_up(avatar_id: int, ref_file: str = "", engine_url: str = "", worker_name: str = "") -> dict:
+def live_avatar_warm_up(
+    avatar_id: int, ref_file: str = "", engine_url: str = "", worker_name: str = "", placement_reason: str = ""
+) -> dict:
     """Idempotent: warming an avatar this process already serves only refreshes it. Success
     is recorded by `avatar_live_started`; a failure is reported with its reason through
     `avatar_live_start_failed` (the web answered the start at once and waits for either)."""
     try:
-        outcome = _warm_up(avatar_id, ref_file, engine_url, worker_name)
+        outcome = _warm_up(avatar_id, ref_file, engine_url, worker_name, placement_reason)
     except Exception as exc:
         logger.exception("Start of avatar %s failed", avatar_id)
         reason = getattr(exc, "detail", None) or "The start failed on the worker (the error is in its log)."
@@ -28,7 +30,7 @@ def live_avatar_warm_up(avatar_id: int, ref_file: str = "", engine_url: str = ""
     return outcome
 
 
-def _warm_up(avatar_id: int, ref_file: str, engine_url: str, worker_name: str) -> dict:
+def _warm_up(avatar_id: int, ref_file: str, engine_url: str, worker_name: str, placement_reason: str) -> dict:
     avatar = Avatar.objects.filter(pk=avatar_id).first()
     if avatar is None:
         return {"status": "gone", "detail": f"Avatar {avatar_id} no longer exists."}
@@ -36,6 +38,8 @@ def _warm_up(avatar_id: int, ref_file: str, engine_url: str, worker_name: str) -
         return {"status": "not_ready", "detail": f"Avatar '{avatar.name}' is {avatar.status}; it cannot be started."}
     reference_path, reference_text = live_services.avatar_reference_for_start(avatar, ref_file)
     runtime = runtime_get(worker_name)
+    if runtime.draining:
+        return {"status": "error", "detail": "The lip-sync worker is shutting down; start the avatar again."}
     try:
         runtime.avatar_add(avatar, reference_path=reference_path, reference_text=reference_text)
     except Exception:  # reported to the caller, the worker keeps serving
@@ -45,7 +49,12 @@ def _warm_up(avatar_id: int, ref_file: str, engine_url: str, worker_name: str) -
             "detail": "The avatar could not be loaded on the worker (the error is in its log).",
         }
     serving = live_services.avatar_live_started(
-        avatar_id, serving_worker=runtime.name, serving_channel=runtime.channel, engine_url=engine_url
+        avatar_id,
+        serving_worker=runtime.name,
+        serving_channel=runtime.channel,
+        engine_url=engine_url,
+        serving_device=runtime.device,
+        placement_reason=placement_reason or "the worker that took the start",
     )
     if serving is None:
         runtime.call(runtime.avatar_remove(avatar_id))

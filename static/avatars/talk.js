@@ -17,6 +17,8 @@
   let studentLine = null, answerLine = null;
   // Reconnection: how many tries since the last session that worked, the pending try.
   const RETRY_FIRST_MS = 1000, RETRY_MAX_MS = 30000;
+  // After a `draining` notice, the time another worker needs to warm the avatar.
+  const DRAIN_HANDOVER_MS = 3000;
   let retries = 0, retryTimer = null, leaving = false;
   // The server's last word before a connection was lost (e.g. it lost Redis): kept on screen
   // while reconnecting, rather than a vaguer "connection lost".
@@ -52,8 +54,22 @@
     });
   }
 
+  // TURN credentials expire (TURN_TTL): a session opened later, a reconnection after a long
+  // lesson, asks for fresh ones first. Failing that, the old ones are tried anyway.
+  async function freshIceServers() {
+    if (!cfg.iceExpiresAt || !cfg.iceServersUrl || Date.parse(cfg.iceExpiresAt) - Date.now() > 60000) return;
+    try {
+      const response = await fetch(cfg.iceServersUrl, {credentials: "same-origin"});
+      if (!response.ok) return;
+      const body = await response.json();
+      cfg.iceServers = body.ice_servers; cfg.iceExpiresAt = body.expires_at;
+    } catch (e) { /* keep the old ones */ }
+  }
+
   async function offer() {
-    pc = new RTCPeerConnection({iceServers: cfg.iceServers || []});
+    await freshIceServers();
+    // iceTransportPolicy "relay" (WEBRTC_ICE_TRANSPORT_POLICY): TURN relay candidates only.
+    pc = new RTCPeerConnection({iceServers: cfg.iceServers || [], iceTransportPolicy: cfg.iceTransportPolicy || "all"});
     pc.addTransceiver("video", {direction: "recvonly"});
     // sendrecv from the start, so that turning the microphone on needs no new offer.
     micSender = pc.addTransceiver("audio", {direction: "sendrecv"}).sender;
@@ -140,6 +156,8 @@
         break;
       case "answer":
         sessionId = event.session_id;
+        // Fresh TURN credentials: the next session (a reconnection) uses these, not the page's old ones.
+        if (Array.isArray(event.ice_servers)) { cfg.iceServers = event.ice_servers; cfg.iceExpiresAt = event.expires_at; }
         pc.setRemoteDescription({type: "answer", sdp: event.sdp}).catch((e) => showError(String(e)));
         break;
       case "speaking_started":
@@ -160,6 +178,12 @@
       case "user_transcript": onTranscript(event); break;
       case "answer_text": onAnswer(event); break;
       case "turn": onTurn(event); break;
+      case "draining":
+        // Its worker is shutting down. When the avatar is being warmed on another one, open a
+        // new session there in a moment (the reconnection finds it); else say to start again.
+        showError(event.detail || "This server is shutting down.");
+        if (event.moving) setTimeout(() => { if (ws) ws.close(); }, DRAIN_HANDOVER_MS);
+        break;
       case "error":
         // A failed answer or transcript is about that turn, not the connection.
         if (event.reason !== "responder" && event.reason !== "asr") lastServerError = event.detail || "";

@@ -38,6 +38,8 @@ def ready(tutor):
 
 def _worker_alive(monkeypatch, *channels):
     monkeypatch.setattr(live_services.registry, "worker_alive", lambda channel: channel in channels)
+    facts = {"name": "fake worker", "draining": False}
+    monkeypatch.setattr(live_services.registry, "worker_facts", lambda channel: facts if channel in channels else None)
 
 
 async def _receive(layer, channel, timeout=5.0):

@@ -36,3 +36,54 @@ def test_public_mode_drops_loopback_link_local_and_names(settings, allow_private
     out = remote_sdp_filter(SDP)
     assert _kept(out) == expected
     assert out.startswith("v=0\r\n")
+
+
+RELAYED = "\r\n".join([
+    "v=0",
+    "a=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host",
+    "a=candidate:2 1 udp 16777215 10.0.0.7 61000 typ relay raddr 0.0.0.0 rport 0",
+    "a=candidate:3 1 udp 2130706431 10.0.0.7 61001 typ host",
+    "a=candidate:4 1 udp 16777215 10.9.9.9 61002 typ relay raddr 0.0.0.0 rport 0",
+    "a=candidate:5 1 udp 16777215 93.184.216.34 61003 typ relay raddr 0.0.0.0 rport 0",
+]) + "\r\n"  # fmt: skip
+
+
+def test_relay_candidates_on_our_own_turn_server_are_kept(settings):
+    """A TURN server on a private address (the cluster's network): the viewer's relayed
+    candidates there are where its media is; other private addresses stay refused, also
+    as relay candidates, and so does a host candidate at the TURN server's address."""
+    settings.WEBRTC_HOST_ADDRESSES, settings.WEBRTC_ICE_SERVERS = ["203.0.113.5"], []
+    settings.TURN_URLS = ["turn:10.0.0.7:3478?transport=udp", "turns:turn.example.org:5349?transport=tcp"]
+    settings.TURN_SECRET = "s"
+    settings.WEBRTC_ALLOW_PRIVATE_CANDIDATES = False
+    kept = {
+        (line.split()[4], line.split()[7]) for line in remote_sdp_filter(RELAYED).splitlines() if "candidate" in line
+    }
+    assert kept == {("10.0.0.7", "relay"), ("93.184.216.34", "relay")}
+
+
+def test_a_turn_server_on_loopback_keeps_loopback_mode(settings):
+    """coturn on this machine (development, the relay test): viewers are local, so the
+    worker still tries loopback host candidates and nothing else."""
+    settings.WEBRTC_HOST_ADDRESSES, settings.WEBRTC_ICE_SERVERS = ["127.0.0.1"], []
+    settings.TURN_URLS, settings.TURN_SECRET = ["turn:127.0.0.1:3478?transport=udp"], "s"
+    assert _kept(remote_sdp_filter(SDP)) == {"127.0.0.1"}
+    # A TURN server elsewhere: the worker is reachable from outside, loopback is refused.
+    settings.TURN_URLS = ["turn:turn.example.org:3478"]
+    assert "127.0.0.1" not in _kept(remote_sdp_filter(SDP))
+
+
+@pytest.mark.parametrize("policy", ["all", "relay"])
+def test_the_workers_peer_gets_the_turn_server_and_the_policy(settings, policy):
+    from aiortc.rtcconfiguration import RTCIceTransportPolicy
+
+    from lipsync_worker.live.ice import rtc_configuration
+
+    settings.WEBRTC_ICE_SERVERS = []
+    settings.TURN_URLS, settings.TURN_SECRET, settings.TURN_TTL = ["turn:127.0.0.1:3478?transport=udp"], "s", 600
+    settings.WEBRTC_ICE_TRANSPORT_POLICY = policy
+    config = rtc_configuration()
+    assert config.iceTransportPolicy == RTCIceTransportPolicy(policy)
+    (server,) = config.iceServers
+    assert server.urls == ["turn:127.0.0.1:3478?transport=udp"]
+    assert server.username.split(":", 1)[1].startswith("worker-") and server.credential

@@ -96,3 +96,121 @@ def test_speech_moves_only_the_lower_face_and_follows_the_head(assets):
 def test_viseme_is_listed_as_usable_without_weights(settings):
     viseme = {row["id"]: row for row in engine_list()}["viseme"]
     assert viseme["available"] and viseme["device"] == "cpu" and viseme["needs_weights"] is False
+
+
+# --- the avatar's own mouths ------------------------------------------------------------
+#
+# A tutor's upload usually shows them talking. The test makes one without ../shared: the
+# astronaut's mouth opened and closed (the warp, as on a closed-mouth upload) over 3 s,
+# encoded and preprocessed like any upload; its frames then hold real open and closed
+# mouths of that face, which the engine must reuse.
+
+SYLLABLES = [("m", 0, 80), ("ɑː", 80, 360), ("t", 360, 440), ("iː", 440, 640), ("", 640, 800)]
+
+
+def _speech(seconds: float, spec) -> AudioSegment:
+    return AudioSegment(np.zeros(int(16000 * seconds), np.float32), _phonemes(spec))
+
+
+def _repeat(spec, times: int, period_ms: float):
+    return [(p, a + k * period_ms, b + k * period_ms) for k in range(times) for p, a, b in spec]
+
+
+@pytest.fixture(scope="module")
+def talking_assets(assets, tmp_path_factory):
+    from lipsync_worker.engines.viseme.mouth_warp import MouthGeometry, render_mouth
+    from tests import media
+
+    geometry = MouthGeometry.from_landmarks(assets.track["landmarks"])
+    # Syllables of varying strength, wide open (beyond the warp's usual widest).
+    strength = [1.6, 0.8, 1.3, 0.5, 1.7, 1.0]
+    frames = []
+    for k in range(75):
+        index = assets.idle_frame_index(k)
+        syllable = k // 12
+        phase = (k % 12) / 12
+        opening = strength[syllable % len(strength)] * max(0.0, np.sin(np.pi * phase * 1.5)) if phase < 0.67 else 0.0
+        frames.append(render_mouth(assets.frame(index), geometry, index, opening))
+    folder = tmp_path_factory.mktemp("talking")
+    video = media.write_video(folder / "talking.mp4", frames)
+    preprocess_video(video, folder / "assets", expected_seconds=3.0)
+    return folder / "assets"
+
+
+def _measure(images) -> np.ndarray:
+    """Inner-lip gap / mouth width as the landmark model sees each image."""
+    from lipsync_worker.face_tracking import LIP_INNER_BOTTOM, LIP_INNER_TOP, MOUTH_LEFT, MOUTH_RIGHT, FaceTracker
+
+    out = []
+    with FaceTracker() as tracker:
+        for image in images:
+            lm, _ = tracker.process(image)
+            assert lm is not None, "the face is lost in a rendered frame"
+            out.append(
+                np.linalg.norm(lm[LIP_INNER_BOTTOM] - lm[LIP_INNER_TOP])
+                / np.linalg.norm(lm[MOUTH_RIGHT] - lm[MOUTH_LEFT])
+            )
+    return np.array(out)
+
+
+def test_a_still_closed_mouth_upload_falls_back_to_the_warp(assets):
+    prepared = get_engine("viseme").prepare(assets)
+    assert not prepared.uses_bank and len(prepared.bank.frames) == 0 and prepared.rested == 0
+
+
+def test_a_talking_upload_gives_its_own_mouths_by_shape(talking_assets):
+    assets = AvatarAssets.from_dir(talking_assets)
+    prepared = get_engine("viseme").prepare(assets)
+    bank = prepared.bank
+    assert prepared.uses_bank and len(bank.frames) == assets.frame_count
+    # The index spans this person's closed and open mouths...
+    span = bank.opening_hi - bank.opening_lo
+    assert span > 0.04
+    # ... and the mouth chosen for a wanted shape has that shape.
+    for wanted in (0.0, 0.5, 1.0):
+        opening = np.full(10, wanted)
+        want_o, want_w = bank.wanted(opening, np.zeros(10))
+        frames = np.arange(10)
+        plan = bank.plan(frames, prepared.features, want_o, want_w, np.zeros(10), prepared.teeth)
+        got = np.where(plan >= 0, bank.features.opening[np.maximum(plan, 0)], prepared.features.opening[frames])
+        assert np.abs(got - want_o).max() < 0.2 * span, (wanted, got, want_o)
+
+
+def test_rendered_mouth_follows_the_speech_and_closes_in_pauses(talking_assets):
+    assets = AvatarAssets.from_dir(talking_assets)
+    source = [assets.frame(i) for i in range(assets.frame_count)]
+    engine = get_engine("viseme")
+    prepared = engine.prepare(assets)
+    # Different rhythm from the source's: the mouth must follow the new speech, not replay.
+    speech = _speech(
+        4.0, [("", 0, 400)] + _repeat([("ɑː", 0, 500), ("", 500, 1000)], 3, 1000)[:-1] + [("", 3000, 4000)]
+    )
+    frames = list(engine.render(prepared, speech, 5))
+    intended = np.array([f.mouth_open for f in frames])
+    measured = _measure([f.image for f in frames])
+    assert np.corrcoef(measured, intended)[0, 1] > 0.8
+    open_frames, closed_frames = intended > 0.6, intended < 0.02
+    own = assets.track["mouth_opening"] / assets.track["mouth_width"]
+    own_range = np.percentile(own, 95) - np.percentile(own, 5)
+    assert measured[open_frames].mean() - measured[closed_frames].mean() > 0.35 * own_range
+    # Closed in the pauses: as closed as the person's mouth gets in their own video.
+    assert np.median(measured[closed_frames]) < np.percentile(own, 10) + 0.2 * own_range
+    # Nothing above the mouth changed (the eyes, the forehead): only JPEG noise at most.
+    for f in frames[::5]:
+        lm = assets.track["landmarks"][f.index]
+        above = int(lm[2][1]) - 4
+        assert np.abs(f.image[:above].astype(int) - source[f.index][:above]).mean() < 1.0
+
+
+def test_the_idle_loop_of_a_talking_upload_shows_a_closed_mouth(talking_assets):
+    assets = AvatarAssets.from_dir(talking_assets)
+    before = _measure([assets.frame(i) for i in range(0, assets.frame_count, 3)])
+    prepared = get_engine("viseme").prepare(assets)
+    assert prepared.rested > 0
+    # What a live session shows between answers, and a render's silent frames.
+    idle = _measure([assets.frame(i) for i in range(0, assets.frame_count, 3)])
+    closed, widest = np.percentile(before, 5), before.max()
+    assert widest - closed > 0.06
+    assert idle.max() < closed + 0.3 * (widest - closed)
+    silent = list(get_engine("viseme").render(prepared, AudioSegment(np.zeros(16000, np.float32)), 0))
+    assert _measure([f.image for f in silent]).max() < closed + 0.3 * (widest - closed)

@@ -122,11 +122,17 @@ class Microphone:
         return frame
 
 
-def new_peer(recorder: Recorder, microphone: Microphone | None = None):
-    from aiortc import RTCConfiguration, RTCPeerConnection
+def new_peer(recorder: Recorder, microphone: Microphone | None = None, video_codecs: list[str] | None = None):
+    """`video_codecs`: the video codecs to offer, in order (e.g. ["VP8", "H264"], as browsers
+    do); None: aiortc's default list."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTransceiver("video", direction="recvonly")
+    video = pc.addTransceiver("video", direction="recvonly")
+    if video_codecs is not None:
+        caps = RTCRtpSender.getCapabilities("video").codecs
+        names = [f"video/{name}".lower() for name in [*video_codecs, "rtx"]]
+        video.setCodecPreferences([c for name in names for c in caps if c.mimeType.lower() == name])
     if microphone is not None:
         pc.addTrack(microphone.track)  # sendrecv: the avatar hears it
     else:
@@ -146,12 +152,14 @@ class LiveClient:
         keep_frames: bool = True,
         microphone: Microphone | None = None,
         protocol: str = "bearer",  # "token": a student's session token
+        video_codecs: list[str] | None = None,  # offered, in order; None: aiortc's default
     ):
         self.url = f"{ws_url}/ws/avatars/{avatar_id}/session/"
         self.token = token
         self.protocol = protocol
         self.recorder = Recorder(keep_frames)
         self.microphone = microphone
+        self.video_codecs = video_codecs
         self.events: list[tuple[float, dict]] = []
         self.pc = None
         self.ws = None
@@ -169,7 +177,7 @@ class LiveClient:
         if first.get("type") != "state":
             return first
         self._reader = asyncio.ensure_future(self._read())
-        self.pc = new_peer(self.recorder, self.microphone)
+        self.pc = new_peer(self.recorder, self.microphone, self.video_codecs)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         await self.send({"type": "offer", "sdp": self.pc.localDescription.sdp})
         answer = await self.wait_event(lambda e: e["type"] in ("answer", "error"), timeout)

@@ -1,22 +1,115 @@
-"""`viseme`: our CPU lip-sync engine. No downloaded weights: it moves the avatar's own
-mouth (see mouth_warp) along a viseme curve from phoneme timings or from the audio."""
+"""`viseme`: our CPU lip-sync engine. No downloaded weights.
+
+The mouth follows a viseme curve (from phoneme timings, or from the audio). When the
+avatar's video shows the person talking, each frame gets a real mouth of theirs: the
+source frame whose mouth has the wanted shape (mouth_bank), pasted onto the current frame's
+pose (mouth_blend). A video that never shows the mouth open (a silent, smiling upload; a
+painting) has none to give: the avatar's mouth is warped open instead (mouth_warp).
+
+When the video shows the person talking, the idle loop (the frames shown between
+utterances) would show them talking silently: `prepare` gives those frames a closed mouth
+from the same bank, in the assets themselves (each frame made when first shown), so live
+sessions and renders show it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from ..base import AudioSegment, LipsyncEngine, RenderedFrame
+from .mouth_bank import MouthBank, ShapeFeatures
+from .mouth_blend import paste_mouth
 from .mouth_warp import MouthGeometry, render_mouth
-from .visemes import curves_from_audio, curves_from_timings
+from .visemes import curves_from_audio, curves_from_speech
+
+IDLE_JPEG_QUALITY = 97
+CROP_CACHE = 48
+POSITION_SMOOTH_FRAMES = 2.0
 
 
 @dataclass
 class PreparedVisemeAvatar:
     assets: object
     geometry: MouthGeometry
+    bank: MouthBank
+    landmarks: np.ndarray  # (N,478,2) per frame, as tracked
+    features: ShapeFeatures  # of every frame as the idle loop now shows it
+    teeth: np.ndarray | None  # per frame as shown, when known
+    rested: int  # idle frames given a closed mouth
+    crop_cache: OrderedDict
+    crop_lock: threading.Lock = field(default_factory=threading.Lock)  # sessions render in threads
+    source_jpegs: list | None = None  # the frames as uploaded (the assets' own show the idle loop)
+
+    @property
+    def uses_bank(self) -> bool:
+        return self.bank.usable
+
+
+def _wanted_teeth(opening: np.ndarray, rounding: np.ndarray) -> np.ndarray:
+    """Teeth show between parted, unrounded lips (e, i, s, t...), not on o/u or closed lips."""
+    return ((opening > 0.12) & (rounding <= 0.2)).astype(np.float64) * np.clip(1 - opening, 0.3, 1)
+
+
+def _steady_shifts(prepared: PreparedVisemeAvatar, plan: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Pixel shifts that keep the mouth from jumping when the choice changes.
+
+    Two source frames place their mouths a little differently relative to their anchor
+    points (pose, expression); that position is smoothed over a few frames and each pasted
+    mouth moved by the difference (a pixel or two)."""
+    bank, features = prepared.bank, prepared.features
+    lips = np.where(
+        (plan >= 0)[:, None, None], bank.features.lips[np.maximum(plan, 0)], features.lips[indices]
+    )  # face units, aligned on the anchor points
+    centre = lips.mean(axis=1)
+    if len(centre) > 2:
+        radius = int(3 * POSITION_SMOOTH_FRAMES) + 1
+        x = np.arange(-radius, radius + 1)
+        kernel = np.exp(-0.5 * (x / POSITION_SMOOTH_FRAMES) ** 2)
+        kernel /= kernel.sum()
+        padded = np.pad(centre, ((radius, radius), (0, 0)), mode="edge")
+        steady = np.stack([np.convolve(padded[:, j], kernel, mode="valid") for j in range(2)], axis=1)
+    else:
+        steady = centre
+    delta = steady - centre  # face units: x along the eye line, y down the face
+    lm = prepared.landmarks[indices]
+    axis = lm[:, 263] - lm[:, 33]
+    iod = np.linalg.norm(axis, axis=1)
+    ex = axis / np.maximum(iod, 1e-6)[:, None]
+    ey = np.stack([-ex[:, 1], ex[:, 0]], axis=1)
+    return iod[:, None] * (delta[:, :1] * ex + delta[:, 1:] * ey)
+
+
+class RestedFrames(Sequence):
+    """The avatar's JPEG frames with the idle loop's closed mouths, each made on first use
+    (from any thread: the live clocks fetch frames in executor threads)."""
+
+    def __init__(self, source: list[bytes], plan: np.ndarray, make):
+        self._source, self._plan, self._make = source, plan, make
+        self._made: dict[int, bytes] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = int(index) % len(self._source) if index < 0 else int(index)
+        entry = int(self._plan[index])
+        if entry < 0:
+            return self._source[index]
+        made = self._made.get(index)
+        if made is None:
+            made = self._make(index, entry)
+            with self._lock:
+                self._made.setdefault(index, made)
+        return made
 
 
 class VisemeEngine(LipsyncEngine):
@@ -24,21 +117,115 @@ class VisemeEngine(LipsyncEngine):
     display_name = "Viseme (CPU)"
     needs_weights = False
 
+    def __init__(self, use_bank: bool = True):
+        # use_bank=False: the warp alone on every avatar (the benchmark's "before").
+        self.use_bank = use_bank
+
     def prepare(self, assets) -> PreparedVisemeAvatar:
-        return PreparedVisemeAvatar(assets=assets, geometry=MouthGeometry.from_landmarks(assets.track["landmarks"]))
+        raw = assets.track["landmarks"]
+        # Not smoothed: heads move fast (10 px a frame) and the tracker is steady (< 0.3 px).
+        landmarks = raw.astype(np.float64)
+        features = ShapeFeatures.from_landmarks(landmarks)
+        bank = MouthBank.build(assets, landmarks, features, enabled=self.use_bank)
+        prepared = PreparedVisemeAvatar(
+            assets=assets,
+            geometry=MouthGeometry.from_landmarks(raw),
+            bank=bank,
+            landmarks=landmarks,
+            features=features,
+            teeth=None,
+            rested=0,
+            crop_cache=OrderedDict(),
+        )
+        if bank.usable:
+            self._rest_idle_loop(prepared)
+        return prepared
+
+    def _rest_idle_loop(self, prepared: PreparedVisemeAvatar) -> None:
+        """Frames where the source speaks get a closed mouth from the bank. The choice is
+        made now for the whole loop; the frames themselves are made when first shown
+        (RestedFrames, in place of the assets' frames), so a long upload warms up fast."""
+        assets, bank = prepared.assets, prepared.bank
+        source = getattr(assets, "viseme_source_jpegs", None)
+        if source is None:
+            source = assets.viseme_source_jpegs = list(assets.jpeg_frames)
+        n = assets.frame_count
+        own_teeth = np.zeros(n)
+        own_teeth[bank.frames] = bank.teeth
+        plan = bank.plan(
+            np.arange(n),
+            prepared.features,
+            np.full(n, bank.opening_lo),
+            np.full(n, bank.width_mid),
+            np.zeros(n),
+            own_teeth,
+        )
+        features = prepared.features.subset(np.arange(n))  # a copy: the loop as it will be shown
+        chosen = plan >= 0
+        entries = plan[chosen]
+        features.opening[chosen], features.width[chosen] = bank.features.opening[entries], bank.features.width[entries]
+        features.lips[chosen] = bank.features.lips[entries]
+        own_teeth[chosen] = bank.teeth[entries]
+        prepared.features, prepared.teeth, prepared.rested = features, own_teeth, int(chosen.sum())
+        prepared.source_jpegs = source
+        assets.jpeg_frames = RestedFrames(source, plan, lambda i, e: self._rested(prepared, source, i, e))
+
+    def _rested(self, prepared: PreparedVisemeAvatar, source, index: int, entry: int) -> bytes:
+        image = cv2.imdecode(np.frombuffer(source[index], np.uint8), cv2.IMREAD_COLOR)
+        paste_mouth(image, prepared.landmarks[index], prepared.bank, entry, prepared.bank.crop(entry))
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, IDLE_JPEG_QUALITY])
+        return buf.tobytes()
+
+    def _crop(self, prepared: PreparedVisemeAvatar, entry: int) -> np.ndarray:
+        cache = prepared.crop_cache
+        with prepared.crop_lock:
+            crop = cache.get(entry)
+            if crop is not None:
+                cache.move_to_end(entry)
+                return crop
+        crop = prepared.bank.crop(int(entry))
+        with prepared.crop_lock:
+            cache[entry] = crop
+            while len(cache) > CROP_CACHE:
+                cache.popitem(last=False)
+        return crop
 
     def mouth_curves(self, audio: AudioSegment) -> tuple[np.ndarray, np.ndarray]:
         if any(t.kind == "phoneme" for t in audio.timings):
-            return curves_from_timings(audio.timings, audio.duration)
+            return curves_from_speech(audio.timings, audio.samples, audio.duration)
         return curves_from_audio(audio.samples)
 
     def render(self, prepared: PreparedVisemeAvatar, audio: AudioSegment, first_frame: int) -> Iterator[RenderedFrame]:
         opening, rounding = self.mouth_curves(audio)
         assets = prepared.assets
-        for k in range(audio.frame_count):
-            index = assets.idle_frame_index(first_frame + k)
+        count = audio.frame_count
+        opening, rounding = opening[:count], rounding[:count]
+        indices = np.array([assets.idle_frame_index(first_frame + k) for k in range(count)], np.int64)
+        if prepared.uses_bank and count > 0:
+            bank = prepared.bank
+            want_o, want_w = bank.wanted(opening, rounding)
+            plan = bank.plan(
+                indices, prepared.features, want_o, want_w, _wanted_teeth(opening, rounding), prepared.teeth
+            )
+            shifts = _steady_shifts(prepared, plan, indices)
+            for k in range(count):
+                index, entry = int(indices[k]), int(plan[k])
+                if entry >= 0:
+                    # The pasted mouth covers whatever the frame's own mouth does: start from
+                    # the frame as uploaded (not the idle loop's closed mouth, made for nothing).
+                    image = cv2.imdecode(np.frombuffer(prepared.source_jpegs[index], np.uint8), cv2.IMREAD_COLOR)
+                else:
+                    image = assets.frame(index)
+                if entry >= 0:
+                    crop = self._crop(prepared, entry)
+                    paste_mouth(image, prepared.landmarks[index], bank, entry, crop, tuple(shifts[k]))
+                yield RenderedFrame(image=image, index=index, mouth_open=float(opening[k]))
+            return
+        for k in range(count):
+            index = int(indices[k])
             image = render_mouth(assets.frame(index), prepared.geometry, index, float(opening[k]), float(rounding[k]))
             yield RenderedFrame(image=image, index=index, mouth_open=float(opening[k]))
 
     def release(self, prepared) -> None:
         prepared.assets = None
+        prepared.crop_cache.clear()

@@ -28,6 +28,8 @@ LOWER_SHARE = 0.78
 INTERIOR_BGR = np.array([38, 26, 62], np.float32)
 TONGUE_BGR = np.array([70, 62, 150], np.float32)
 TEETH_BGR = np.array([208, 214, 222], np.float32)
+# Regions larger than this (pixels) compute the warp's displacement at half resolution.
+COARSE_AREA = 40000
 
 
 def _smooth(values: np.ndarray, window: int = 5) -> np.ndarray:
@@ -96,6 +98,34 @@ class MouthGeometry:
         )
 
 
+def _paint_interior(warped: np.ndarray, f: dict, geo: MouthGeometry, W: float, delta: float, d_low, d_up) -> None:
+    """Paint the gap between the parted lips in `warped` (in place)."""
+    v, lens, below, gap = f["v"], f["lens"], f["below"], f["gap"]
+    # A narrow gap is a soft shadow between the lips, not a drawn line: the interior's
+    # opacity and darkness grow with the gap's height at that point of the mouth.
+    gap_height = max(delta, 0) * lens
+    opened = _smoothstep(0.015 * W, 0.09 * W, gap_height)
+    alpha = np.clip(gap / 1.5, 0, 1) * (lens > 0) * (0.35 + 0.65 * opened)
+    if alpha.max() <= 0:
+        return
+    depth = np.where(below, v / max(d_low, 1.0), -v / max(d_up, 1.0))  # 0 at the lip line
+    shade = (0.55 + 0.45 * lens)[..., None]
+    interior = INTERIOR_BGR + (TONGUE_BGR - INTERIOR_BGR) * np.clip(depth, 0, 1)[..., None] * (below[..., None])
+    # Lips' own colour in shadow where barely parted, the cavity where wide open.
+    lip_shadow = cv2.GaussianBlur(warped, (0, 0), 2).astype(np.float32) * 0.55
+    colour = lip_shadow + (interior * shade - lip_shadow) * opened[..., None]
+    if not geo.shows_teeth:
+        # Upper teeth hang just below the upper lip: thinner towards the corners, and
+        # never more than part of the gap, so the corners stay dark.
+        teeth_h = np.minimum(0.1 * W * np.sqrt(lens), 0.4 * gap_height)
+        top_edge = -f["shift_up"]  # where the upper lip's inner edge now is
+        teeth = np.clip((top_edge + teeth_h - v) / 1.5, 0, 1) * (v >= top_edge - 1) * opened
+        tint = ((0.5 + 0.3 * lens) * (0.8 + 0.2 * opened))[..., None]  # in the upper lip's shadow
+        colour = colour * (1 - teeth[..., None]) + (TEETH_BGR * tint) * teeth[..., None]
+    a = alpha[..., None]
+    warped[:] = (warped.astype(np.float32) * (1 - a) + colour * a).astype(np.uint8)
+
+
 def render_mouth(frame: np.ndarray, geo: MouthGeometry, i: int, opening: float, rounding: float = 0.0) -> np.ndarray:
     """Frame `frame` (avatar frame i) with the mouth opened to `opening` (0..1). In place."""
     W = float(geo.width[i])
@@ -126,51 +156,61 @@ def render_mouth(frame: np.ndarray, geo: MouthGeometry, i: int, opening: float, 
     y0, y1 = int(max(0, np.floor(ys.min()))), int(min(h, np.ceil(ys.max()) + 1))
     if x1 - x0 < 4 or y1 - y0 < 4:
         return frame
-    gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-    dx, dy = gx - cx, gy - cy
-    u = dx * ca + dy * sa
-    v = -dx * sa + dy * ca
-
     hw = 0.5 * W
-    lens = np.clip(1 - (u / hw) ** 2, 0, 1) ** 0.9  # the lips part most in the middle
-    jaw = 1 - _smoothstep(0.55 * fw, fw, np.abs(u))  # the whole jaw drops
-    below = v >= 0
-    t = _smoothstep(v_lip, v_chin, v)
-    fall = 1 - _smoothstep(v_chin, v_chin + neck, v)
-    shift_low = d_low * (lens * (1 - t) + jaw * t) * fall
-    rise = 1 - _smoothstep(0, -v_nose, -v)
-    shift_up = d_up * lens * rise
-    src_v = np.where(below, v - shift_low, v + shift_up)
-    # Pixels that fall between the parted lips show the mouth interior.
-    gap = np.where(below, shift_low - v, v + shift_up)  # > 0 inside the gap
-    src_v = np.where(below, np.maximum(src_v, 0.5), np.minimum(src_v, -0.5))
-    src_u = u
-    if abs(rounding) >= 0.05:
-        # Rounded lips pull the corners in; spread lips push them out.
-        band = np.exp(-((v / max(v_lip, 2.0)) ** 2)) * (1 - _smoothstep(hw, 1.6 * hw, np.abs(u)))
-        src_u = u * (1 + 0.14 * rounding * band)
-    map_x = (cx + src_u * ca - src_v * sa - x0).astype(np.float32)
-    map_y = (cy + src_u * sa + src_v * ca - y0).astype(np.float32)
-    region = frame[y0:y1, x0:x1]
-    warped = cv2.remap(region, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
-    alpha = np.clip(gap, 0, 1) * (lens > 0)
-    if alpha.max() > 0:
-        depth = np.where(below, v / max(d_low, 1.0), -v / max(d_up, 1.0))  # 0 at the lip line
-        shade = (0.55 + 0.45 * lens)[..., None]
-        interior = INTERIOR_BGR + (TONGUE_BGR - INTERIOR_BGR) * np.clip(depth, 0, 1)[..., None] * (below[..., None])
-        colour = interior * shade
-        if not geo.shows_teeth:
-            # Upper teeth hang just below the upper lip.
-            # Upper teeth hang just below the upper lip: thinner towards the corners, and
-            # never more than part of the gap, so the corners stay dark.
-            gap_height = max(delta, 0) * lens
-            teeth_h = np.minimum(0.1 * W * np.sqrt(lens), 0.4 * gap_height)
-            top_edge = -shift_up  # where the upper lip's inner edge now is
-            teeth = np.clip((top_edge + teeth_h - v) / 1.5, 0, 1) * (v >= top_edge - 1)
-            tint = (0.62 + 0.3 * lens)[..., None]
-            colour = colour * (1 - teeth[..., None]) + (TEETH_BGR * tint) * teeth[..., None]
-        a = alpha[..., None]
-        warped = (warped.astype(np.float32) * (1 - a) + colour * a).astype(np.uint8)
+    def fields(gy: np.ndarray, gx: np.ndarray) -> dict:
+        """The warp at the pixels (gx, gy): where each samples from, and the gap."""
+        dx, dy = gx - cx, gy - cy
+        u = dx * ca + dy * sa
+        v = -dx * sa + dy * ca
+        lens = np.clip(1 - (u / hw) ** 2, 0, 1) ** 0.9  # the lips part most in the middle
+        jaw = 1 - _smoothstep(0.55 * fw, fw, np.abs(u))  # the whole jaw drops
+        below = v >= 0
+        t = _smoothstep(v_lip, v_chin, v)
+        fall = 1 - _smoothstep(v_chin, v_chin + neck, v)
+        shift_low = d_low * (lens * (1 - t) + jaw * t) * fall
+        rise = 1 - _smoothstep(0, -v_nose, -v)
+        shift_up = d_up * lens * rise
+        src_v = np.where(below, v - shift_low, v + shift_up)
+        # Pixels that fall between the parted lips show the mouth interior.
+        gap = np.where(below, shift_low - v, v + shift_up)  # > 0 inside the gap
+        src_v = np.where(below, np.maximum(src_v, 0.5), np.minimum(src_v, -0.5))
+        src_u = u
+        if abs(rounding) >= 0.05:
+            # Rounded lips pull the corners in; spread lips push them out.
+            band = np.exp(-((v / max(v_lip, 2.0)) ** 2)) * (1 - _smoothstep(hw, 1.6 * hw, np.abs(u)))
+            src_u = u * (1 + 0.14 * rounding * band)
+        # Displacement in image axes (0 at the region's edges).
+        du, dv = src_u - u, src_v - v
+        return {
+            "v": v,
+            "lens": lens,
+            "below": below,
+            "shift_up": shift_up,
+            "gap": gap,
+            "disp_x": (du * ca - dv * sa).astype(np.float32),
+            "disp_y": (du * sa + dv * ca).astype(np.float32),
+        }
+
+    # The displacement is smooth: computed on every other pixel of a large region, then
+    # scaled up (a face filling a portrait frame would otherwise cost more than decoding it).
+    step = 2 if (x1 - x0) * (y1 - y0) > COARSE_AREA else 1
+    coarse = fields(*np.mgrid[y0:y1:step, x0:x1:step].astype(np.float32))
+    disp_x, disp_y = coarse["disp_x"], coarse["disp_y"]
+    if step > 1:
+        disp_x = cv2.resize(disp_x, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        disp_y = cv2.resize(disp_y, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    grid_y, grid_x = np.mgrid[0 : y1 - y0, 0 : x1 - x0].astype(np.float32)
+    region = frame[y0:y1, x0:x1]
+    warped = cv2.remap(region, grid_x + disp_x, grid_y + disp_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    # The mouth's interior, at full resolution where the lips part (a small box).
+    inside = (coarse["gap"] > -2 * step) & (coarse["lens"] > 0)
+    if inside.any():
+        rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+        ry0, ry1 = max(0, rows[0] * step - 2), min(y1 - y0, (rows[-1] + 1) * step + 2)
+        rx0, rx1 = max(0, cols[0] * step - 2), min(x1 - x0, (cols[-1] + 1) * step + 2)
+        box = fields(*np.mgrid[y0 + ry0 : y0 + ry1, x0 + rx0 : x0 + rx1].astype(np.float32))
+        _paint_interior(warped[ry0:ry1, rx0:rx1], box, geo, W, delta, d_low, d_up)
     frame[y0:y1, x0:x1] = warped
     return frame

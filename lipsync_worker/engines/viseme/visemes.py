@@ -12,6 +12,8 @@ import numpy as np
 from ..base import FPS, SAMPLE_RATE, Timing
 
 CURVE_HZ = 100
+# With phoneme timings, the share of the opening that follows the speech's loudness.
+LOUDNESS_SHARE = 0.3
 
 # Viseme classes: (opening, rounding).
 VISEMES = {
@@ -129,3 +131,13 @@ def curves_from_audio(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     opening[quiet] = 0.0
     opening = np.clip(_gaussian(opening, 10), 0, 1)
     return _to_frames(opening, frames), np.zeros(frames)
+
+
+def curves_from_speech(timings: list[Timing], samples: np.ndarray, duration: float) -> tuple[np.ndarray, np.ndarray]:
+    """Phoneme timings shape the mouth; the loudness adds how strongly each syllable is
+    said (a stressed vowel opens wider than a reduced one). Never where the lips close."""
+    opening, rounding = curves_from_timings(timings, duration)
+    loud, _ = curves_from_audio(samples)
+    loud = np.pad(loud, (0, max(0, len(opening) - len(loud))))[: len(opening)]
+    mixed = (1 - LOUDNESS_SHARE) * opening + LOUDNESS_SHARE * np.minimum(loud, 2 * opening)
+    return np.clip(mixed, 0, 1), rounding

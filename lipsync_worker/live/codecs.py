@@ -1,0 +1,213 @@
+"""The video a live session sends: which codec, at what size, at what bit rate, and with
+which encoder settings.
+
+Encoding is most of a CPU worker's cost per session (issue #14): aiortc encodes every
+frame of every viewer in software. Measured on this project's 2-core machine for a
+576x768 avatar, CPU per frame: VP8 as aiortc sets it up 12 ms (of which 4 ms converting
+BGR to YUV), aiortc's own H.264 (libx264's default "medium" preset) 23 ms, libx264
+"ultrafast" on a YUV frame 1.9 ms (1.0 ms at 360x480). Hence:
+
+- H.264 first when the viewer offers it (LIVE_VIDEO_CODECS, in preference order), VP8 for
+  viewers that offer only VP8;
+- libx264 with the "ultrafast" preset, zero-latency tuning, one thread per encoder (the
+  sessions are the parallelism), instead of aiortc's default preset;
+- frames no taller than LIVE_VIDEO_MAX_HEIGHT (and within H.264 level 3.1's 3600
+  macroblocks, what browsers declare), downscaled once when rendered, not per viewer;
+- the encoder's target bit rate (which the viewer's REMB feedback moves) no higher than
+  LIVE_VIDEO_MAX_BITRATE, so a fast network does not make every frame bigger to encode,
+  encrypt and send.
+
+aiortc (pinned, 1.16) chooses and configures its encoders itself, with no setting for the
+preset or the bit rate ceiling; `install_encoder` puts ours in the sender before its first
+frame (the only place aiortc reads it). That, and the two subclasses, are the only ties to
+aiortc's internals, all in this module.
+"""
+
+from __future__ import annotations
+
+import fractions
+import logging
+
+import cv2
+import numpy as np
+from aiortc.codecs import h264, vpx
+from django.conf import settings
+
+from ..engines.base import FPS
+
+logger = logging.getLogger(__name__)
+
+# H.264 level 3.1 (profile-level-id 42e01f, what browsers and aiortc declare): at most
+# 3600 macroblocks of 16x16 per frame (1280x720).
+MAX_MACROBLOCKS = 3600
+# libx264: "ultrafast" costs 1.9 ms a 576x768 frame here, "superfast" 3.2, "veryfast" 5.0,
+# aiortc's default ("medium") 23; a talking head at <= 540p stays clean at 1 Mbps.
+H264_PRESET = "ultrafast"
+
+
+def video_size(width: int, height: int, max_height: int | None = None) -> tuple[int, int]:
+    """The size an avatar's frames are sent at: no taller than `max_height`
+    (LIVE_VIDEO_MAX_HEIGHT), within MAX_MACROBLOCKS, even (YUV 4:2:0), aspect kept."""
+    max_height = settings.LIVE_VIDEO_MAX_HEIGHT if max_height is None else max_height
+    scale = min(1.0, max_height / height, (MAX_MACROBLOCKS * 256 / (width * height)) ** 0.5)
+    while True:
+        w = max(2, int(round(width * scale / 2)) * 2)
+        h = max(2, int(round(height * scale / 2)) * 2)
+        if ((w + 15) // 16) * ((h + 15) // 16) <= MAX_MACROBLOCKS:
+            return w, h
+        scale *= 0.995  # rounding up to whole macroblocks went over
+
+
+def fit_frame(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` (BGR) at `size` (width, height): as it is when it already has that size.
+
+    INTER_AREA (the right filter for shrinking) is fast in OpenCV only for whole-number
+    ratios (2.2 ms for 1920x1080 to 960x540, but 23 ms for 576x768 to 404x540): shrink by
+    the whole-number part of the ratio with it, then by the rest (less than 2x, where a
+    bilinear filter does not alias) with INTER_LINEAR."""
+    width, height = size
+    h, w = image.shape[:2]
+    if (w, h) == (width, height):
+        return image
+    factor = min(w // width, h // height)
+    if factor >= 2:
+        # Whole multiples of the factor, so that OpenCV takes its fast integer path.
+        cropped = image[: h - h % factor, : w - w % factor]
+        image = cv2.resize(
+            cropped, (cropped.shape[1] // factor, cropped.shape[0] // factor), interpolation=cv2.INTER_AREA
+        )
+        if image.shape[1] == width and image.shape[0] == height:
+            return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def bgr_to_i420(image: np.ndarray) -> np.ndarray:
+    """BGR to planar YUV 4:2:0 (BT.601, limited range, as swscale does), 3x cheaper than
+    letting the encoder's swscale convert it. Even width and height only."""
+    return cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
+
+
+def preferred_codecs(kind: str = "video") -> list:
+    """aiortc's capabilities in LIVE_VIDEO_CODECS order (H.264's constrained-baseline
+    variant first among its two), then RTX (retransmissions)."""
+    from aiortc import RTCRtpSender
+
+    capabilities = RTCRtpSender.getCapabilities(kind).codecs
+    ordered = []
+    for name in settings.LIVE_VIDEO_CODECS:
+        matching = [c for c in capabilities if c.mimeType.lower() == f"video/{name.lower()}"]
+        matching.sort(key=lambda c: c.parameters.get("profile-level-id") != "42e01f")
+        ordered += matching
+    return ordered + [c for c in capabilities if c.mimeType.lower() == "video/rtx"]
+
+
+def offered_video_codecs(sdp: str) -> list[str]:
+    """The video codecs an offer lists (their names, upper case, in its order), for errors."""
+    names: list[str] = []
+    section = None
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            section = line.split()[0][2:]
+        elif section == "video" and line.startswith("a=rtpmap:"):
+            name = line.split()[1].split("/")[0].upper()
+            if name not in names and name not in ("RTX", "RED", "ULPFEC", "FLEXFEC-03"):
+                names.append(name)
+    return names
+
+
+def sent_video_codec(sdp: str) -> str | None:
+    """The codec the sender of this answer uses: the first of its video section."""
+    section, first = None, None
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            section = line.split()[0][2:]
+            if section == "video":
+                parts = line.split()
+                first = parts[3] if len(parts) > 3 else None
+        elif section == "video" and first is not None and line.startswith(f"a=rtpmap:{first} "):
+            return line.split()[1].split("/")[0].upper()
+    return None
+
+
+class _BitrateCeiling:
+    """aiortc's encoders start at a bit rate of their own and follow the viewer's REMB
+    estimate up to their maximum (3 Mbps for H.264); this keeps them at or below
+    LIVE_VIDEO_MAX_BITRATE."""
+
+    max_bitrate = 1_000_000
+    min_bitrate = 250_000
+
+    def _init_ceiling(self, max_bitrate: int, start: int) -> None:
+        self.max_bitrate = max_bitrate
+        self._ceiling_bitrate = max(self.min_bitrate, min(start, max_bitrate))
+
+    @property
+    def target_bitrate(self) -> int:
+        return self._ceiling_bitrate
+
+    @target_bitrate.setter
+    def target_bitrate(self, bitrate: int) -> None:
+        self._ceiling_bitrate = max(self.min_bitrate, min(int(bitrate), self.max_bitrate))
+
+
+class TunedH264Encoder(_BitrateCeiling, h264.H264Encoder):
+    """aiortc's H.264 encoder (its packetization, keyframe requests, bit rate changes) with
+    libx264 set up for many concurrent sessions: H264_PRESET, zero latency, one thread."""
+
+    min_bitrate = 300_000
+
+    def __init__(self, max_bitrate: int):
+        super().__init__()
+        self._init_ceiling(max_bitrate, h264.DEFAULT_BITRATE)
+
+    def _encode_frame(self, frame, force_keyframe: bool):
+        # aiortc's method makes a new context (with its own options) only when there is none
+        # or the size or bit rate changed by over 10%: make ours first in those cases.
+        codec = self.codec
+        if (
+            codec is None
+            or (frame.width, frame.height) != (codec.width, codec.height)
+            or abs(self.target_bitrate - codec.bit_rate) / codec.bit_rate > 0.1
+        ):
+            self.codec = h264_context(frame.width, frame.height, self.target_bitrate)
+        return super()._encode_frame(frame, force_keyframe)
+
+
+def h264_context(width: int, height: int, bitrate: int):
+    """A libx264 encoder context as the live sessions use it (Baseline, level 3.1, what
+    aiortc's H.264 packetization and browsers expect)."""
+    import av
+
+    codec = av.CodecContext.create("libx264", "w")
+    codec.width = width
+    codec.height = height
+    codec.bit_rate = bitrate
+    codec.pix_fmt = "yuv420p"
+    # The rate we send (aiortc says 30): libx264 spreads the bit rate over this many frames.
+    codec.framerate = fractions.Fraction(FPS, 1)
+    codec.time_base = fractions.Fraction(1, FPS)
+    codec.profile = "Baseline"
+    codec.thread_count = 1
+    codec.options = {"preset": H264_PRESET, "tune": "zerolatency", "level": "31"}
+    return codec
+
+
+class CappedVp8Encoder(_BitrateCeiling, vpx.Vp8Encoder):
+    """aiortc's VP8 encoder (its settings: realtime, cpu-used -6) under the bit rate ceiling."""
+
+    def __init__(self, max_bitrate: int):
+        super().__init__()
+        self._init_ceiling(max_bitrate, vpx.DEFAULT_BITRATE)
+
+
+def install_encoder(sender, codec_name: str | None) -> None:
+    """Give `sender` (an RTCRtpSender whose answer is set, no frame sent yet) our encoder for
+    the codec negotiated. aiortc makes its encoder on the first frame only when the sender
+    has none (`RTCRtpSender._next_encoded_frame`), and has no public way to pass one."""
+    encoders = {"H264": TunedH264Encoder, "VP8": CappedVp8Encoder}
+    if codec_name not in encoders:
+        return
+    if not hasattr(sender, "_RTCRtpSender__encoder"):
+        logger.warning("aiortc's RTCRtpSender changed: its default %s encoder settings are used", codec_name)
+        return
+    sender._RTCRtpSender__encoder = encoders[codec_name](settings.LIVE_VIDEO_MAX_BITRATE)
