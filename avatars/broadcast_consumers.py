@@ -19,6 +19,7 @@ from tutor_site.exceptions import ObjectNotFound, ServiceError, SessionTokenInva
 
 from .broadcast_services import broadcast_group_name, broadcast_join, broadcast_viewer_resolve
 from .signaling_messages import SignalingMessagesMixin
+from .worker_watch import WorkerWatchMixin
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
@@ -26,7 +27,7 @@ CLOSE_ENDED = 1000
 HOST_ONLY = "Only the host of this broadcast can {action}; viewers watch and listen."
 
 
-class BroadcastViewerConsumer(SignalingMessagesMixin, RedisLostMixin, AsyncJsonWebsocketConsumer):
+class BroadcastViewerConsumer(SignalingMessagesMixin, WorkerWatchMixin, RedisLostMixin, AsyncJsonWebsocketConsumer):
     async def connect(self):
         self.viewer_id = None
         self.record = None
@@ -49,6 +50,7 @@ class BroadcastViewerConsumer(SignalingMessagesMixin, RedisLostMixin, AsyncJsonW
         await self.send_json({"type": "state", "state": "ready", "broadcast_id": self.broadcast_id})
 
     async def disconnect(self, code):
+        self.worker_watch_stop()
         group, self.group = getattr(self, "group", None), None
         if group is not None:
             await self.channel_layer.group_discard(group, self.channel_name)
@@ -89,6 +91,7 @@ class BroadcastViewerConsumer(SignalingMessagesMixin, RedisLostMixin, AsyncJsonW
             await self._error(exc.detail)
             return
         self.viewer_id = answer["viewer_id"]
+        self.worker_watch_start(self.record["channel"])  # the host's worker killed: told below
         # Fresh TURN credentials, as a session's answer has: for an ICE restart or a reconnection.
         grant = ice_servers_grant(f"broadcast-{self.broadcast_id[:12]}")
         await self.send_json(
@@ -101,6 +104,12 @@ class BroadcastViewerConsumer(SignalingMessagesMixin, RedisLostMixin, AsyncJsonW
                 "expires_at": grant["expires_at"],
             }
         )
+
+    async def worker_lost(self, detail: str) -> None:
+        self.viewer_id = None
+        await self.send_json({"type": "error", "detail": detail})
+        await self.send_json({"type": "ended", "reason": "worker lost"})
+        await self.close(code=CLOSE_ENDED)
 
     async def live_event(self, message):
         event = message.get("event") or {}

@@ -154,6 +154,17 @@ def _job_result(job_id: str):
 _JOB_UNFINISHED = ("PENDING", "RECEIVED", "STARTED", "RETRY")
 
 
+def _start_target_key(job_id: str) -> str:
+    return redis_key("live", "start-target", job_id)
+
+
+def _start_target_serving(job_id: str) -> bool:
+    """Is the worker a start job was sent to still there to take it? (A job in the queue of
+    a worker killed since then would keep the avatar `starting` until it expires.)"""
+    channel = client().get(_start_target_key(job_id))
+    return channel is None or registry.worker_serving(channel.decode())
+
+
 @dataclass
 class StartJob:
     """How a start job stands: `starting`, `active` or `failed` (with the reason)."""
@@ -224,7 +235,7 @@ def avatar_start(
     ref_file = avatar_reference_for_start(avatar, ref_file)[0] if ref_file else ""
     timeout = settings.AVATAR_START_TIMEOUT if timeout is None else timeout
     pending = avatar_start_pending(avatar.pk)
-    if pending and not ref_file and _job_result(pending).state in _JOB_UNFINISHED:
+    if pending and not ref_file and _job_result(pending).state in _JOB_UNFINISHED and _start_target_serving(pending):
         result = _job_result(pending)
     else:
         placement = placement_choose(avatar)
@@ -237,6 +248,7 @@ def avatar_start(
 
             reason, routing = placement.reason, {"queue": worker_direct(placement.hostname)}
             registry.placing_add(placement.channel, avatar.pk, expires)
+            client().set(_start_target_key(job_id), placement.channel, ex=int(expires))
         try:
             result = task_send(
                 tasks.LIVE_START,

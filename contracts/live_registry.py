@@ -53,13 +53,28 @@ def workers_known_dead(channels) -> set[str]:
         for channel in channels:
             pipe.sismember(_key("known"), channel)
             pipe.exists(_key("worker", channel))
+            pipe.exists(_key("dead", channel))
         answers = pipe.execute()
-    return {c for c, known, alive in zip(channels, answers[::2], answers[1::2], strict=True) if known and not alive}
+    return {
+        channel
+        for channel, known, alive, dead in zip(channels, answers[::3], answers[1::3], answers[2::3], strict=True)
+        if dead or (known and not alive)
+    }
 
 
 def workers_known_forget(channels) -> None:
-    if channels:
-        client().srem(_key("known"), *channels)
+    """The sweep reset what these dead workers served: drop them from the known set, and
+    keep a tombstone a while for the sockets still watching them (avatars.worker_watch)."""
+    if not channels:
+        return
+    with client().pipeline() as pipe:
+        pipe.srem(_key("known"), *channels)
+        for channel in channels:
+            pipe.set(_key("dead", channel), 1, ex=DEAD_TTL)
+        pipe.execute()
+
+
+DEAD_TTL = 600
 
 
 def worker_forget(channel: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,9 +30,19 @@ def idle_index(k: int, n: int) -> int:
     return p if p < n else period - p
 
 
-# Decoded frames kept per avatar (shared by its sessions and renders): decoding a frame took
-# 2–4 ms of every speaking frame's ~10 ms on a CPU worker. Beyond the budget, decoded on use.
-DECODED_CACHE_BYTES = 192 * 1024 * 1024
+# Decoded frames kept in memory, all avatars of a process together (shared by their
+# sessions and renders): decoding a frame took 2–4 ms of every speaking frame's ~10 ms on a
+# CPU worker. Beyond the budget, frames are decoded on use.
+DECODED_CACHE_BYTES = 256 * 1024 * 1024
+_decoded_total = [0]  # bytes cached by every AvatarAssets of this process
+_decoded_total_lock = threading.Lock()
+
+
+def _decoded_release(counted: list[int]) -> None:
+    """An AvatarAssets went away: its cached frames no longer count."""
+    with _decoded_total_lock:
+        _decoded_total[0] -= counted[0]
+        counted[0] = 0
 
 
 @dataclass
@@ -42,8 +53,7 @@ class AvatarAssets:
     # index -> (the JPEG it was decoded from, the image): an engine may replace `jpeg_frames`
     # (viseme's idle loop with closed mouths), so an entry counts only for the same JPEG.
     _decoded: dict = field(default_factory=dict, repr=False)
-    _decoded_bytes: int = 0
-    _decoded_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _decoded_bytes: list = field(default_factory=lambda: [0], repr=False)  # released when this goes
 
     @property
     def frame_count(self) -> int:
@@ -60,12 +70,15 @@ class AvatarAssets:
         if cached is not None and cached[0] is data:
             return cached[1].copy()
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        with self._decoded_lock:
+        with _decoded_total_lock:
             old = self._decoded.get(index)
             grow = image.nbytes - (old[1].nbytes if old is not None else 0)
-            if old is not None or self._decoded_bytes + grow <= DECODED_CACHE_BYTES:
+            if old is not None or _decoded_total[0] + grow <= DECODED_CACHE_BYTES:
+                if not self._decoded:
+                    weakref.finalize(self, _decoded_release, self._decoded_bytes)
                 self._decoded[index] = (data, image)
-                self._decoded_bytes += grow
+                self._decoded_bytes[0] += grow
+                _decoded_total[0] += grow
                 image = image.copy()
         return image
 

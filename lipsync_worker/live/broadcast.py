@@ -185,7 +185,7 @@ class SharedEncoder:
             codec = av.CodecContext.create("libx264", "w")
             codec.width, codec.height = size
             codec.pix_fmt = "yuv420p"
-            codec.bit_rate = VIDEO_BITRATE
+            codec.bit_rate = min(VIDEO_BITRATE, settings.LIVE_VIDEO_MAX_BITRATE)  # the operator's ceiling
             codec.framerate = Fraction(FPS, 1)
             codec.time_base = VIDEO_TIME_BASE
             codec.profile = "Baseline"

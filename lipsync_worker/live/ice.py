@@ -72,9 +72,6 @@ def loopback_only() -> bool:
         return False
 
 
-_CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ (\S+)", re.IGNORECASE)
-
-
 _TURN_HOST = re.compile(r"^turns?:(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:?]+))", re.IGNORECASE)
 
 
@@ -99,14 +96,18 @@ def candidate_allowed(address: str, kind: str = "host") -> bool:
     Loopback-only mode: loopback addresses only. Otherwise public addresses, and private
     ones only where WEBRTC_ALLOW_PRIVATE_CANDIDATES says viewers share the worker's network:
     a viewer must not make the worker probe its own LAN, link-local or loopback services.
-    A relay candidate on one of our own TURN servers (an address in TURN_URLS, even a
-    private or loopback one) is allowed: that is where the viewer's relayed media is.
+    With WEBRTC_ICE_TRANSPORT_POLICY=relay, a relay candidate on one of our own TURN servers
+    (an address in TURN_URLS, even a private or loopback one) is allowed: that is where the
+    viewer's relayed media is, and the worker reaches it through its own relay.
     Hostnames (mDNS .local names) are never resolved."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
-    if kind.lower() == "relay" and str(ip) in turn_server_addresses():
+    # Only where the worker itself relays everything: in "all" mode a viewer could claim
+    # `typ relay` on any port of a private TURN host and have the worker probe it.
+    relay_only = settings.WEBRTC_ICE_TRANSPORT_POLICY == "relay"
+    if relay_only and kind.lower() == "relay" and str(ip) in turn_server_addresses():
         return True
     if loopback_only():
         return ip.is_loopback
@@ -117,12 +118,28 @@ def candidate_allowed(address: str, kind: str = "host") -> bool:
     return True
 
 
+def _candidate_fields(line: str) -> tuple[str, str] | None:
+    """(address, type) of an `a=candidate:` line read the way aiortc reads it (fields split
+    on any whitespace, numbers parsed), or None when aiortc could not use it either."""
+    bits = line.split(":", 1)[1].split() if ":" in line else []
+    if len(bits) < 8 or bits[6].lower() != "typ":
+        return None
+    try:
+        int(bits[1]), int(bits[3]), int(bits[5])
+    except ValueError:
+        return None
+    return bits[4], bits[7]
+
+
 def remote_sdp_filter(sdp: str) -> str:
-    """The peer's SDP without the candidates we must not try (see `candidate_allowed`)."""
+    """The peer's SDP without the candidates we must not try (see `candidate_allowed`):
+    every line that names a candidate is checked, and one we cannot read is dropped, so no
+    spelling of it gets past the check to aiortc's own parser."""
     kept = []
     for line in sdp.splitlines():
-        match = _CANDIDATE.match(line)
-        if match and not candidate_allowed(match.group(1), match.group(2)):
-            continue
+        if line.lstrip().lower().startswith("a=candidate"):
+            fields = _candidate_fields(line.strip())
+            if fields is None or not candidate_allowed(*fields):
+                continue
         kept.append(line)
     return "\r\n".join(kept) + "\r\n"

@@ -188,7 +188,10 @@ class LiveRuntime:
         nothing new, tell the viewers, and let `drain_wait` end their sessions at the end of
         the grace period."""
         grace = settings.LIVE_DRAIN_GRACE_SECONDS if grace is None else grace
-        if self.draining or self._stopping or not self._thread.is_alive():
+        if self._stopping or not self._thread.is_alive():
+            return
+        if self.draining:  # a second signal: end the sessions now
+            self.drain_deadline = min(self.drain_deadline, time.monotonic())
             return
         self.draining = True
         self.drain_deadline = time.monotonic() + grace
@@ -443,8 +446,11 @@ def _capabilities() -> tuple[list[str], str]:
 
 
 def _avatar_move(avatar_id: int) -> str:
+    from django.db import close_old_connections
+
     from avatars.live_services import avatar_live_move
 
+    close_old_connections()  # an executor thread's connection may have broken meanwhile
     return avatar_live_move(avatar_id)
 
 
@@ -452,9 +458,12 @@ def _dead_workers_sweep() -> None:
     """Avatars of a worker whose heartbeat stopped (killed, its machine gone) go back to
     inactive within a heartbeat or two, not when someone next opens them. One runtime at
     a time does it (a Redis claim per heartbeat period)."""
+    from django.db import close_old_connections
+
     from avatars.live_services import avatar_live_reconcile
 
     if registry.sweep_claim(settings.LIVE_HEARTBEAT_SECONDS * 0.9):
+        close_old_connections()  # an executor thread's connection may have broken meanwhile
         reset = avatar_live_reconcile()
         if reset:
             logger.info("Avatars %s were on a worker that stopped responding: now inactive", reset)

@@ -65,7 +65,7 @@ def _drain(how="", **_kwargs):
 
     runtime = runtime_current()
     if runtime is not None and runtime.channel:
-        runtime.drain_begin(0.0 if str(how).lower() == "cold" else None)
+        runtime.drain_begin(0.0 if str(how).lower() == "cold" else None)  # a second signal: at once
 
 
 def _stop() -> None:

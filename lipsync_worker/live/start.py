@@ -6,8 +6,9 @@ import logging
 
 from avatars import live_services
 from avatars.models import Avatar
+from contracts import live_registry as registry
 
-from .runtime import runtime_get
+from .runtime import runtime_current, runtime_get
 
 logger = logging.getLogger(__name__)
 
@@ -23,11 +24,18 @@ def live_avatar_warm_up(
     except Exception as exc:
         logger.exception("Start of avatar %s failed", avatar_id)
         reason = getattr(exc, "detail", None) or "The start failed on the worker (the error is in its log)."
-        live_services.avatar_live_start_failed(avatar_id, reason)
+        _start_failed(avatar_id, reason)
         raise
     if outcome.get("status") != "active":
-        live_services.avatar_live_start_failed(avatar_id, outcome.get("detail") or outcome.get("status", ""))
+        _start_failed(avatar_id, outcome.get("detail") or outcome.get("status", ""))
     return outcome
+
+
+def _start_failed(avatar_id: int, reason: str) -> None:
+    runtime = runtime_current()
+    if runtime is not None and runtime.channel:  # placement no longer counts it here
+        registry.placing_remove(runtime.channel, avatar_id)
+    live_services.avatar_live_start_failed(avatar_id, reason)
 
 
 def _warm_up(avatar_id: int, ref_file: str, engine_url: str, worker_name: str, placement_reason: str) -> dict:

@@ -48,18 +48,47 @@ RELAYED = "\r\n".join([
 ]) + "\r\n"  # fmt: skip
 
 
-def test_relay_candidates_on_our_own_turn_server_are_kept(settings):
-    """A TURN server on a private address (the cluster's network): the viewer's relayed
-    candidates there are where its media is; other private addresses stay refused, also
-    as relay candidates, and so does a host candidate at the TURN server's address."""
+def test_relay_candidates_on_our_own_turn_server_are_kept_when_everything_is_relayed(settings):
+    """A TURN server on a private address (the cluster's network) and relay-only ICE: the
+    viewer's relayed candidates there are where its media is; other private addresses stay
+    refused, also as relay candidates, and so does a host candidate at the TURN server's
+    address. Without relay-only ICE the worker would send to that address itself, on
+    whatever port the viewer wrote: refused."""
     settings.WEBRTC_HOST_ADDRESSES, settings.WEBRTC_ICE_SERVERS = ["203.0.113.5"], []
     settings.TURN_URLS = ["turn:10.0.0.7:3478?transport=udp", "turns:turn.example.org:5349?transport=tcp"]
     settings.TURN_SECRET = "s"
     settings.WEBRTC_ALLOW_PRIVATE_CANDIDATES = False
-    kept = {
-        (line.split()[4], line.split()[7]) for line in remote_sdp_filter(RELAYED).splitlines() if "candidate" in line
-    }
-    assert kept == {("10.0.0.7", "relay"), ("93.184.216.34", "relay")}
+
+    def kept():
+        lines = remote_sdp_filter(RELAYED).splitlines()
+        return {(line.split()[4], line.split()[7]) for line in lines if "candidate" in line}
+
+    settings.WEBRTC_ICE_TRANSPORT_POLICY = "relay"
+    assert kept() == {("10.0.0.7", "relay"), ("93.184.216.34", "relay")}
+    settings.WEBRTC_ICE_TRANSPORT_POLICY = "all"
+    assert kept() == {("93.184.216.34", "relay")}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "a=candidate:1 1 udp 1  10.0.0.5 9 typ host",  # two spaces
+        "a=candidate:1 1 udp -1 10.0.0.5 9 typ host",  # a negative priority
+        "a=candidate:1 1 udp 1 10.0.0.5 9\ttyp host",  # a tab
+        " a=candidate:1 1 udp 1 10.0.0.5 9 typ host",  # a leading space
+        "A=CANDIDATE:1 1 udp 1 10.0.0.5 9 typ host",
+        "a=candidate:1 1 udp 1 10.0.0.5 9 host",  # no `typ`: unreadable, dropped too
+        "a=candidate:1 x udp 1 10.0.0.5 9 typ host",
+    ],
+)
+def test_no_spelling_of_a_candidate_gets_past_the_check(settings, line):
+    """aiortc splits a candidate on any whitespace and parses its numbers: every line that
+    names a candidate is read the same way here, and one that cannot be read is dropped."""
+    settings.WEBRTC_HOST_ADDRESSES, settings.WEBRTC_ICE_SERVERS = ["203.0.113.5"], []
+    settings.WEBRTC_ALLOW_PRIVATE_CANDIDATES = False
+    out = remote_sdp_filter("v=0\r\n" + line + "\r\na=candidate:2 1 udp 1 93.184.216.34 9 typ host\r\n")
+    assert "10.0.0.5" not in out
+    assert "93.184.216.34" in out
 
 
 def test_a_turn_server_on_loopback_keeps_loopback_mode(settings):
