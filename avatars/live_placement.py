@@ -69,6 +69,10 @@ def placement_choose(avatar: Avatar) -> Placement | None:
     everyone = registry.workers()
     if not everyone:
         return None
+    # Only workers of the `live` queue (not one that got a start on a queue of its own).
+    everyone = {channel: facts for channel, facts in everyone.items() if facts.get("placeable")}
+    if not everyone:
+        return None
     taking = {channel: facts for channel, facts in everyone.items() if not facts.get("draining")}
     counts = _warm_counts(taking)
     candidates = [_Candidate(channel, facts, counts[channel]) for channel, facts in taking.items()]

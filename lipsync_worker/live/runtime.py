@@ -151,6 +151,8 @@ class LiveRuntime:
         task.add_done_callback(self._tasks.discard)
 
     async def _beat(self) -> None:
+        from .signals import serves_live_queue
+
         facts = {
             "name": self.name,
             "pid": os.getpid(),
@@ -163,6 +165,7 @@ class LiveRuntime:
             "device": self.device,
             "engines": self.engines,
             "draining": self.draining,
+            "placeable": serves_live_queue(),
         }
         # Only sessions whose reservation is recorded (one being reserved is not refreshed into it).
         sessions = {

@@ -32,6 +32,12 @@ def _note_queues(sender=None, **_kwargs):
     _worker_name = getattr(sender, "hostname", "") or ""
 
 
+def serves_live_queue() -> bool:
+    """Does this worker take starts from the `live` queue? Only then does placement send it
+    avatars (a runtime also starts in a worker handed a start on a queue of its own)."""
+    return _serves_live
+
+
 def _start() -> None:
     if not _serves_live:
         return

@@ -22,7 +22,9 @@ def beat(settings):
     settings.REDIS_KEY_PREFIX = f"vt-placement-{uuid.uuid4().hex[:8]}"
     channels = []
 
-    def beat(name, *, device="cpu", engines=("viseme",), sessions=0, max_sessions=6, draining=False) -> str:
+    def beat(
+        name, *, device="cpu", engines=("viseme",), sessions=0, max_sessions=6, draining=False, placeable=True
+    ) -> str:
         channel = f"live.test-{uuid.uuid4().hex}"
         facts = {
             "name": f"{name}@host pid 1",
@@ -32,6 +34,7 @@ def beat(settings):
             "sessions": sessions,
             "max_sessions": max_sessions,
             "draining": draining,
+            "placeable": placeable,
             "avatars": [],
         }
         registry.worker_beat(channel, facts)
@@ -52,6 +55,7 @@ def _avatar(tutor, name="placed", model="viseme") -> Avatar:
 def test_the_worker_with_most_free_places_is_chosen_with_the_reason(tutor, beat):
     beat("busy", sessions=5)
     free = beat("free", sessions=1)
+    beat("private", max_sessions=50, placeable=False)  # a runtime outside the `live` queue
     placement = placement_choose(_avatar(tutor))
     assert placement.channel == free and placement.hostname == "free@host" and placement.device == "cpu"
     assert placement.reason == (
