@@ -13,11 +13,10 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from contracts.ice_servers import ice_servers_grant
 from tutor_site.channels_auth import RedisLostMixin
 from tutor_site.exceptions import ObjectNotFound, ServiceError, SessionTokenInvalid
 
-from .broadcast_services import broadcast_group_name, broadcast_join, broadcast_viewer_resolve
+from .broadcast_services import broadcast_group_name, broadcast_ice_grant, broadcast_join, broadcast_viewer_resolve
 from .signaling_messages import SignalingMessagesMixin
 from .worker_watch import WorkerWatchMixin
 
@@ -93,7 +92,7 @@ class BroadcastViewerConsumer(SignalingMessagesMixin, WorkerWatchMixin, RedisLos
         self.viewer_id = answer["viewer_id"]
         self.worker_watch_start(self.record["channel"])  # the host's worker killed: told below
         # Fresh TURN credentials, as a session's answer has: for an ICE restart or a reconnection.
-        grant = ice_servers_grant(f"broadcast-{self.broadcast_id[:12]}")
+        grant = broadcast_ice_grant(self.broadcast_id)
         await self.send_json(
             {
                 "type": "answer",

@@ -65,6 +65,13 @@ def broadcast_token_issue(broadcast_id: str, *, channel: str, avatar_id: int, se
     return token
 
 
+def broadcast_ice_grant(broadcast_id: str) -> dict:
+    """The ICE servers a viewer of this broadcast gets (TURN credentials named after the class)."""
+    from contracts.ice_servers import ice_servers_grant
+
+    return ice_servers_grant(f"broadcast-{broadcast_id[:12]}")
+
+
 def broadcast_viewer_resolve(broadcast_id: str, token) -> dict:
     """The broadcast's record ({channel, avatar_id, session_id}) when `token` is one of its
     viewer tokens. No such broadcast (or ended): ObjectNotFound; a wrong token: SessionTokenInvalid."""

@@ -5,10 +5,9 @@ that speak (viewers watch and listen)."""
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
-from contracts.ice_servers import ice_servers_grant
 from tutor_site.exceptions import ObjectNotFound, SessionTokenInvalid
 
-from .broadcast_services import broadcast_viewer_resolve
+from .broadcast_services import broadcast_ice_grant, broadcast_viewer_resolve
 
 
 @never_cache
@@ -17,9 +16,9 @@ def watch_page(request, broadcast_id: str):
     try:
         broadcast_viewer_resolve(broadcast_id, token)
     except (ObjectNotFound, SessionTokenInvalid) as exc:
-        response = render(request, "avatars/watch_link_invalid.html", {"detail": exc.detail}, status=404)
+        response = render(request, "avatars/link_invalid.html", {"detail": exc.detail, "kind": "broadcast"}, status=404)
     else:
-        grant = ice_servers_grant(f"broadcast-{broadcast_id[:12]}")  # TURN credentials for this class
+        grant = broadcast_ice_grant(broadcast_id)
         config = {
             "broadcastId": broadcast_id,
             "wsPath": f"/ws/broadcasts/{broadcast_id}/?token={token}",

@@ -269,7 +269,7 @@ def talk_token_page(request, token: str):
     try:
         session_token = session_token_resolve(token)
     except SessionTokenInvalid as exc:
-        response = render(request, "avatars/talk_link_invalid.html", {"detail": exc.detail}, status=404)
+        response = render(request, "avatars/link_invalid.html", {"detail": exc.detail, "kind": "session"}, status=404)
     else:
         avatar = avatar_get_live(SessionTokenPrincipal(session_token), session_token.avatar_id)
         config = {
