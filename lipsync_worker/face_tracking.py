@@ -169,6 +169,29 @@ class FaceTrack:
         }
 
 
+# The track's arrays measured in pixels, by how they scale with the frame.
+_TRACK_POINTS = ("landmarks", "mouth_center")  # (..., 2) x, y
+_TRACK_BOXES = ("boxes", "crop_boxes")  # (N, 4) x1, y1, x2, y2
+_TRACK_LENGTHS = ("mouth_width", "mouth_opening", "jaw_length")
+
+
+def track_scaled(track: dict[str, np.ndarray], sx: float, sy: float) -> dict[str, np.ndarray]:
+    """The face track (FaceTrack.arrays()) of the same video with its frames scaled by
+    (sx, sy); what is not in pixels (found, face counts) is kept as it is."""
+    out = dict(track)
+    for key in _TRACK_POINTS:
+        if key in track:
+            out[key] = (track[key] * np.array([sx, sy])).astype(track[key].dtype)
+    for key in _TRACK_BOXES:
+        if key in track:
+            scaled = track[key] * np.array([sx, sy, sx, sy])
+            out[key] = (np.round(scaled) if track[key].dtype.kind == "i" else scaled).astype(track[key].dtype)
+    for key in _TRACK_LENGTHS:
+        if key in track:
+            out[key] = (track[key] * ((sx + sy) / 2)).astype(track[key].dtype)
+    return out
+
+
 def sharpness(image_bgr: np.ndarray, box) -> float:
     x1, y1, x2, y2 = (int(v) for v in box)
     patch = image_bgr[max(0, y1) : max(0, y2), max(0, x1) : max(0, x2)]

@@ -55,6 +55,9 @@ class LipsyncEngine(ABC):
     name: str = ""
     display_name: str = ""
     needs_weights: bool = False
+    # Renders any frame size it is given (its assets' size): live sessions then load the
+    # avatar at the size they send, rather than rendering full frames and shrinking each.
+    renders_at_any_size: bool = False
 
     def availability(self) -> tuple[bool, str]:
         return True, ""

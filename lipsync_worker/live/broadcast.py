@@ -36,6 +36,7 @@ from avatars.broadcast_services import broadcast_forget, broadcast_group_name
 from contracts.errors import ServiceError, TooManyRequests
 
 from ..engines.base import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from ..frame_size import video_size
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +50,6 @@ VIDEO_BITRATE = 900_000
 AUDIO_BITRATE = 32_000
 KEYFRAME_SECONDS = 2.0
 KEYFRAME_MIN_INTERVAL = 0.5
-# H.264 level 3.1 (what browsers expect of constrained baseline): at most 3600 macroblocks a
-# frame, i.e. 1280x720; larger avatars are scaled down to fit.
-MAX_MACROBLOCKS = 3600
 # Ticks waiting for the encoder thread: beyond this the picture of a tick is dropped (its
 # sound never is), so a starved machine shows fewer frames instead of a growing delay.
 MAX_ENCODE_BACKLOG = 3
@@ -102,20 +100,6 @@ class PacketTrack(MediaStreamTrack):
         if self.readyState == "live":
             self._queue.put_nowait(None)
         super().stop()
-
-
-def _encode_size(width: int, height: int) -> tuple[int, int]:
-    """The frame size to encode: even, and within H.264 level 3.1's frame size."""
-
-    def macroblocks(w: int, h: int) -> int:
-        return ((w + 15) // 16) * ((h + 15) // 16)
-
-    scale = min(1.0, (MAX_MACROBLOCKS / macroblocks(width, height)) ** 0.5)
-    while True:
-        w, h = int(width * scale) // 2 * 2, int(height * scale) // 2 * 2
-        if macroblocks(w, h) <= MAX_MACROBLOCKS:
-            return w, h
-        scale *= 0.98
 
 
 class SharedEncoder:
@@ -180,7 +164,7 @@ class SharedEncoder:
         self._deliver(video, audio)
 
     def _video_codec(self, width: int, height: int):
-        size = _encode_size(width, height)
+        size = video_size(width, height)  # the clock's pictures are this size already
         if self._video is None or self._size != size:
             codec = av.CodecContext.create("libx264", "w")
             codec.width, codec.height = size

@@ -12,7 +12,8 @@ BGR to YUV), aiortc's own H.264 (libx264's default "medium" preset) 23 ms, libx2
 - libx264 with the "ultrafast" preset, zero-latency tuning, one thread per encoder (the
   sessions are the parallelism), instead of aiortc's default preset;
 - frames no taller than LIVE_VIDEO_MAX_HEIGHT (and within H.264 level 3.1's 3600
-  macroblocks, what browsers declare), downscaled once when rendered, not per viewer;
+  macroblocks, what browsers declare: frame_size.video_size), rendered at that size when
+  the engine can (viseme), else downscaled once when rendered, never per viewer;
 - the encoder's target bit rate (which the viewer's REMB feedback moves) no higher than
   LIVE_VIDEO_MAX_BITRATE, so a fast network does not make every frame bigger to encode,
   encrypt and send.
@@ -37,48 +38,9 @@ from ..engines.base import FPS
 
 logger = logging.getLogger(__name__)
 
-# H.264 level 3.1 (profile-level-id 42e01f, what browsers and aiortc declare): at most
-# 3600 macroblocks of 16x16 per frame (1280x720).
-MAX_MACROBLOCKS = 3600
 # libx264: "ultrafast" costs 1.9 ms a 576x768 frame here, "superfast" 3.2, "veryfast" 5.0,
 # aiortc's default ("medium") 23; a talking head at <= 540p stays clean at 1 Mbps.
 H264_PRESET = "ultrafast"
-
-
-def video_size(width: int, height: int, max_height: int | None = None) -> tuple[int, int]:
-    """The size an avatar's frames are sent at: no taller than `max_height`
-    (LIVE_VIDEO_MAX_HEIGHT), within MAX_MACROBLOCKS, even (YUV 4:2:0), aspect kept."""
-    max_height = settings.LIVE_VIDEO_MAX_HEIGHT if max_height is None else max_height
-    scale = min(1.0, max_height / height, (MAX_MACROBLOCKS * 256 / (width * height)) ** 0.5)
-    while True:
-        w = max(2, int(round(width * scale / 2)) * 2)
-        h = max(2, int(round(height * scale / 2)) * 2)
-        if ((w + 15) // 16) * ((h + 15) // 16) <= MAX_MACROBLOCKS:
-            return w, h
-        scale *= 0.995  # rounding up to whole macroblocks went over
-
-
-def fit_frame(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """`image` (BGR) at `size` (width, height): as it is when it already has that size.
-
-    INTER_AREA (the right filter for shrinking) is fast in OpenCV only for whole-number
-    ratios (2.2 ms for 1920x1080 to 960x540, but 23 ms for 576x768 to 404x540): shrink by
-    the whole-number part of the ratio with it, then by the rest (less than 2x, where a
-    bilinear filter does not alias) with INTER_LINEAR."""
-    width, height = size
-    h, w = image.shape[:2]
-    if (w, h) == (width, height):
-        return image
-    factor = min(w // width, h // height)
-    if factor >= 2:
-        # Whole multiples of the factor, so that OpenCV takes its fast integer path.
-        cropped = image[: h - h % factor, : w - w % factor]
-        image = cv2.resize(
-            cropped, (cropped.shape[1] // factor, cropped.shape[0] // factor), interpolation=cv2.INTER_AREA
-        )
-        if image.shape[1] == width and image.shape[0] == height:
-            return image
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def bgr_to_i420(image: np.ndarray) -> np.ndarray:

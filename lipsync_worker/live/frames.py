@@ -8,9 +8,11 @@ the clock, on the event loop, takes one item per tick without ever waiting
 seen by both sides) and drains the queue, which also frees a renderer blocked on a full one.
 Nothing else is shared between the two threads.
 
-Pictures travel at the size they are sent at (codecs.video_size: LIVE_VIDEO_MAX_HEIGHT):
-the renderer shrinks each speech frame once, and the avatar's idle loop is shrunk once per
-avatar and kept for all its sessions (`idle_pictures`).
+Pictures travel at the size they are sent at (frame_size.video_size: LIVE_VIDEO_MAX_HEIGHT).
+An engine that renders at any size has the avatar loaded at that size (warm_avatars), so
+nothing is shrunk; otherwise the renderer shrinks each speech frame once, and the idle
+loop is shrunk once per avatar. Either way the idle pictures are kept for all the avatar's
+sessions (`idle_pictures`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .codecs import fit_frame, video_size
+from ..frame_size import fit_frame, video_size
 
 # Rendered speech may run this many ticks (2 s) ahead of the clock; it bounds memory per
 # session and what an interrupt has to throw away.
@@ -140,11 +142,15 @@ class IdlePictures:
         return fit_frame(image, self.size)
 
     def make(self, index: int) -> np.ndarray:
-        """In a thread: the idle picture, kept while under IDLE_CACHE_BYTES."""
-        source = self.avatar.cached_frame(index)
-        if source is None:
-            source = self._decode(index)
-        picture = self.fit(source)
+        """In a thread: the idle picture, kept while under IDLE_CACHE_BYTES. When the avatar
+        was loaded at the sent size it is the assets' own decoded frame (shared, no copy)."""
+        assets = self.avatar.warm.assets
+        if self.size is None:
+            self.size = video_size(*assets.size)
+        if assets.size == self.size:
+            picture = assets.frame_readonly(index)
+        else:
+            picture = self.fit(self._decode(index))
         with self._lock:
             if index not in self._pictures and self._bytes + picture.nbytes <= IDLE_CACHE_BYTES:
                 self._pictures[index] = picture

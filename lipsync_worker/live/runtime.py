@@ -21,22 +21,19 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import numpy as np
 from django.conf import settings
 
 from contracts import live_registry as registry
 from contracts.errors import ServiceError, TooManyRequests
 
+from .frames import idle_pictures
+
 logger = logging.getLogger(__name__)
 
 # Retry-After of a session refused for the admin's limit.
 SESSION_RETRY_SECONDS = 30
-
-# Decoded idle frames are kept per avatar up to this many bytes (a long full-HD avatar
-# would need gigabytes; beyond the budget frames are decoded on use).
-IDLE_CACHE_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(eq=False)
@@ -48,21 +45,6 @@ class LiveAvatar:
     voice: str
     reference_path: str
     reference_text: str
-    _frames: dict = field(default_factory=dict)
-    _cached_bytes: int = 0
-    # `frame` runs in executor threads (the clocks of several sessions, the warm-up task).
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def cached_frame(self, index: int) -> np.ndarray | None:
-        return self._frames.get(index)
-
-    def frame(self, index: int) -> np.ndarray:
-        image = self.warm.assets.frame(index)
-        with self._lock:
-            if index not in self._frames and self._cached_bytes + image.nbytes <= IDLE_CACHE_BYTES:
-                self._frames[index] = image
-                self._cached_bytes += image.nbytes
-        return image
 
 
 class LiveRuntime:
@@ -229,13 +211,14 @@ class LiveRuntime:
         """Called by the warm-up task (its thread): load engine + assets, keep them for sessions."""
         from ..warm_avatars import warm_avatar_get, warm_avatar_pin
 
-        warm = warm_avatar_get(avatar)
+        warm = warm_avatar_get(avatar, live=True)
         warm_avatar_pin(avatar.pk)
         live = LiveAvatar(avatar.pk, avatar.name, warm, avatar.tts_model, avatar.timbre, reference_path, reference_text)
         self.avatars[avatar.pk] = live
-        # Decode the idle loop's first frames now rather than on the first viewer's clock.
+        # Make the idle loop's first pictures now rather than on the first viewer's clock.
+        pictures = idle_pictures(live)
         for index in range(min(warm.assets.frame_count, 25)):
-            live.frame(index)
+            pictures.make(index)
         _asr_warm_up(avatar.asr_model)
         self.loop.call_soon_threadsafe(lambda: self._spawn(self._beat()))
         return live

@@ -266,7 +266,7 @@ def test_the_workers_warm_cache_evicts_the_least_recently_used(monkeypatch, sett
     monkeypatch.setattr(warm_avatars, "_warm", type(warm_avatars._warm)())
     monkeypatch.setattr(warm_avatars, "_pinned", set())
     monkeypatch.setattr(warm_avatars, "get_engine", lambda name: Engine())
-    monkeypatch.setattr(warm_avatars.AvatarAssets, "from_storage", lambda path: SimpleNamespace(meta={}))
+    monkeypatch.setattr(warm_avatars.AvatarAssets, "from_storage", lambda path, sized=None: SimpleNamespace(meta={}))
     settings.LIPSYNC_WARM_AVATARS_MAX = 2
 
     def get(pk):
@@ -332,12 +332,15 @@ def test_the_worker_ends_a_session_at_its_maximum_length(monkeypatch, settings):
 
     class Assets:
         frame_count = 4
+        size = (8, 8)
 
         def idle_frame_index(self, k):
             return k % 4
 
         def frame(self, index):
             return np.zeros((8, 8, 3), np.uint8)
+
+        frame_readonly = frame
 
     class Runtime:
         channel = "test"

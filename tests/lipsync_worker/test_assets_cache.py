@@ -31,8 +31,18 @@ def test_a_frame_is_decoded_once_and_each_caller_gets_its_own_copy(monkeypatch):
     assert abs(int(assets.frame(1).mean()) - 90) <= 2 and len(decoded) == 2
 
 
-def test_the_budget_is_shared_by_every_avatar_and_freed_with_it(monkeypatch):
-    monkeypatch.setattr(assets_module, "DECODED_CACHE_BYTES", assets_module._decoded_total[0] + 48 * 64 * 3)
+def test_the_shared_frame_is_the_cached_one_and_cannot_be_painted_on():
+    assets = _assets(10, 200)
+    shown = assets.frame_readonly(1)
+    assert shown is assets.frame_readonly(1) and not shown.flags.writeable
+    mine = assets.frame(1)
+    mine[:] = 0
+    assert abs(int(assets.frame_readonly(1).mean()) - 200) <= 2
+
+
+def test_the_budget_is_shared_by_every_avatar_and_freed_with_it(settings):
+    # LIPSYNC_FRAME_CACHE_MB: room for what is cached already and one more frame.
+    settings.LIPSYNC_FRAME_CACHE_MB = (assets_module._decoded_total[0] + 48 * 64 * 3) / 2**20
     one, two = _assets(1), _assets(2)
     one.frame(0)
     two.frame(0)  # over the budget: decoded, not kept

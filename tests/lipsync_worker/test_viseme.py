@@ -214,3 +214,31 @@ def test_the_idle_loop_of_a_talking_upload_shows_a_closed_mouth(talking_assets):
     assert idle.max() < closed + 0.3 * (widest - closed)
     silent = list(get_engine("viseme").render(prepared, AudioSegment(np.zeros(16000, np.float32)), 0))
     assert _measure([f.image for f in silent]).max() < closed + 0.3 * (widest - closed)
+
+
+def test_an_avatar_loaded_at_the_live_size_speaks_at_that_size(talking_assets):
+    """Live sessions load a viseme avatar at the size they send (LIVE_VIDEO_MAX_HEIGHT): the
+    frames and the face track are scaled once, and speech is rendered at that size."""
+    from lipsync_worker.frame_size import video_size
+
+    full = AvatarAssets.from_dir(talking_assets)
+    width, height = full.size
+    # 3/4: about what 540 of a 768-high upload is (the test face is small: at 2/3 the landmark
+    # model that measures the result loses the lips).
+    small = AvatarAssets.from_dir(talking_assets, lambda w, h: video_size(w, h, max_height=height * 3 // 4))
+    sw, sh = small.size
+    assert sh <= height * 3 // 4 and abs(sw / sh - width / height) < 0.02
+    assert small.frame(0).shape == (sh, sw, 3) and small.frame_count == full.frame_count
+    scale = np.array([sw / width, sh / height])
+    assert np.allclose(small.track["landmarks"], full.track["landmarks"] * scale, atol=0.01)
+    assert np.allclose(small.track["mouth_width"], full.track["mouth_width"] * scale.mean(), rtol=0.01)
+
+    engine = get_engine("viseme")
+    prepared = engine.prepare(small)
+    assert prepared.uses_bank
+    speech = _speech(3.0, [("", 0, 400)] + _repeat([("ɑː", 0, 500), ("", 500, 1000)], 2, 1000) + [("", 2400, 3000)])
+    frames = list(engine.render(prepared, speech, 5))
+    assert all(f.image.shape == (sh, sw, 3) for f in frames)
+    intended = np.array([f.mouth_open for f in frames])
+    measured = _measure([f.image for f in frames])
+    assert np.corrcoef(measured, intended)[0, 1] > 0.8

@@ -16,7 +16,7 @@ import pytest
 from django.test import override_settings
 
 from contracts.errors import ServiceError
-from lipsync_worker.live.codecs import fit_frame, video_size
+from lipsync_worker.frame_size import fit_frame, video_size
 from tests.live.client import LiveClient, new_peer
 
 BIG_W, BIG_H = 1280, 960
@@ -35,6 +35,7 @@ def _big_frame(index: int = 0) -> np.ndarray:
 
 class _BigAssets:
     frame_count = 50
+    size = (BIG_W, BIG_H)
 
     def __init__(self, noise: bool):
         self.noise = noise  # each frame noise: more than any bit rate can carry
@@ -46,6 +47,8 @@ class _BigAssets:
         if self.noise:
             return np.random.default_rng(index).integers(0, 256, (BIG_H, BIG_W, 3), np.uint8)
         return _big_frame(index)
+
+    frame_readonly = frame
 
 
 class _BigWarm:
@@ -318,6 +321,26 @@ def test_an_avatars_idle_pictures_are_made_at_the_sent_size_once():
         assert np.abs(picture.astype(np.int16) - expected).mean() < 4
     assert pictures.get(2) is made[2]  # kept for the avatar's other sessions
     assert idle_pictures(avatar) is pictures
+
+
+@override_settings(LIVE_VIDEO_MAX_HEIGHT=480)
+def test_an_avatar_loaded_at_the_sent_size_shows_its_cached_frames_as_they_are(tmp_path):
+    """A viseme avatar is loaded at the sent size for live sessions (warm_avatars): its idle
+    pictures are the assets' decoded frames themselves, neither shrunk nor copied."""
+    import cv2
+
+    from lipsync_worker.assets import AvatarAssets
+    from lipsync_worker.live.frames import idle_pictures
+    from lipsync_worker.live.runtime import LiveAvatar
+
+    frames = [cv2.resize(_big_frame(i), (640, 480), interpolation=cv2.INTER_AREA) for i in range(3)]
+    jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for f in frames]
+    assets = AvatarAssets(meta={"width": 640, "height": 480}, track={}, jpeg_frames=jpegs)
+    warm = type("Warm", (), {"assets": assets, "engine": None, "handle": None})()
+    pictures = idle_pictures(LiveAvatar(1, "sent-size", warm, "piper", "", "", ""))
+    made = [pictures.make(i) for i in range(3)]
+    assert all(m is assets.frame_readonly(i) for i, m in enumerate(made))
+    assert [m.shape for m in made] == [(480, 640, 3)] * 3 and not made[0].flags.writeable
 
 
 @pytest.mark.parametrize(

@@ -44,12 +44,15 @@ class FakeEngine:
 
 class FakeAssets:
     frame_count = 25
+    size = (W, H)
 
     def idle_frame_index(self, k: int) -> int:
         return k % self.frame_count
 
     def frame(self, index: int) -> np.ndarray:
         return np.full((H, W, 3), IDLE, np.uint8)
+
+    frame_readonly = frame
 
 
 class FakeWarm:

@@ -116,6 +116,7 @@ class VisemeEngine(LipsyncEngine):
     name = "viseme"
     display_name = "Viseme (CPU)"
     needs_weights = False
+    renders_at_any_size = True  # landmarks and the mouths it pastes scale with the frame
 
     def __init__(self, use_bank: bool = True):
         # use_bank=False: the warp alone on every avatar (the benchmark's "before").
