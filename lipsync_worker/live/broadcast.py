@@ -35,19 +35,14 @@ from django.conf import settings
 from avatars.broadcast_services import broadcast_forget, broadcast_group_name
 from contracts.errors import ServiceError, TooManyRequests
 
-from ..engines.base import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from ..engines.base import FPS, SAMPLES_PER_FRAME
 from ..frame_size import video_size
+from .codecs import voice_opus_context
+from .tracks import AUDIO_TIME_BASE, VIDEO_PTS_PER_TICK, VIDEO_TIME_BASE, audio_frame
 
 logger = logging.getLogger(__name__)
 
-VIDEO_TIME_BASE = Fraction(1, 90000)
-VIDEO_PTS_PER_TICK = 90000 // FPS
-AUDIO_TIME_BASE = Fraction(1, SAMPLE_RATE)
-# One Opus packet per 40 ms tick (browsers take any Opus frame length up to 120 ms): half
-# the packets of the usual 20 ms, and each viewer's packets are what the worker's CPU pays for.
-AUDIO_PACKET_SAMPLES = SAMPLES_PER_FRAME
 VIDEO_BITRATE = 900_000
-AUDIO_BITRATE = 32_000
 KEYFRAME_SECONDS = 2.0
 KEYFRAME_MIN_INTERVAL = 0.5
 # Ticks waiting for the encoder thread: beyond this the picture of a tick is dropped (its
@@ -186,14 +181,7 @@ class SharedEncoder:
 
     def _audio_codec(self):
         if self._audio is None:
-            codec = av.CodecContext.create("libopus", "w")
-            codec.sample_rate = SAMPLE_RATE  # Opus takes 16 kHz as it is; RTP counts 48 kHz (aiortc's pack)
-            codec.layout = "mono"
-            codec.format = "s16"
-            codec.bit_rate = AUDIO_BITRATE
-            codec.time_base = AUDIO_TIME_BASE
-            codec.options = {"application": "voip", "frame_duration": str(1000 * AUDIO_PACKET_SAMPLES // SAMPLE_RATE)}
-            self._audio = codec
+            self._audio = voice_opus_context()
         return self._audio
 
     def _encode(self, image, pcm, tick: int, audio_pts: int):
@@ -220,20 +208,14 @@ class SharedEncoder:
             self.stats["frames"] += 1
         audio = []
         codec = self._audio_codec()
-        for part in range(SAMPLES_PER_FRAME // AUDIO_PACKET_SAMPLES):
-            samples = pcm[part * AUDIO_PACKET_SAMPLES : (part + 1) * AUDIO_PACKET_SAMPLES]
-            frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(samples.reshape(1, -1)), format="s16", layout="mono"
-            )
-            frame.sample_rate = SAMPLE_RATE
-            frame.pts = audio_pts + part * AUDIO_PACKET_SAMPLES
-            frame.time_base = AUDIO_TIME_BASE
-            for packet in codec.encode(frame):
-                # One packet per frame (AUDIO_PACKET_SAMPLES); its timestamp is the frame's
-                # (libopus' own pts is shifted by its pre-skip).
-                packet.pts = frame.pts
-                packet.time_base = AUDIO_TIME_BASE
-                audio.append(packet)
+        frame = audio_frame(pcm, 0)
+        frame.pts = audio_pts
+        for packet in codec.encode(frame):
+            # One packet per tick; its timestamp is the frame's (libopus' own pts is shifted
+            # by its pre-skip).
+            packet.pts = frame.pts
+            packet.time_base = AUDIO_TIME_BASE
+            audio.append(packet)
         self.stats["encode_cpu_seconds"] += time.thread_time() - started
         return video, audio
 

@@ -13,9 +13,9 @@ from django.conf import settings
 
 from contracts.errors import ServiceError
 
-from .codecs import install_encoder, offered_video_codecs, preferred_codecs, sent_video_codec
+from .codecs import install_encoder, offered_video_codecs, preferred_codecs, sent_codec
 from .ice import remote_sdp_filter, rtc_configuration
-from .tracks import TickTrack, audio_frames
+from .tracks import TickTrack, audio_frame
 
 
 class Peer:
@@ -68,19 +68,20 @@ class Peer:
                 f"The offer's video codecs ({offered}) include none this server sends "
                 f"({', '.join(settings.LIVE_VIDEO_CODECS)}, LIVE_VIDEO_CODECS)."
             ) from None
-        self.pc.addTrack(self.audio)
+        audio = self.pc.addTrack(self.audio)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
-        self.video_codec = sent_video_codec(self.pc.localDescription.sdp)
+        answer = self.pc.localDescription.sdp
+        self.video_codec = sent_codec(answer, "video")
         install_encoder(video.sender, self.video_codec)
+        install_encoder(audio, sent_codec(answer, "audio"))
         self._watchdog = asyncio.get_running_loop().create_task(self._watch())
         return self.pc.localDescription.sdp
 
     def show(self, image: np.ndarray, pcm: np.ndarray, tick: int) -> None:
-        """One tick: its picture (BGR, at the sent size) and its 640 samples (two 20 ms
-        audio frames), same timestamps."""
+        """One tick: its picture (BGR, at the sent size) and its 640 samples (one 40 ms
+        audio frame), same timestamps."""
         self.video.push_picture(image, tick)
-        for frame in audio_frames(pcm, tick):
-            self.audio.push(frame)
+        self.audio.push(audio_frame(pcm, tick))
 
     def _track_received(self, track) -> None:
         # The page's microphone (the offer's audio is sendrecv); a video track is ignored.

@@ -26,7 +26,6 @@ from .codecs import bgr_to_i420
 VIDEO_TIME_BASE = Fraction(1, 90000)
 VIDEO_PTS_PER_TICK = 90000 // FPS
 AUDIO_TIME_BASE = Fraction(1, SAMPLE_RATE)
-AUDIO_FRAME_SAMPLES = SAMPLE_RATE // 50  # 20 ms, Opus' usual packet
 # A sender that stops pulling (before the connection is up, or when it lags) must not
 # make us buffer: beyond this many frames the oldest go.
 MAX_BUFFERED = 6
@@ -87,19 +86,13 @@ def video_frame(image: np.ndarray, tick: int) -> av.VideoFrame:
     return frame
 
 
-def audio_frames(pcm: np.ndarray, tick: int) -> list[av.AudioFrame]:
-    """The tick's 640 samples (int16) as two 20 ms frames."""
-    frames = []
-    for half in range(SAMPLES_PER_FRAME // AUDIO_FRAME_SAMPLES):
-        # A view of the tick's samples (no copy when they are contiguous, as the clock's
-        # are); from_ndarray copies it once.
-        part = np.ascontiguousarray(pcm[half * AUDIO_FRAME_SAMPLES : (half + 1) * AUDIO_FRAME_SAMPLES].reshape(1, -1))
-        frame = av.AudioFrame.from_ndarray(part, format="s16", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = tick * SAMPLES_PER_FRAME + half * AUDIO_FRAME_SAMPLES
-        frame.time_base = AUDIO_TIME_BASE
-        frames.append(frame)
-    return frames
+def audio_frame(pcm: np.ndarray, tick: int) -> av.AudioFrame:
+    """The tick's 640 samples (int16) as one 40 ms frame (one Opus packet: VoiceOpusEncoder)."""
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm.reshape(1, -1)), format="s16", layout="mono")
+    frame.sample_rate = SAMPLE_RATE
+    frame.pts = tick * SAMPLES_PER_FRAME
+    frame.time_base = AUDIO_TIME_BASE
+    return frame
 
 
 SILENT_TICK = np.zeros(SAMPLES_PER_FRAME, dtype=np.int16)

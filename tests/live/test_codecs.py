@@ -243,9 +243,9 @@ def test_viewers_get_h264_when_offered_and_vp8_otherwise(started_avatar, daphne_
 
 
 def _answered_codec(sdp: str) -> str:
-    from lipsync_worker.live.codecs import sent_video_codec
+    from lipsync_worker.live.codecs import sent_codec
 
-    return sent_video_codec(sdp)
+    return sent_codec(sdp)
 
 
 # The talk page's peer connections, kept where the test can ask for their statistics.
@@ -270,6 +270,14 @@ RECEIVED_VIDEO_CODEC = """async () => {
   let mime = null;
   stats.forEach((s) => { if (s.id === codecId) mime = s.mimeType; });
   return mime;
+}"""
+
+RECEIVED_AUDIO = """async () => {
+  const stats = await window.__peers[0].getStats();
+  let audio = null;
+  stats.forEach((s) => { if (s.type === "inbound-rtp" && s.kind === "audio") audio = s; });
+  return audio && {packets: audio.packetsReceived, samples: audio.totalSamplesReceived,
+                   concealed: audio.concealedSamples, at: performance.now()};
 }"""
 
 OFFERS_H264 = """async () => {
@@ -298,6 +306,15 @@ def test_chromium_receives_h264_when_it_offers_it(started_avatar, daphne_server,
             return v.readyState >= 2 && v.videoWidth > 0 && v.currentTime > 0.5; }""")
         assert page.evaluate(RECEIVED_VIDEO_CODEC) == "video/H264"
         assert page.evaluate("document.getElementById('talk-video').videoWidth") == started_avatar.width
+        # The voice: one Opus packet per 40 ms tick (VoiceOpusEncoder), which Chromium decodes
+        # and plays without concealing what it lacks.
+        before = page.evaluate(RECEIVED_AUDIO)
+        page.wait_for_timeout(2000)
+        after = page.evaluate(RECEIVED_AUDIO)
+        seconds = (after["at"] - before["at"]) / 1000
+        assert 20 <= (after["packets"] - before["packets"]) / seconds <= 30
+        played = after["samples"] - before["samples"]
+        assert played > 0 and (after["concealed"] - before["concealed"]) < 0.2 * played
 
 
 @override_settings(LIVE_VIDEO_MAX_HEIGHT=480)
