@@ -14,7 +14,10 @@ one is spoken), and measures over `--seconds`: the frames each viewer received p
 the share of that time each session was speaking, and the CPU seconds per second of the
 lip-sync worker, the tts worker and the viewers (this process: on a real deployment the
 students' machines; they count whole received frames without decoding them unless
-`--decode`). It stops at the first N where a session gets < 24 fps.
+`--decode`). Before that, `--idle-seconds` with the sessions connected and silent give the
+worker's CPU per idle frame; with it, the CPU per frame of a session speaking all the time
+(sessions speak less than that when the cores run out: piper cannot keep up). It stops at
+the first N where a session gets < 24 fps.
 
 Goal: >= 8 concurrent speaking sessions at 25 fps on a 2-core machine (issue #14).
 Everything here shares the machine's cores: the viewers, daphne, and whatever else runs
@@ -160,6 +163,13 @@ async def step(args, daphne_url, avatar_id, token, n, pids) -> dict:
         await asyncio.gather(*(v.close() for v in viewers if v.session_id))
         return {"refused": refused}
     await asyncio.gather(*(v.wait_event(lambda e: e.get("state") == "connected", 30) for v in viewers))
+    # First the sessions connected and silent (the idle loop): the worker's CPU per idle frame.
+    await asyncio.sleep(2)
+    i0, idle_cpu0 = time.monotonic(), cpu_seconds(pids["lipsync worker"])
+    await asyncio.sleep(args.idle_seconds)
+    i1 = time.monotonic()
+    idle_frames = sum(fps_between(v.recorder.video, i0, i1) * (i1 - i0) for v in viewers)
+    idle_per_frame = 1000 * (cpu_seconds(pids["lipsync worker"]) - idle_cpu0) / max(idle_frames, 1)
     talkers = [asyncio.ensure_future(v.keep_speaking()) for v in viewers]
     await asyncio.sleep(args.warmup)
     t0 = time.monotonic()
@@ -178,7 +188,19 @@ async def step(args, daphne_url, avatar_id, token, n, pids) -> dict:
     # CPU milliseconds per frame delivered: what a session costs at 25 fps, whatever rate the
     # busy machine let through.
     per_frame = {name: 1000 * cores * (t1 - t0) / max(frames, 1) for name, cores in cpu.items()}
+    # A session that speaks all the time: an idle frame's cost, plus what speaking adds to a
+    # frame (the worker's CPU beyond the idle frames', over the frames spoken), plus piper's
+    # CPU per frame spoken. The sessions speak less than all the time when the cores run out.
+    speech_frames = max(frames * statistics.mean(speaking), 1)
+    worker_cpu_ms = 1000 * cpu["lipsync worker"] * (t1 - t0)
+    speech_extra = max(0.0, worker_cpu_ms - idle_per_frame * frames) / speech_frames
+    per_spoken_frame = {
+        "idle": idle_per_frame,
+        "speech": idle_per_frame + speech_extra,
+        "piper": 1000 * cpu["tts worker"] * (t1 - t0) / speech_frames,
+    }
     return {
+        "per_spoken_frame": per_spoken_frame,
         "rates": rates,
         "speaking": speaking,
         "cpu": cpu,
@@ -199,8 +221,10 @@ async def run(args, avatar, token, daphne, pids):
             break
         rates, cpu, per_frame = result["rates"], result["cpu"], result["per_frame"]
         ok = min(rates) >= FULL_RATE
-        # A session at 25 fps costs its lip-sync worker CPU per frame x 25 and its share of piper.
-        session_cores = (per_frame["lipsync worker"] + per_frame["tts worker"]) * 25 / 1000
+        # A session speaking all the time at 25 fps: its lip-sync worker's CPU per spoken frame
+        # and piper's, x 25.
+        spoken = result["per_spoken_frame"]
+        session_cores = (spoken["speech"] + spoken["piper"]) * 25 / 1000
         projections.append(cores / session_cores)
         print(
             f"N={n:2d} codec={','.join(result['codecs'])}  fps min={min(rates):.1f} "
@@ -210,8 +234,10 @@ async def run(args, avatar, token, daphne, pids):
             f"      CPU (cores): lipsync worker={cpu['lipsync worker']:.2f}  tts worker={cpu['tts worker']:.2f}  "
             f"viewers={cpu['viewers']:.2f}  daphne={cpu['daphne']:.2f}\n"
             f"      CPU per frame delivered: lipsync worker={per_frame['lipsync worker']:.1f} ms  "
-            f"tts worker={per_frame['tts worker']:.1f} ms  viewers={per_frame['viewers']:.1f} ms  "
-            f"=> one session at 25 fps = {session_cores:.3f} cores (worker + piper), "
+            f"tts worker={per_frame['tts worker']:.1f} ms  viewers={per_frame['viewers']:.1f} ms\n"
+            f"      CPU per frame, speaking all the time: lipsync worker={spoken['speech']:.1f} ms "
+            f"(idle frame {spoken['idle']:.1f} ms)  piper={spoken['piper']:.1f} ms "
+            f"=> one speaking session at 25 fps = {session_cores:.3f} cores (worker + piper), "
             f"{cores} cores serve ~{cores / session_cores:.1f}\n"
             f"      load avg 1 min before={load_before:.2f} after={result['load']:.2f}",
             flush=True,
@@ -228,7 +254,8 @@ async def run(args, avatar, token, daphne, pids):
     if projections:
         projected = statistics.median(projections)
         print(
-            f"sessions at 25 fps from the workers' CPU per frame (lipsync + piper, no viewers, nothing else): "
+            f"sessions speaking all the time at 25 fps from the workers' CPU per frame spoken "
+            f"(lipsync + piper, no viewers, nothing else): "
             f"~{projected:.1f}  goal>={GOAL}  ratio={projected / GOAL:.2f}"
         )
 
@@ -239,6 +266,7 @@ def main():
     parser.add_argument("--sessions", default=env("LIVE_BENCH_SESSIONS", "2,4,6,7,8,9,10,12"))
     parser.add_argument("--seconds", type=float, default=float(env("LIVE_BENCH_SECONDS", 20)))
     parser.add_argument("--warmup", type=float, default=4.0)
+    parser.add_argument("--idle-seconds", type=float, default=6.0)
     parser.add_argument("--codec", choices=("h264", "vp8"), default=env("LIVE_BENCH_CODEC", "h264"))
     # Every N even after one below 24 fps (for the CPU figures on a busy machine).
     parser.add_argument("--all", action="store_true", default=bool(env("LIVE_BENCH_ALL")))

@@ -37,8 +37,8 @@ from contracts.errors import ServiceError, TooManyRequests
 
 from ..engines.base import FPS, SAMPLES_PER_FRAME
 from ..frame_size import video_size
-from .codecs import voice_opus_context
-from .tracks import AUDIO_TIME_BASE, VIDEO_PTS_PER_TICK, VIDEO_TIME_BASE, audio_frame
+from .codecs import voice_opus_context, voice_packets
+from .tracks import VIDEO_PTS_PER_TICK, VIDEO_TIME_BASE, audio_frame
 
 logger = logging.getLogger(__name__)
 
@@ -206,16 +206,9 @@ class SharedEncoder:
                     self.stats["keyframes"] += 1
                 video.append((packet, packet.is_keyframe))
             self.stats["frames"] += 1
-        audio = []
-        codec = self._audio_codec()
         frame = audio_frame(pcm, 0)
         frame.pts = audio_pts
-        for packet in codec.encode(frame):
-            # One packet per tick; its timestamp is the frame's (libopus' own pts is shifted
-            # by its pre-skip).
-            packet.pts = frame.pts
-            packet.time_base = AUDIO_TIME_BASE
-            audio.append(packet)
+        audio = voice_packets(self._audio_codec(), frame)
         self.stats["encode_cpu_seconds"] += time.thread_time() - started
         return video, audio
 

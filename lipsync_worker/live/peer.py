@@ -13,9 +13,9 @@ from django.conf import settings
 
 from contracts.errors import ServiceError
 
-from .codecs import install_encoder, offered_video_codecs, preferred_codecs, sent_codec
+from .codecs import install_encoder, offered_video_codecs, preferred_codecs, sent_codec, voice_opus_context
 from .ice import remote_sdp_filter, rtc_configuration
-from .tracks import TickTrack, audio_frame
+from .tracks import TickTrack
 
 
 class Peer:
@@ -68,12 +68,13 @@ class Peer:
                 f"The offer's video codecs ({offered}) include none this server sends "
                 f"({', '.join(settings.LIVE_VIDEO_CODECS)}, LIVE_VIDEO_CODECS)."
             ) from None
-        audio = self.pc.addTrack(self.audio)
+        self.pc.addTrack(self.audio)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         answer = self.pc.localDescription.sdp
         self.video_codec = sent_codec(answer, "video")
         install_encoder(video.sender, self.video_codec)
-        install_encoder(audio, sent_codec(answer, "audio"))
+        if sent_codec(answer, "audio") == "OPUS":
+            self.audio.voice = voice_opus_context()
         self._watchdog = asyncio.get_running_loop().create_task(self._watch())
         return self.pc.localDescription.sdp
 
@@ -81,7 +82,7 @@ class Peer:
         """One tick: its picture (BGR, at the sent size) and its 640 samples (one 40 ms
         audio frame), same timestamps."""
         self.video.push_picture(image, tick)
-        self.audio.push(audio_frame(pcm, tick))
+        self.audio.push_sound(pcm, tick)
 
     def _track_received(self, track) -> None:
         # The page's microphone (the offer's audio is sendrecv); a video track is ignored.

@@ -67,6 +67,7 @@ class LiveSession:
         self.closed = False
         self.registered = False  # the reservation in the live registry is recorded
         self._tasks: set[asyncio.Task] = set()
+        self._send_lock = asyncio.Lock()
         self.frames = FrameQueue(MAX_AHEAD)
         # Others that see each tick shown (`tick(image, pcm, tick)`) and each event sent
         # (`event(event)`): a broadcast of this session (broadcast.py).
@@ -187,7 +188,11 @@ class LiveSession:
         for listener in self.listeners:
             listener.event(event)
         if self.reply_to:
-            await self.runtime.send(self.reply_to, {"type": "live.event", "session_id": self.id, "event": event})
+            # One send at a time, in the order emitted (asyncio.Lock serves its waiters first
+            # come, first served): a send awaits the channel layer, and the viewer must get a
+            # speaking_ended before the next utterance's speaking_started, words in order.
+            async with self._send_lock:
+                await self.runtime.send(self.reply_to, {"type": "live.event", "session_id": self.id, "event": event})
 
     def emit_soon(self, event: dict) -> None:
         """From the clock, the renderer task and the dialogue (event loop): send without waiting."""

@@ -315,3 +315,31 @@ def test_the_engine_runs_on_the_single_renderer_thread_which_ends_with_the_sessi
     assert threads["engine"] == {threads["render"][0].name}
     threads["render"][0].join(2.0)
     assert not threads["render"][0].is_alive(), "closing the session ends its renderer thread"
+
+
+def test_the_viewer_gets_the_events_in_the_order_they_happened():
+    """The channel layer's send awaits (its Redis connection) for longer or shorter: one
+    utterance's speaking_ended still reaches the viewer before the next one's speaking_started."""
+
+    async def scenario(session, runtime):
+        real_send = runtime.send
+        delays = iter([0.05, 0.0, 0.03, 0.0, 0.01, 0.0])
+
+        async def slow_send(channel, message):
+            await asyncio.sleep(next(delays, 0.0))
+            await real_send(channel, message)
+
+        runtime.send = slow_send
+        runtime.events.clear()
+        for utterance in (1, 2, 3):
+            session.emit_soon({"type": "speaking_ended", "utterance": utterance, "interrupted": False})
+            session.emit_soon({"type": "speaking_started", "utterance": utterance + 1, "latency_ms": 0})
+        await wait_until(lambda: len(runtime.events) >= 6, what="the six events")
+        return [(e["type"], e["utterance"]) for _t, e in runtime.events]
+
+    order = run_session(scenario)
+    assert order == [
+        (kind, utterance + shift)
+        for utterance in (1, 2, 3)
+        for kind, shift in (("speaking_ended", 0), ("speaking_started", 1))
+    ]
