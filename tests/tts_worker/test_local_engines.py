@@ -128,3 +128,40 @@ def test_describe_reports_what_the_api_lists():
         "streaming": True,
         "timings": "phoneme",
     }
+
+
+def _intra_op_threads(piper_voice) -> int:
+    return piper_voice.session.get_session_options().intra_op_num_threads
+
+
+def test_piper_says_a_lone_sentence_on_every_core_and_sentences_said_together_on_one_each(settings):
+    """TTS_ONNX_THREADS=0: the first sentence of an answer waits least on every core; several
+    sessions speaking at once waste no CPU on threads waiting for each other."""
+    import threading
+
+    settings.TTS_ONNX_THREADS = 0
+    engine = get_engine("piper")
+    with engine.speaking_voice() as (alone, _):
+        with engine.speaking_voice() as (beside, _):
+            assert beside is not alone and _intra_op_threads(beside) == 1
+    with engine.speaking_voice() as (again, _):
+        assert again is alone and _intra_op_threads(alone) == 0  # 0: onnxruntime's choice, a thread per core
+    # Both say real speech with phoneme timings when said at the same time.
+    chunks = {}
+
+    def say(key, text):
+        chunks[key] = engine.synthesize_sentence(text, engine.default_voice(), None)
+
+    texts = ["Two plus two is four.", "Water boils."]
+    threads = [threading.Thread(target=say, args=(k, t)) for k, t in enumerate(texts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for chunk in chunks.values():
+        assert len(chunk.pcm) > 0.3 * chunk.sample_rate and chunk.timings
+    # A thread count set by the operator is used for every sentence.
+    settings.TTS_ONNX_THREADS = 1
+    with engine.speaking_voice() as (first, _):
+        with engine.speaking_voice() as (second, _):
+            assert first is second
