@@ -139,11 +139,17 @@ def test_piper_says_a_lone_sentence_on_every_core_and_sentences_said_together_on
     sessions speaking at once waste no CPU on threads waiting for each other."""
     import threading
 
+    from tts_worker.engines.piper import LONE_AFTER_SECONDS
+
     settings.TTS_ONNX_THREADS = 0
     engine = get_engine("piper")
+    time.sleep(LONE_AFTER_SECONDS + 0.1)  # after the other tests' sentences
     with engine.speaking_voice() as (alone, _):
         with engine.speaking_voice() as (beside, _):
             assert beside is not alone and _intra_op_threads(beside) == 1
+    with engine.speaking_voice() as (just_after, _):  # sessions speak in turns of sentences
+        assert just_after is beside
+    time.sleep(LONE_AFTER_SECONDS + 0.1)
     with engine.speaking_voice() as (again, _):
         assert again is alone and _intra_op_threads(alone) == 0  # 0: onnxruntime's choice, a thread per core
     # Both say real speech with phoneme timings when said at the same time.

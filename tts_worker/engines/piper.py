@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from .base import SILENCE, AudioChunk, Timing, TTSEngine, Voice, VoiceReference,
 logger = logging.getLogger(__name__)
 
 _STRESS = {"ˈ", "ˌ"}
+# A sentence is said on every core only when no other was said for this long.
+LONE_AFTER_SECONDS = 1.0
 _BOUNDARIES = {"^", "$", "_", " "}
 
 
@@ -162,15 +165,17 @@ def _load_voice(vf: _VoiceFile, model: str | bytes, threads: int):
 @dataclass
 class _LoadedVoice:
     """A voice loaded twice when TTS_ONNX_THREADS is 0: on every core for a sentence said
-    alone (the shortest wait for the first audio), on one core for sentences said while
-    another is (several sessions speaking: one core each wastes no CPU on threads that wait
-    on each other; measured here: piper's CPU per second of speech 30 % lower)."""
+    alone (the shortest wait for the first audio of an answer), on one core for sentences
+    said while others are or just were (several sessions speaking: a core each wastes no CPU
+    on threads that wait on each other; measured here: piper's CPU per second of speech
+    30 % lower)."""
 
     file: _VoiceFile
     model: str | bytes
     wide: object  # PiperVoice
     narrow: object | None = None  # made on the first sentence said beside another
     busy: int = 0  # sentences being said now
+    last_said: float = float("-inf")  # time.monotonic() the last sentence was done
 
 
 class PiperEngine(TTSEngine):
@@ -217,11 +222,14 @@ class PiperEngine(TTSEngine):
     @contextmanager
     def speaking_voice(self, voice_id: str | None = None):
         """(PiperVoice, its file) to say one sentence with now: every core when it is said alone,
-        one core when another sentence is being said (TTS_ONNX_THREADS=0); the setting's
-        thread count otherwise."""
+        one core when another sentence is being said or was in the last LONE_AFTER_SECONDS
+        (TTS_ONNX_THREADS=0); the setting's thread count otherwise."""
         loaded = self.load(voice_id)
         with self._lock:
-            beside_another = loaded.busy > 0 and not settings.TTS_ONNX_THREADS
+            # Another sentence being said, or one just said (several sessions speak in turns
+            # of sentences; an answer's second sentence is said while its first plays).
+            recent = loaded.busy > 0 or time.monotonic() - loaded.last_said < LONE_AFTER_SECONDS
+            beside_another = recent and not settings.TTS_ONNX_THREADS
             loaded.busy += 1
         try:
             if beside_another and loaded.narrow is None:
@@ -232,6 +240,7 @@ class PiperEngine(TTSEngine):
         finally:
             with self._lock:
                 loaded.busy -= 1
+                loaded.last_said = time.monotonic()
 
     def synthesize_sentence(self, sentence: str, voice: str, reference: VoiceReference | None) -> AudioChunk | None:
         from piper import SynthesisConfig
