@@ -14,8 +14,8 @@ one is spoken), and measures over `--seconds`: the frames each viewer received p
 the share of that time each session was speaking, and the CPU seconds per second of the
 lip-sync worker, the tts worker and the viewers (this process: on a real deployment the
 students' machines; they count whole received frames without decoding them unless
-`--decode`). Before that, `--idle-seconds` with the sessions connected and silent give the
-worker's CPU per idle frame; with it, the CPU per frame of a session speaking all the time
+`--decode`). After that, `--idle-seconds` with the same sessions silent give the worker's
+CPU per idle frame; with it, the CPU per frame of a session speaking all the time
 (sessions speak less than that when the cores run out: piper cannot keep up). It stops at
 the first N where a session gets < 24 fps.
 
@@ -163,13 +163,6 @@ async def step(args, daphne_url, avatar_id, token, n, pids) -> dict:
         await asyncio.gather(*(v.close() for v in viewers if v.session_id))
         return {"refused": refused}
     await asyncio.gather(*(v.wait_event(lambda e: e.get("state") == "connected", 30) for v in viewers))
-    # First the sessions connected and silent (the idle loop): the worker's CPU per idle frame.
-    await asyncio.sleep(2)
-    i0, idle_cpu0 = time.monotonic(), cpu_seconds(pids["lipsync worker"])
-    await asyncio.sleep(args.idle_seconds)
-    i1 = time.monotonic()
-    idle_frames = sum(fps_between(v.recorder.video, i0, i1) * (i1 - i0) for v in viewers)
-    idle_per_frame = 1000 * (cpu_seconds(pids["lipsync worker"]) - idle_cpu0) / max(idle_frames, 1)
     talkers = [asyncio.ensure_future(v.keep_speaking()) for v in viewers]
     await asyncio.sleep(args.warmup)
     t0 = time.monotonic()
@@ -184,6 +177,15 @@ async def step(args, daphne_url, avatar_id, token, n, pids) -> dict:
     codecs = sorted({v.negotiated for v in viewers})
     for talker in talkers:
         talker.cancel()
+    # Then the same sessions silent (the idle loop, its pictures made by now): the worker's
+    # CPU per idle frame.
+    await asyncio.gather(*(v.send({"type": "interrupt"}) for v in viewers))
+    await asyncio.sleep(2)
+    i0, idle_cpu0 = time.monotonic(), cpu_seconds(pids["lipsync worker"])
+    await asyncio.sleep(args.idle_seconds)
+    i1 = time.monotonic()
+    idle_frames = sum(fps_between(v.recorder.video, i0, i1) * (i1 - i0) for v in viewers)
+    idle_per_frame = 1000 * (cpu_seconds(pids["lipsync worker"]) - idle_cpu0) / max(idle_frames, 1)
     await asyncio.gather(*(v.close() for v in viewers))
     # CPU milliseconds per frame delivered: what a session costs at 25 fps, whatever rate the
     # busy machine let through.
