@@ -475,7 +475,9 @@ if WEBRTC_ICE_TRANSPORT_POLICY == "relay" and not (TURN_URLS and TURN_SECRET):
 WEBRTC_ALLOW_PRIVATE_CANDIDATES = env.bool("WEBRTC_ALLOW_PRIVATE_CANDIDATES", default=False)
 # How long POST /start?wait=1 waits for the warm-up before answering 202 with the job to poll.
 AVATAR_START_TIMEOUT = env.float("AVATAR_START_TIMEOUT", default=120.0)
-LIVE_MAX_SESSIONS_PER_WORKER = env.int("LIVE_MAX_SESSIONS_PER_WORKER", default=6)
+# Sessions a live worker takes: 8 speaking viseme sessions keep 25 fps on 2 CPU cores
+# (bench_sessions); a GPU worker, or a bigger machine, may take more.
+LIVE_MAX_SESSIONS_PER_WORKER = env.int("LIVE_MAX_SESSIONS_PER_WORKER", default=8)
 LIVE_MAX_SESSIONS_PER_ADMIN = env.int("LIVE_MAX_SESSIONS_PER_ADMIN", default=4)
 # Started (warmed) avatars per admin: one more stops the least recently used one without sessions, else 429.
 LIVE_MAX_ACTIVE_AVATARS_PER_ADMIN = env.int("LIVE_MAX_ACTIVE_AVATARS_PER_ADMIN", default=3)
