@@ -78,6 +78,11 @@ class AvatarAssets:
         image.setflags(write=False)
         return image
 
+    def frame_cached(self, index: int) -> np.ndarray | None:
+        """The decoded frame when it is cached (for this JPEG), else None; never decodes."""
+        cached = self._decoded.get(index)
+        return cached[1] if cached is not None and cached[0] is self.jpeg_frames[index] else None
+
     def _decoded_frame(self, index: int) -> tuple[np.ndarray, bool]:
         """(image, whether it is the cached array, which nobody may change)."""
         data = self.jpeg_frames[index]
@@ -88,6 +93,8 @@ class AvatarAssets:
         budget = settings.LIPSYNC_FRAME_CACHE_MB * 1024 * 1024
         with _decoded_total_lock:
             old = self._decoded.get(index)
+            if old is not None and old[0] is data:  # another thread decoded it meanwhile
+                return old[1], True
             grow = image.nbytes - (old[1].nbytes if old is not None else 0)
             if old is None and _decoded_total[0] + grow > budget:
                 return image, False

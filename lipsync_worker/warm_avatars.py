@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from .assets import AvatarAssets
-from .engines import get_engine
+from .engines import engine_class, get_engine
 from .engines.base import LipsyncEngine
 from .frame_size import video_size
 
@@ -43,14 +43,14 @@ def warm_avatar_pin(avatar_id: int, pinned: bool = True) -> None:
 def warm_avatar_get(avatar, *, live: bool = False) -> WarmAvatar:
     """The prepared avatar, loading it on first use (and again after reprocessing).
     `live`: for live sessions (at their sent size when the engine renders at any size)."""
-    engine = get_engine(avatar.avatar_model)
-    sized = video_size if live and engine.renders_at_any_size else None
+    sized = video_size if live and engine_class(avatar.avatar_model).renders_at_any_size else None
     key = (avatar.pk, sized is not None)
     with _lock:
         current = _warm.get(key)
         if current is not None and current.assets_path == avatar.assets_path:
             _warm.move_to_end(key)
             return current
+    engine = get_engine(avatar.avatar_model)
     assets = AvatarAssets.from_storage(avatar.assets_path, sized)
     assets.meta["avatar_id"] = avatar.pk  # engines with per-avatar weights (ultralight) look them up by it
     warm = WarmAvatar(avatar.pk, avatar.assets_path, engine, engine.prepare(assets), assets)

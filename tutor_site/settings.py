@@ -418,7 +418,7 @@ TACOTRON_LANGUAGE = env.str("TACOTRON_LANGUAGE", default="en")
 # How many prepared avatars a lip-sync worker keeps in memory (least recently used go first).
 LIPSYNC_WARM_AVATARS_MAX = env.int("LIPSYNC_WARM_AVATARS_MAX", default=4)
 # Decoded frames a lip-sync worker process keeps, all its avatars together (MB): an avatar
-# whose frames fit is never decoded again (at the live sent size, 404x540: ~780 frames).
+# whose frames fit is never decoded again (at the live sent size, 404x540: ~820 frames).
 LIPSYNC_FRAME_CACHE_MB = env.int("LIPSYNC_FRAME_CACHE_MB", default=512)
 if LIPSYNC_FRAME_CACHE_MB < 0:
     raise env.malformed("LIPSYNC_FRAME_CACHE_MB", "a size in MB, 0 or more")

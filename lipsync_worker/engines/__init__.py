@@ -126,13 +126,19 @@ def engine_list() -> list[dict]:
 
 
 @functools.cache
-def get_engine(name: str) -> LipsyncEngine:
-    """The engine instance of this process (engines keep per-avatar state, not per-call)."""
+def engine_class(name: str) -> type[LipsyncEngine]:
+    """The engine's class (its traits, e.g. `renders_at_any_size`), without checking that it can run."""
     info = ENGINES.get(name)
     if info is None:
         raise EngineUnavailable(f"Unknown lip-sync engine '{name}'; known: {', '.join(ENGINES)}.")
-    available, reason = info.availability()
+    module, _, cls = info.implementation.engine_class.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def get_engine(name: str) -> LipsyncEngine:
+    """The engine instance of this process (engines keep per-avatar state, not per-call)."""
+    engine = engine_class(name)
+    available, reason = ENGINES[name].availability()
     if not available:
         raise EngineUnavailable(f"The lip-sync engine '{name}' cannot run here: {reason}")
-    module, _, cls = info.implementation.engine_class.partition(":")
-    return getattr(importlib.import_module(module), cls)()
+    return engine()

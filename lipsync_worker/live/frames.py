@@ -125,7 +125,9 @@ class IdlePictures:
     shrunk in an executor thread) and shared by every session of the avatar."""
 
     def __init__(self, avatar):
-        self.avatar = avatar  # runtime.LiveAvatar
+        # The avatar's WarmAvatar, not the LiveAvatar itself: the entry of `_idle_pictures`
+        # (keyed weakly by the LiveAvatar) must not keep its own key alive.
+        self.warm = avatar.warm
         self.size: tuple[int, int] | None = None  # (width, height), from the first frame seen
         self._pictures: dict[int, np.ndarray] = {}
         self._bytes = 0
@@ -144,24 +146,26 @@ class IdlePictures:
     def make(self, index: int) -> np.ndarray:
         """In a thread: the idle picture, kept while under IDLE_CACHE_BYTES. When the avatar
         was loaded at the sent size it is the assets' own decoded frame (shared, no copy)."""
-        assets = self.avatar.warm.assets
+        assets = self.warm.assets
         if self.size is None:
             self.size = video_size(*assets.size)
         if assets.size == self.size:
             picture = assets.frame_readonly(index)
         else:
             picture = self.fit(self._decode(index))
+        # The assets' cached frames count against their own budget (LIPSYNC_FRAME_CACHE_MB).
+        cost = 0 if picture is assets.frame_cached(index) else picture.nbytes
         with self._lock:
-            if index not in self._pictures and self._bytes + picture.nbytes <= IDLE_CACHE_BYTES:
+            if index not in self._pictures and self._bytes + cost <= IDLE_CACHE_BYTES:
                 self._pictures[index] = picture
-                self._bytes += picture.nbytes
+                self._bytes += cost
         return picture
 
     def _decode(self, index: int) -> np.ndarray:
         """The avatar's frame, decoded from its JPEG already shrunk by 2, 4 or 8 when the sent
         size is that much smaller (libjpeg skips the detail: 1.3 ms instead of 4 ms for
         576x768 by 2 here), else in full."""
-        assets = self.avatar.warm.assets
+        assets = self.warm.assets
         jpegs, full = getattr(assets, "jpeg_frames", None), getattr(assets, "size", None)
         if self.size is not None and jpegs is not None and full is not None:
             factor = min(full[0] // self.size[0], full[1] // self.size[1])
@@ -181,6 +185,6 @@ def idle_pictures(avatar) -> IdlePictures:
     """The avatar's IdlePictures (made on first use; gone with the avatar)."""
     with _idle_lock:
         pictures = _idle_pictures.get(avatar)
-        if pictures is None or pictures.avatar.warm is not avatar.warm:
+        if pictures is None or pictures.warm is not avatar.warm:
             pictures = _idle_pictures[avatar] = IdlePictures(avatar)
         return pictures

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import deque
 
 from django.conf import settings
 
@@ -67,7 +68,8 @@ class LiveSession:
         self.closed = False
         self.registered = False  # the reservation in the live registry is recorded
         self._tasks: set[asyncio.Task] = set()
-        self._send_lock = asyncio.Lock()
+        self._outbox: deque[tuple[dict, asyncio.Future]] = deque()  # events not sent yet (_enqueue)
+        self._sender: asyncio.Task | None = None
         self.frames = FrameQueue(MAX_AHEAD)
         # Others that see each tick shown (`tick(image, pcm, tick)`) and each event sent
         # (`event(event)`): a broadcast of this session (broadcast.py).
@@ -184,15 +186,8 @@ class LiveSession:
             listener.tick(image, pcm, tick)
 
     async def emit(self, event: dict) -> None:
-        self.meter.event(event)
-        for listener in self.listeners:
-            listener.event(event)
-        if self.reply_to:
-            # One send at a time, in the order emitted (asyncio.Lock serves its waiters first
-            # come, first served): a send awaits the channel layer, and the viewer must get a
-            # speaking_ended before the next utterance's speaking_started, words in order.
-            async with self._send_lock:
-                await self.runtime.send(self.reply_to, {"type": "live.event", "session_id": self.id, "event": event})
+        """Send `event` to the viewer after every event emitted before it; returns once sent."""
+        await self._enqueue(event)
 
     def emit_soon(self, event: dict) -> None:
         """From the clock, the renderer task and the dialogue (event loop): send without waiting."""
@@ -202,7 +197,36 @@ class LiveSession:
             self.dialogue.on_speaking_started(event["utterance"])
         elif event.get("type") == "speaking_ended" and not event.get("interrupted"):
             self.dialogue.on_speaking_ended(event["utterance"])
-        self.spawn(self.emit(event))
+        self._enqueue(event)
+
+    def _enqueue(self, event: dict) -> asyncio.Future:
+        """Events go out one at a time, in the order they were emitted (a send awaits the
+        channel layer): the viewer gets an utterance's speaking_started before its
+        speaking_ended, and that before the next one's speaking_started, words in order."""
+        self.meter.event(event)
+        for listener in self.listeners:
+            listener.event(event)
+        sent = self.loop.create_future()
+        self._outbox.append((event, sent))
+        if self._sender is None or self._sender.done():
+            # Not one of `_tasks`: what was emitted before close() is still sent.
+            self._sender = self.loop.create_task(self._send_outbox())
+        return sent
+
+    async def _send_outbox(self) -> None:
+        try:
+            while self._outbox:
+                event, sent = self._outbox[0]
+                if self.reply_to:
+                    message = {"type": "live.event", "session_id": self.id, "event": event}
+                    await self.runtime.send(self.reply_to, message)
+                self._outbox.popleft()
+                sent.set_result(None)
+        finally:  # cancelled (the loop ends): nobody waits for what was not sent
+            while self._outbox:
+                _event, sent = self._outbox.popleft()
+                if not sent.done():
+                    sent.cancel()
 
     def spawn(self, coro) -> None:
         task = self.loop.create_task(coro)

@@ -1,13 +1,15 @@
 """The media a session sends: one video and one audio track fed by the session's clock.
 
 aiortc's senders pull frames with `recv()`; the clock pushes each 40 ms tick (one picture,
-two 20 ms audio frames; `Peer.show`) into both tracks at the same moment, with timestamps
-from the same tick counter, so picture and sound stay on one clock. Everything here runs
-on the runtime's event loop (`asyncio.Queue` is not thread-safe).
+its 640 samples; `Peer.show`) into both tracks at the same moment, with timestamps from
+the same tick counter, so picture and sound stay on one clock. Everything here runs on the
+runtime's event loop (`asyncio.Queue` is not thread-safe).
 
 A track hands aiortc what was pushed: an `av.Frame` (the sender encodes it) or an
-`av.Packet` (already encoded: the sender only packetizes it). The video track also takes
-a BGR picture with its tick (`push_picture`): it becomes a YUV frame when the sender
+`av.Packet` (already encoded: the sender only packetizes it). The video track takes a BGR
+picture with its tick (`push_picture`): it becomes a YUV frame when the sender takes it.
+The audio track takes the tick's samples (`push_sound`): one 40 ms frame, or, when the
+viewer takes Opus, its Opus packet (codecs.voice_opus_context), made when the sender
 takes it.
 """
 
@@ -41,7 +43,7 @@ class TickTrack(MediaStreamTrack):
         self.voice = None
 
     def push(self, item) -> None:
-        """An `av.Frame` or `av.Packet` to send (or, for video, a `_Picture`)."""
+        """An `av.Frame` or `av.Packet` to send (or a `_Picture`, a `_Sound`: made one when taken)."""
         while self._queue.qsize() >= MAX_BUFFERED:
             self._queue.get_nowait()
         self._queue.put_nowait(item)
@@ -108,7 +110,7 @@ def video_frame(image: np.ndarray, tick: int) -> av.VideoFrame:
 
 
 def audio_frame(pcm: np.ndarray, tick: int) -> av.AudioFrame:
-    """The tick's 640 samples (int16) as one 40 ms frame (one Opus packet: VoiceOpusEncoder)."""
+    """The tick's 640 samples (int16) as one 40 ms frame (one Opus packet: codecs.voice_packets)."""
     frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm.reshape(1, -1)), format="s16", layout="mono")
     frame.sample_rate = SAMPLE_RATE
     frame.pts = tick * SAMPLES_PER_FRAME

@@ -266,7 +266,13 @@ def test_the_workers_warm_cache_evicts_the_least_recently_used(monkeypatch, sett
     monkeypatch.setattr(warm_avatars, "_warm", type(warm_avatars._warm)())
     monkeypatch.setattr(warm_avatars, "_pinned", set())
     monkeypatch.setattr(warm_avatars, "get_engine", lambda name: Engine())
-    monkeypatch.setattr(warm_avatars.AvatarAssets, "from_storage", lambda path, sized=None: SimpleNamespace(meta={}))
+    loaded_sized = []
+
+    def from_storage(path, sized=None):
+        loaded_sized.append(sized)
+        return SimpleNamespace(meta={})
+
+    monkeypatch.setattr(warm_avatars.AvatarAssets, "from_storage", from_storage)
     settings.LIPSYNC_WARM_AVATARS_MAX = 2
 
     def get(pk):
@@ -283,6 +289,12 @@ def test_the_workers_warm_cache_evicts_the_least_recently_used(monkeypatch, sett
     assert warm_avatars.warm_avatar_ids() == [1, 3, 4] and four.handle not in released
     get(5)
     assert warm_avatars.warm_avatar_ids() == [1, 3, 5] and released[-1] is four.handle
+    # Live sessions of a viseme avatar get it at their sent size: an entry of its own beside the
+    # full-size one, and both go when the avatar is released.
+    live = warm_avatars.warm_avatar_get(SimpleNamespace(pk=1, assets_path="a/1", avatar_model="viseme"), live=True)
+    assert live is not get(1) and loaded_sized[-1] is not None and warm_avatars.warm_avatar_ids().count(1) == 1
+    assert warm_avatars.warm_avatar_release(1) and 1 not in warm_avatars.warm_avatar_ids()
+    assert live.handle in released
 
 
 # --- 4. concurrent live sessions, 5. session length, 6. `say` over the quota ------------------
@@ -340,7 +352,13 @@ def test_the_worker_ends_a_session_at_its_maximum_length(monkeypatch, settings):
         def frame(self, index):
             return np.zeros((8, 8, 3), np.uint8)
 
-        frame_readonly = frame
+        def frame_readonly(self, index):
+            image = self.frame(index)
+            image.setflags(write=False)
+            return image
+
+        def frame_cached(self, index):
+            return None
 
     class Runtime:
         channel = "test"

@@ -48,7 +48,13 @@ class _BigAssets:
             return np.random.default_rng(index).integers(0, 256, (BIG_H, BIG_W, 3), np.uint8)
         return _big_frame(index)
 
-    frame_readonly = frame
+    def frame_readonly(self, index: int) -> np.ndarray:
+        image = self.frame(index)
+        image.setflags(write=False)  # as AvatarAssets' cached frames
+        return image
+
+    def frame_cached(self, index: int) -> None:
+        return None
 
 
 class _BigWarm:
@@ -306,7 +312,7 @@ def test_chromium_receives_h264_when_it_offers_it(started_avatar, daphne_server,
             return v.readyState >= 2 && v.videoWidth > 0 && v.currentTime > 0.5; }""")
         assert page.evaluate(RECEIVED_VIDEO_CODEC) == "video/H264"
         assert page.evaluate("document.getElementById('talk-video').videoWidth") == started_avatar.width
-        # The voice: one Opus packet per 40 ms tick (VoiceOpusEncoder), which Chromium decodes
+        # The voice: one Opus packet per 40 ms tick (codecs.voice_opus_context), which Chromium decodes
         # and plays without concealing what it lacks.
         before = page.evaluate(RECEIVED_AUDIO)
         page.wait_for_timeout(2000)
@@ -414,3 +420,25 @@ def test_already_encoded_h264_packets_go_out_as_they_are():
     codec, sizes = asyncio.run(scenario())
     assert codec == "H264"
     assert len(sizes) >= 40 and set(sizes) == {(320, 240)}, sizes
+
+
+def test_an_avatars_idle_pictures_go_with_it():
+    """A stopped avatar's pictures and assets are freed (and stop counting against the budgets)."""
+    import gc
+    import weakref
+
+    import cv2
+
+    from lipsync_worker.assets import AvatarAssets
+    from lipsync_worker.live.frames import idle_pictures
+    from lipsync_worker.live.runtime import LiveAvatar
+
+    jpeg = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+    assets = AvatarAssets(meta={"width": 64, "height": 48}, track={}, jpeg_frames=[jpeg])
+    warm = type("Warm", (), {"assets": assets, "engine": None, "handle": None})()
+    avatar = LiveAvatar(1, "stopped", warm, "piper", "", "", "")
+    idle_pictures(avatar).make(0)
+    freed = weakref.ref(warm)
+    del avatar, warm, assets
+    gc.collect()
+    assert freed() is None

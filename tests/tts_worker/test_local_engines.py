@@ -134,7 +134,7 @@ def _intra_op_threads(piper_voice) -> int:
     return piper_voice.session.get_session_options().intra_op_num_threads
 
 
-def test_piper_says_a_lone_sentence_on_every_core_and_sentences_said_together_on_one_each(settings):
+def test_piper_says_a_lone_sentence_on_every_core_and_sentences_said_together_on_one_each(settings, monkeypatch):
     """TTS_ONNX_THREADS=0: the first sentence of an answer waits least on every core; several
     sessions speaking at once waste no CPU on threads waiting for each other."""
     import threading
@@ -166,8 +166,12 @@ def test_piper_says_a_lone_sentence_on_every_core_and_sentences_said_together_on
         thread.join()
     for chunk in chunks.values():
         assert len(chunk.pcm) > 0.3 * chunk.sample_rate and chunk.timings
-    # A thread count set by the operator is used for every sentence.
+    # A thread count set by the operator is used for every sentence (the voice loaded again).
+    from tts_worker.engines.piper import PiperEngine
+
     settings.TTS_ONNX_THREADS = 1
+    monkeypatch.setattr(PiperEngine, "_loaded", {})
+    time.sleep(LONE_AFTER_SECONDS + 0.1)
     with engine.speaking_voice() as (first, _):
         with engine.speaking_voice() as (second, _):
-            assert first is second
+            assert first is second and _intra_op_threads(first) == 1

@@ -164,16 +164,15 @@ def _load_voice(vf: _VoiceFile, model: str | bytes, threads: int):
 
 @dataclass
 class _LoadedVoice:
-    """A voice loaded twice when TTS_ONNX_THREADS is 0: on every core for a sentence said
-    alone (the shortest wait for the first audio of an answer), on one core for sentences
-    said while others are or just were (several sessions speaking: a core each wastes no CPU
+    """A voice loaded twice when TTS_ONNX_THREADS is 0 (once when it is set): on every core
+    for a sentence said alone (the shortest wait for the first audio of an answer), on one
+    core for sentences said while others are or just were (several sessions speaking: a core each wastes no CPU
     on threads that wait on each other; measured here: piper's CPU per second of speech
     30 % lower)."""
 
     file: _VoiceFile
-    model: str | bytes
     wide: object  # PiperVoice
-    narrow: object | None = None  # made on the first sentence said beside another
+    narrow: object  # PiperVoice (the same one when TTS_ONNX_THREADS is set)
     busy: int = 0  # sentences being said now
     last_said: float = float("-inf")  # time.monotonic() the last sentence was done
 
@@ -214,7 +213,11 @@ class PiperEngine(TTSEngine):
             if vf.model not in self._loaded:
                 try:
                     model = _alignment_graph(vf)
-                    self._loaded[vf.model] = _LoadedVoice(vf, model, _load_voice(vf, model, settings.TTS_ONNX_THREADS))
+                    threads = settings.TTS_ONNX_THREADS
+                    wide = _load_voice(vf, model, threads)
+                    # Both loaded now (the worker's preload), not on the first overlap.
+                    narrow = _load_voice(vf, model, 1) if not threads else wide
+                    self._loaded[vf.model] = _LoadedVoice(vf, wide, narrow)
                 except Exception as exc:  # a broken .onnx file must not take the worker down
                     raise EngineUnavailable(f"Piper could not load voice '{vf.id}': {exc}") from exc
             return self._loaded[vf.model]
@@ -229,14 +232,9 @@ class PiperEngine(TTSEngine):
             # Another sentence being said, or one just said (several sessions speak in turns
             # of sentences; an answer's second sentence is said while its first plays).
             recent = loaded.busy > 0 or time.monotonic() - loaded.last_said < LONE_AFTER_SECONDS
-            beside_another = recent and not settings.TTS_ONNX_THREADS
             loaded.busy += 1
         try:
-            if beside_another and loaded.narrow is None:
-                narrow = _load_voice(loaded.file, loaded.model, 1)
-                with self._lock:
-                    loaded.narrow = loaded.narrow or narrow
-            yield (loaded.narrow if beside_another else loaded.wide), loaded.file
+            yield (loaded.narrow if recent else loaded.wide), loaded.file
         finally:
             with self._lock:
                 loaded.busy -= 1
