@@ -206,9 +206,7 @@ class SharedEncoder:
                     self.stats["keyframes"] += 1
                 video.append((packet, packet.is_keyframe))
             self.stats["frames"] += 1
-        frame = audio_frame(pcm, 0)
-        frame.pts = audio_pts
-        audio = voice_packets(self._audio_codec(), frame)
+        audio = voice_packets(self._audio_codec(), audio_frame(pcm, audio_pts))
         self.stats["encode_cpu_seconds"] += time.thread_time() - started
         return video, audio
 

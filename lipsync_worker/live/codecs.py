@@ -164,12 +164,14 @@ class CappedVp8Encoder(_BitrateCeiling, vpx.Vp8Encoder):
         self._init_ceiling(max_bitrate, vpx.DEFAULT_BITRATE)
 
 
-def voice_opus_context():
+def voice_opus_context(packet_samples: int = SAMPLES_PER_FRAME):
     """A libopus encoder for the avatar's voice as live sessions and broadcasts send it: mono at
     16 kHz as the TTS makes it (aiortc's own encoder resamples every 20 ms to 48 kHz stereo
-    at 96 kbps: 0.85 ms of CPU a tick here, this 0.35 ms), VOICE_BITRATE, one 40 ms packet
-    per tick (half the packets of the usual 20 ms to encrypt and send; browsers take any Opus
-    packet up to 120 ms). Encoded where the tick is sent, not in aiortc's executor."""
+    at 96 kbps: 0.85 ms of CPU a tick here, this 0.35 ms), VOICE_BITRATE, one packet per
+    `packet_samples`. Sessions send 20 ms packets: a receiver's jitter buffer holds whole
+    packets, and 40 ms ones delayed a viewer's sound by ~100 ms more (aiortc's). A broadcast
+    sends 40 ms ones: half the packets to encrypt and send for every viewer. Encoded where the
+    tick is sent, not in aiortc's executor."""
     import av
 
     codec = av.CodecContext.create("libopus", "w")
@@ -180,12 +182,12 @@ def voice_opus_context():
     codec.time_base = fractions.Fraction(1, SAMPLE_RATE)
     # "audio": libopus codes a voice at this rate in its CELT mode, a third of the CPU of
     # its SILK mode ("voip"); the bandwidth is small beside the video's.
-    codec.options = {"application": "audio", "frame_duration": str(1000 * SAMPLES_PER_FRAME // SAMPLE_RATE)}
+    codec.options = {"application": "audio", "frame_duration": str(1000 * packet_samples // SAMPLE_RATE)}
     return codec
 
 
 def voice_packets(codec, frame) -> list:
-    """The Opus packets (one per 40 ms frame) of `frame`, stamped with the frame's own
+    """The Opus packets (one per frame of the context's packet length) of `frame`, stamped with the frame's own
     timestamp (libopus' pts is shifted by its pre-skip); senders only packetize them."""
     packets = codec.encode(frame)
     for packet in packets:

@@ -15,7 +15,7 @@ from contracts.errors import ServiceError
 
 from .codecs import install_encoder, offered_video_codecs, preferred_codecs, sent_codec, voice_opus_context
 from .ice import remote_sdp_filter, rtc_configuration
-from .tracks import TickTrack
+from .tracks import SESSION_AUDIO_PACKET, TickTrack
 
 
 class Peer:
@@ -74,13 +74,12 @@ class Peer:
         self.video_codec = sent_codec(answer, "video")
         install_encoder(video.sender, self.video_codec)
         if sent_codec(answer, "audio") == "OPUS":
-            self.audio.voice = voice_opus_context()
+            self.audio.voice = voice_opus_context(SESSION_AUDIO_PACKET)
         self._watchdog = asyncio.get_running_loop().create_task(self._watch())
         return self.pc.localDescription.sdp
 
     def show(self, image: np.ndarray, pcm: np.ndarray, tick: int) -> None:
-        """One tick: its picture (BGR, at the sent size) and its 640 samples (one 40 ms
-        audio frame), same timestamps."""
+        """One tick: its picture (BGR, at the sent size) and its 640 samples, same timestamps."""
         self.video.push_picture(image, tick)
         self.audio.push_sound(pcm, tick)
 

@@ -8,9 +8,9 @@ runtime's event loop (`asyncio.Queue` is not thread-safe).
 A track hands aiortc what was pushed: an `av.Frame` (the sender encodes it) or an
 `av.Packet` (already encoded: the sender only packetizes it). The video track takes a BGR
 picture with its tick (`push_picture`): it becomes a YUV frame when the sender takes it.
-The audio track takes the tick's samples (`push_sound`): one 40 ms frame, or, when the
-viewer takes Opus, its Opus packet (codecs.voice_opus_context), made when the sender
-takes it.
+The audio track takes the tick's samples (`push_sound`): two 20 ms frames, or, when the
+viewer takes Opus, their Opus packets (codecs.voice_opus_context), made when the sender
+takes them.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ AUDIO_TIME_BASE = Fraction(1, SAMPLE_RATE)
 # A sender that stops pulling (before the connection is up, or when it lags) must not
 # make us buffer: beyond this many frames the oldest go.
 MAX_BUFFERED = 6
+# A session's audio packets: 20 ms (codecs.voice_opus_context).
+SESSION_AUDIO_PACKET = SAMPLE_RATE // 50
 
 
 class TickTrack(MediaStreamTrack):
@@ -53,9 +55,10 @@ class TickTrack(MediaStreamTrack):
         self.push(_Picture(image, tick))
 
     def push_sound(self, pcm: np.ndarray, tick: int) -> None:
-        """Audio: the tick's 640 samples, made a frame (or an Opus packet, with `voice`) only
-        when the sender takes them."""
-        self.push(_Sound(pcm, tick))
+        """Audio: the tick's 640 samples as two 20 ms halves, each made a frame (or an Opus
+        packet, with `voice`) only when the sender takes it."""
+        for start in range(0, SAMPLES_PER_FRAME, SESSION_AUDIO_PACKET):
+            self.push(_Sound(pcm[start : start + SESSION_AUDIO_PACKET], tick * SAMPLES_PER_FRAME + start))
 
     async def recv(self):
         if self.readyState != "live":
@@ -68,7 +71,7 @@ class TickTrack(MediaStreamTrack):
             # the loop: 0.3 ms of OpenCV without the GIL costs less than a hop to a thread.
             return video_frame(item.image, item.tick)
         if isinstance(item, _Sound):
-            frame = audio_frame(item.pcm, item.tick)
+            frame = audio_frame(item.pcm, item.pts)
             # Encoded here, on the loop (0.35 ms), rather than by a hop to aiortc's executor.
             packets = voice_packets(self.voice, frame) if self.voice is not None else None
             return packets[0] if packets else frame
@@ -89,11 +92,11 @@ class _Picture:
 
 
 class _Sound:
-    __slots__ = ("pcm", "tick")
+    __slots__ = ("pcm", "pts")
 
-    def __init__(self, pcm: np.ndarray, tick: int):
+    def __init__(self, pcm: np.ndarray, pts: int):
         self.pcm = pcm
-        self.tick = tick
+        self.pts = pts  # in samples
 
 
 def video_frame(image: np.ndarray, tick: int) -> av.VideoFrame:
@@ -109,11 +112,11 @@ def video_frame(image: np.ndarray, tick: int) -> av.VideoFrame:
     return frame
 
 
-def audio_frame(pcm: np.ndarray, tick: int) -> av.AudioFrame:
-    """The tick's 640 samples (int16) as one 40 ms frame (one Opus packet: codecs.voice_packets)."""
+def audio_frame(pcm: np.ndarray, pts: int) -> av.AudioFrame:
+    """Samples (int16, 16 kHz) as one frame starting at sample `pts`."""
     frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm.reshape(1, -1)), format="s16", layout="mono")
     frame.sample_rate = SAMPLE_RATE
-    frame.pts = tick * SAMPLES_PER_FRAME
+    frame.pts = pts
     frame.time_base = AUDIO_TIME_BASE
     return frame
 
