@@ -506,7 +506,9 @@ LIVE_CONNECT_TIMEOUT = env.float("LIVE_CONNECT_TIMEOUT", default=30.0)
 # order, used when the viewer's offer has them (H264: libx264 "ultrafast", several times
 # cheaper per frame than VP8; VP8 for viewers without H.264); the tallest frame sent (taller
 # avatars are downscaled once, when rendered; frames are also kept within 1280x720 pixels,
-# H.264 level 3.1); the highest bit rate per viewer (the viewer's feedback may lower it).
+# H.264 level 3.1); the highest bit rate per viewer (the viewer's feedback may lower it);
+# H.264's constant quality (libx264's CRF: lower is sharper and costs more bits), under
+# that bit rate.
 LIVE_VIDEO_CODECS = [name.upper() for name in env.list("LIVE_VIDEO_CODECS", default=["H264", "VP8"])]
 if (
     not LIVE_VIDEO_CODECS
@@ -520,6 +522,9 @@ if LIVE_VIDEO_MAX_HEIGHT < 120:
 LIVE_VIDEO_MAX_BITRATE = env.int("LIVE_VIDEO_MAX_BITRATE", default=1_000_000)
 if not 300_000 <= LIVE_VIDEO_MAX_BITRATE <= 10_000_000:
     raise env.malformed("LIVE_VIDEO_MAX_BITRATE", "bits per second between 300000 and 10000000")
+LIVE_VIDEO_CRF = env.int("LIVE_VIDEO_CRF", default=26)
+if not 10 <= LIVE_VIDEO_CRF <= 45:
+    raise env.malformed("LIVE_VIDEO_CRF", "libx264's constant rate factor, between 10 and 45")
 # Classroom mode: viewers of one host session's broadcast (one more is refused with the reason).
 LIVE_BROADCAST_MAX_VIEWERS = env.int("LIVE_BROADCAST_MAX_VIEWERS", default=50)
 # Per tutor (a tutor's own fields override these; 0: no limit): avatars, concurrent live

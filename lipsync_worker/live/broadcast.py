@@ -25,7 +25,6 @@ import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from fractions import Fraction
 
 import av
 import numpy as np
@@ -37,8 +36,9 @@ from contracts.errors import ServiceError, TooManyRequests
 
 from ..engines.base import FPS, SAMPLES_PER_FRAME
 from ..frame_size import video_size
-from .codecs import voice_opus_context, voice_packets
-from .tracks import VIDEO_PTS_PER_TICK, VIDEO_TIME_BASE, audio_frame
+from .codecs import h264_context, voice_opus_context, voice_packets
+from .frames import picture_size
+from .tracks import VIDEO_TIME_BASE, audio_frame, video_frame
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class SharedEncoder:
         """Make one of the next frames a keyframe (a viewer joined or lost packets)."""
         self._keyframe_wanted = True
 
-    def feed(self, image: np.ndarray, pcm: np.ndarray, tick: int) -> None:
+    def feed(self, picture: np.ndarray, pcm: np.ndarray, tick: int) -> None:
         """On the event loop, each tick the host's clock shows."""
         if self.closed:
             return
@@ -143,7 +143,7 @@ class SharedEncoder:
             self.stats["dropped"] += 1
         self._backlog += 1
         future = self.loop.run_in_executor(
-            self._thread, self._encode, image if with_video else None, pcm, tick, audio_pts
+            self._thread, self._encode, picture if with_video else None, pcm, tick, audio_pts
         )
         future.add_done_callback(self._encoded)
 
@@ -161,20 +161,10 @@ class SharedEncoder:
     def _video_codec(self, width: int, height: int):
         size = video_size(width, height)  # the clock's pictures are this size already
         if self._video is None or self._size != size:
-            codec = av.CodecContext.create("libx264", "w")
-            codec.width, codec.height = size
-            codec.pix_fmt = "yuv420p"
-            codec.bit_rate = min(VIDEO_BITRATE, settings.LIVE_VIDEO_MAX_BITRATE)  # the operator's ceiling
-            codec.framerate = Fraction(FPS, 1)
-            codec.time_base = VIDEO_TIME_BASE
-            codec.profile = "Baseline"
+            # As a session's (the operator's quality and bit rate ceiling), once per tick for everyone.
+            codec = h264_context(*size, min(VIDEO_BITRATE, settings.LIVE_VIDEO_MAX_BITRATE))
+            codec.time_base = VIDEO_TIME_BASE  # the packets keep the frames' 90 kHz timestamps
             codec.gop_size = int(KEYFRAME_SECONDS * FPS)  # a viewer that lost packets recovers by the next one
-            codec.options = {
-                "preset": "ultrafast",  # once per tick for everyone, still the cheapest
-                "tune": "zerolatency",  # no lookahead, no B-frames: each tick out at once
-                "level": "31",
-                "threads": "1",  # one thread: the viewers' packets need the other core
-            }
             self._video, self._size = codec, size
             self._keyframe_wanted = True
         return self._video
@@ -184,17 +174,15 @@ class SharedEncoder:
             self._audio = voice_opus_context()
         return self._audio
 
-    def _encode(self, image, pcm, tick: int, audio_pts: int):
+    def _encode(self, picture, pcm, tick: int, audio_pts: int):
         """On the encoder thread: ([(video packet, keyframe)], [audio packets])."""
         started = time.thread_time()  # the encoder's CPU, whatever else the machine runs
         video = []
-        if image is not None:
-            codec = self._video_codec(image.shape[1], image.shape[0])
-            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        if picture is not None:
+            codec = self._video_codec(*picture_size(picture))
+            frame = video_frame(picture, tick)
             if (frame.width, frame.height) != self._size:
                 frame = frame.reformat(width=self._size[0], height=self._size[1])
-            frame.pts = tick * VIDEO_PTS_PER_TICK
-            frame.time_base = VIDEO_TIME_BASE
             now = time.monotonic()
             if self._keyframe_wanted and now - self._last_keyframe >= KEYFRAME_MIN_INTERVAL:
                 self._keyframe_wanted = False
@@ -335,9 +323,9 @@ class Broadcast:
 
     # --- the host session's listener ---------------------------------------------------
 
-    def tick(self, image: np.ndarray, pcm: np.ndarray, tick: int) -> None:
+    def tick(self, picture: np.ndarray, pcm: np.ndarray, tick: int) -> None:
         if self.viewers:  # nobody watching: nothing to encode
-            self.encoder.feed(image, pcm, tick)
+            self.encoder.feed(picture, pcm, tick)
 
     def event(self, event: dict) -> None:
         kind = event.get("type")

@@ -42,7 +42,7 @@ class Clock:
         self.avatar = avatar  # runtime.LiveAvatar
         self.idle = idle_pictures(avatar)
         self.frames = frames
-        self._show = show  # (image, pcm, tick) -> None: the peer's tracks (image: BGR, sent size)
+        self._show = show  # (picture, pcm, tick) -> None: the peer's tracks (frames.sent_picture)
         self._report = report  # (event) -> None
         self._on_failure = on_failure
         self.name = name
@@ -116,16 +116,16 @@ class Clock:
                     self.stats["skipped"] += skipped
                 item = self._next_item()
                 if item is not None:
-                    image, pcm = item.image, item.pcm
+                    picture, pcm = item.picture, item.pcm
                     self.stats["speech_ticks"] += 1
                 else:
                     index = self.avatar.warm.assets.idle_frame_index(self.pos)
                     self.pos += 1
-                    image = self.idle.get(index)
-                    if image is None:
-                        image = await self.loop.run_in_executor(None, self.idle.make, index)
+                    picture = self.idle.get(index)
+                    if picture is None:
+                        picture = await self.loop.run_in_executor(None, self.idle.make, index)
                     pcm = SILENT_TICK
-                self._show(image, pcm, self.tick)
+                self._show(picture, pcm, self.tick)
                 self.tick += 1
                 self.stats["ticks"] += 1
         except asyncio.CancelledError:

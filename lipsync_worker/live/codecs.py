@@ -16,7 +16,11 @@ BGR to YUV), aiortc's own H.264 (libx264's default "medium" preset) 23 ms, libx2
   the engine can (viseme), else downscaled once when rendered, never per viewer;
 - the encoder's target bit rate (which the viewer's REMB feedback moves) no higher than
   LIVE_VIDEO_MAX_BITRATE, so a fast network does not make every frame bigger to encode,
-  encrypt and send.
+  encrypt and send;
+- H.264 at a constant quality (LIVE_VIDEO_CRF) with that bit rate as its ceiling, rather
+  than spending the whole bit rate on every frame: a talking head changes little from one
+  frame to the next. At CRF 26 and 1 Mbps, for the fixtures at 404x540 here: 30 % fewer
+  bytes and packets than at a 1 Mbps average, 10-40 % less encoding CPU, 42 dB PSNR (44 dB).
 
 aiortc (pinned, 1.16) chooses and configures its encoders itself, with no setting for the
 preset or the bit rate ceiling; `install_encoder` puts ours in the sender before its first
@@ -29,8 +33,6 @@ from __future__ import annotations
 import fractions
 import logging
 
-import cv2
-import numpy as np
 from aiortc.codecs import h264, vpx
 from django.conf import settings
 
@@ -43,12 +45,6 @@ logger = logging.getLogger(__name__)
 H264_PRESET = "ultrafast"
 # The voice's Opus bit rate (16 kHz mono).
 VOICE_BITRATE = 64_000
-
-
-def bgr_to_i420(image: np.ndarray) -> np.ndarray:
-    """BGR to planar YUV 4:2:0 (BT.601, limited range, as swscale does), 3x cheaper than
-    letting the encoder's swscale convert it. Even width and height only."""
-    return cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
 
 
 def preferred_codecs(kind: str = "video") -> list:
@@ -138,8 +134,9 @@ class TunedH264Encoder(_BitrateCeiling, h264.H264Encoder):
 
 
 def h264_context(width: int, height: int, bitrate: int):
-    """A libx264 encoder context as the live sessions use it (Baseline, level 3.1, what
-    aiortc's H.264 packetization and browsers expect)."""
+    """A libx264 encoder context as the live sessions and broadcasts use it (Baseline, level
+    3.1, what aiortc's H.264 packetization and browsers expect): LIVE_VIDEO_CRF's quality,
+    at most `bitrate`."""
     import av
 
     codec = av.CodecContext.create("libx264", "w")
@@ -152,7 +149,15 @@ def h264_context(width: int, height: int, bitrate: int):
     codec.time_base = fractions.Fraction(1, FPS)
     codec.profile = "Baseline"
     codec.thread_count = 1
-    codec.options = {"preset": H264_PRESET, "tune": "zerolatency", "level": "31"}
+    codec.options = {
+        "preset": H264_PRESET,
+        "tune": "zerolatency",
+        "level": "31",
+        "crf": str(settings.LIVE_VIDEO_CRF),
+        # The ceiling, over half a second: a keyframe may take a few frames' worth.
+        "maxrate": str(bitrate),
+        "bufsize": str(bitrate // 2),
+    }
     return codec
 
 
@@ -187,11 +192,12 @@ def voice_opus_context(packet_samples: int = SAMPLES_PER_FRAME):
 
 
 def voice_packets(codec, frame) -> list:
-    """The Opus packets (one per frame of the context's packet length) of `frame`, stamped with the frame's own
-    timestamp (libopus' pts is shifted by its pre-skip); senders only packetize them."""
+    """The Opus packets of `frame` (one per packet length of the context), stamped from the
+    frame's own timestamp (libopus' pts is shifted by its pre-skip); senders only packetize
+    them."""
     packets = codec.encode(frame)
-    for packet in packets:
-        packet.pts = frame.pts
+    for k, packet in enumerate(packets):
+        packet.pts = frame.pts + k * codec.frame_size
         packet.time_base = frame.time_base
     return packets
 

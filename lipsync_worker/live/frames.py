@@ -8,11 +8,14 @@ the clock, on the event loop, takes one item per tick without ever waiting
 seen by both sides) and drains the queue, which also frees a renderer blocked on a full one.
 Nothing else is shared between the two threads.
 
-Pictures travel at the size they are sent at (frame_size.video_size: LIVE_VIDEO_MAX_HEIGHT).
-An engine that renders at any size has the avatar loaded at that size (warm_avatars), so
-nothing is shrunk; otherwise the renderer shrinks each speech frame once, and the idle
-loop is shrunk once per avatar. Either way the idle pictures are kept for all the avatar's
-sessions (`idle_pictures`).
+Pictures travel as they are sent: at the sent size (frame_size.video_size:
+LIVE_VIDEO_MAX_HEIGHT) and in I420, the planar YUV 4:2:0 both encoders take
+(`sent_picture`). An engine that renders at any size has the avatar loaded at that size
+(warm_avatars), so nothing is shrunk; otherwise the renderer shrinks each speech frame once,
+and the idle loop is shrunk once per avatar. The renderer thread converts each speech frame,
+and the idle pictures are converted once and kept for all the avatar's sessions
+(`idle_pictures`), so the event loop, which every session of the worker shares, only
+wraps them in frames (issue #14).
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ MAX_AHEAD = 50
 # A blocked `put` wakes at once when the queue is drained (an interrupt drains it); this
 # only bounds how long it takes to notice a cancellation that came without a drain.
 PUT_TIMEOUT = 0.25
-# An avatar's idle pictures at the sent size are kept up to this many bytes (about 400 frames of
-# 404x540); beyond it they are decoded and shrunk on use.
+# An avatar's idle pictures are kept up to this many bytes (about 800 pictures of 404x540);
+# beyond it they are decoded, shrunk and converted on use.
 IDLE_CACHE_BYTES = 256 * 1024 * 1024
 
 _utterance_ids = itertools.count(1)
@@ -70,7 +73,7 @@ class SpeechTick:
     start in it."""
 
     utterance: Utterance
-    image: np.ndarray  # BGR, at the avatar's sent size (IdlePictures.size)
+    picture: np.ndarray  # as it is sent: I420 at the avatar's sent size (sent_picture)
     pcm: np.ndarray
     step: int  # the idle-loop position it was rendered at
     words: list
@@ -121,8 +124,8 @@ class FrameQueue:
 
 
 class IdlePictures:
-    """An avatar's idle-loop frames at the size they are sent at, made once (decoded and
-    shrunk in an executor thread) and shared by every session of the avatar."""
+    """An avatar's idle-loop pictures as they are sent (`sent_picture`), made once (in an
+    executor thread) and shared by every session of the avatar."""
 
     def __init__(self, avatar):
         # The avatar's WarmAvatar, not the LiveAvatar itself: the entry of `_idle_pictures`
@@ -137,28 +140,24 @@ class IdlePictures:
         """On the event loop: the picture when it is made already."""
         return self._pictures.get(index)
 
-    def fit(self, image: np.ndarray) -> np.ndarray:
-        """A frame of this avatar (BGR, full size) at the sent size."""
+    def picture(self, image: np.ndarray) -> np.ndarray:
+        """A frame of this avatar (BGR, any size) as it is sent."""
         if self.size is None:
             self.size = video_size(image.shape[1], image.shape[0])
-        return fit_frame(image, self.size)
+        return sent_picture(image, self.size)
 
     def make(self, index: int) -> np.ndarray:
-        """In a thread: the idle picture, kept while under IDLE_CACHE_BYTES. When the avatar
-        was loaded at the sent size it is the assets' own decoded frame (shared, no copy)."""
+        """In a thread: the idle picture (read-only), kept while under IDLE_CACHE_BYTES."""
         assets = self.warm.assets
         if self.size is None:
             self.size = video_size(*assets.size)
-        if assets.size == self.size:
-            picture = assets.frame_readonly(index)
-        else:
-            picture = self.fit(self._decode(index))
-        # The assets' cached frames count against their own budget (LIPSYNC_FRAME_CACHE_MB).
-        cost = 0 if picture is assets.frame_cached(index) else picture.nbytes
+        image = assets.frame_readonly(index) if assets.size == self.size else self._decode(index)
+        picture = self.picture(image)
+        picture.setflags(write=False)
         with self._lock:
-            if index not in self._pictures and self._bytes + cost <= IDLE_CACHE_BYTES:
+            if index not in self._pictures and self._bytes + picture.nbytes <= IDLE_CACHE_BYTES:
                 self._pictures[index] = picture
-                self._bytes += cost
+                self._bytes += picture.nbytes
         return picture
 
     def _decode(self, index: int) -> np.ndarray:
@@ -172,7 +171,19 @@ class IdlePictures:
             flag = next((flag for f, flag in _REDUCED_DECODES if factor >= f), None)
             if flag is not None:
                 return cv2.imdecode(np.frombuffer(jpegs[index], np.uint8), flag)
-        return assets.frame(index)
+        return assets.frame_readonly(index)
+
+
+def sent_picture(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A BGR frame as live sessions send it: at `size` (even), in I420 (BT.601, limited range,
+    as swscale makes it; a (height * 3/2, width) array: Y, then U, then V), which costs a third
+    of what the encoders' own conversion does."""
+    return cv2.cvtColor(fit_frame(image, size), cv2.COLOR_BGR2YUV_I420)
+
+
+def picture_size(picture: np.ndarray) -> tuple[int, int]:
+    """(width, height) of an I420 picture."""
+    return picture.shape[1], picture.shape[0] * 2 // 3
 
 
 _REDUCED_DECODES = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))

@@ -78,9 +78,9 @@ class Peer:
         self._watchdog = asyncio.get_running_loop().create_task(self._watch())
         return self.pc.localDescription.sdp
 
-    def show(self, image: np.ndarray, pcm: np.ndarray, tick: int) -> None:
-        """One tick: its picture (BGR, at the sent size) and its 640 samples, same timestamps."""
-        self.video.push_picture(image, tick)
+    def show(self, picture: np.ndarray, pcm: np.ndarray, tick: int) -> None:
+        """One tick: its picture (frames.sent_picture) and its 640 samples, same timestamps."""
+        self.video.push_picture(picture, tick)
         self.audio.push_sound(pcm, tick)
 
     def _track_received(self, track) -> None:

@@ -190,7 +190,8 @@ class Renderer:
         """Renderer thread: one sentence's ticks into the FrameQueue, rendered from idle-loop
         position `step`; returns the sentence's length in ticks."""
         warm = self.avatar.warm
-        fit = idle_pictures(self.avatar).fit  # each frame shrunk to the sent size once, here
+        # Each frame made as it is sent (shrunk, converted) here, once, off the event loop.
+        sent = idle_pictures(self.avatar).picture
         segment = segment_from_tts_chunk(chunk)
         frames = segment.frame_count
         pcm = np.zeros(frames * SAMPLES_PER_FRAME, np.int16)
@@ -206,7 +207,7 @@ class Renderer:
                 w += 1
             tick = SpeechTick(
                 utterance,
-                fit(rendered.image),
+                sent(rendered.image),
                 pcm[k * SAMPLES_PER_FRAME : (k + 1) * SAMPLES_PER_FRAME],
                 step + k,
                 here,

@@ -180,10 +180,10 @@ class LiveSession:
 
     # --- events and lifetime ------------------------------------------------------------
 
-    def _show(self, image, pcm, tick: int) -> None:
-        self.peer.show(image, pcm, tick)
+    def _show(self, picture, pcm, tick: int) -> None:
+        self.peer.show(picture, pcm, tick)
         for listener in self.listeners:
-            listener.tick(image, pcm, tick)
+            listener.tick(picture, pcm, tick)
 
     async def emit(self, event: dict) -> None:
         """Send `event` to the viewer after every event emitted before it; returns once sent."""

@@ -6,16 +6,17 @@ the same tick counter, so picture and sound stay on one clock. Everything here r
 runtime's event loop (`asyncio.Queue` is not thread-safe).
 
 A track hands aiortc what was pushed: an `av.Frame` (the sender encodes it) or an
-`av.Packet` (already encoded: the sender only packetizes it). The video track takes a BGR
-picture with its tick (`push_picture`): it becomes a YUV frame when the sender takes it.
-The audio track takes the tick's samples (`push_sound`): two 20 ms frames, or, when the
-viewer takes Opus, their Opus packets (codecs.voice_opus_context), made when the sender
-takes them.
+`av.Packet` (already encoded: the sender only packetizes it). The video track takes the
+tick's picture, I420 at the sent size (frames.sent_picture), with its tick (`push_picture`):
+the sender gets it wrapped in a frame, not copied. The audio track takes the tick's samples
+(`push_sound`): when the sender takes them, they become two 20 ms frames, or, when the
+viewer takes Opus, their two Opus packets (codecs.voice_opus_context), encoded in one call.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from fractions import Fraction
 
 import av
@@ -23,14 +24,16 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..engines.base import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
-from .codecs import bgr_to_i420, voice_packets
+from .codecs import voice_packets
 
 VIDEO_TIME_BASE = Fraction(1, 90000)
 VIDEO_PTS_PER_TICK = 90000 // FPS
 AUDIO_TIME_BASE = Fraction(1, SAMPLE_RATE)
 # A sender that stops pulling (before the connection is up, or when it lags) must not
-# make us buffer: beyond this many frames the oldest go.
+# make us buffer: beyond this many ticks (video) the oldest go; the sound keeps fewer (a
+# viewer's sound is late by what waits here).
 MAX_BUFFERED = 6
+MAX_BUFFERED_SOUND = 3
 # A session's audio packets: 20 ms (codecs.voice_opus_context).
 SESSION_AUDIO_PACKET = SAMPLE_RATE // 50
 
@@ -40,41 +43,49 @@ class TickTrack(MediaStreamTrack):
         super().__init__()
         self.kind = kind
         self._queue: asyncio.Queue = asyncio.Queue()
+        self._max_buffered = MAX_BUFFERED_SOUND if kind == "audio" else MAX_BUFFERED
         # Audio: a libopus context (codecs.voice_opus_context) when the viewer takes Opus; the
         # ticks' sound then goes to the sender already encoded.
         self.voice = None
+        self._made: deque = deque()  # the rest of a tick's sound, made with its first packet
 
     def push(self, item) -> None:
         """An `av.Frame` or `av.Packet` to send (or a `_Picture`, a `_Sound`: made one when taken)."""
-        while self._queue.qsize() >= MAX_BUFFERED:
+        while self._queue.qsize() >= self._max_buffered:
             self._queue.get_nowait()
         self._queue.put_nowait(item)
 
-    def push_picture(self, image: np.ndarray, tick: int) -> None:
-        """Video: the tick's BGR picture, made a frame only when the sender takes it."""
-        self.push(_Picture(image, tick))
+    def push_picture(self, picture: np.ndarray, tick: int) -> None:
+        """Video: the tick's picture (frames.sent_picture), made a frame when the sender takes it."""
+        self.push(_Picture(picture, tick))
 
     def push_sound(self, pcm: np.ndarray, tick: int) -> None:
-        """Audio: the tick's 640 samples as two 20 ms halves, each made a frame (or an Opus
-        packet, with `voice`) only when the sender takes it."""
-        for start in range(0, SAMPLES_PER_FRAME, SESSION_AUDIO_PACKET):
-            self.push(_Sound(pcm[start : start + SESSION_AUDIO_PACKET], tick * SAMPLES_PER_FRAME + start))
+        """Audio: the tick's 640 samples, made 20 ms frames (or Opus packets, with `voice`)
+        when the sender takes them."""
+        self.push(_Sound(pcm, tick * SAMPLES_PER_FRAME))
 
     async def recv(self):
         if self.readyState != "live":
             raise MediaStreamError
+        if self._made:
+            return self._made.popleft()
         item = await self._queue.get()
         if item is None:
             raise MediaStreamError
         if isinstance(item, _Picture):
-            # Here, when the sender takes it (a picture dropped unsent is never converted), on
-            # the loop: 0.3 ms of OpenCV without the GIL costs less than a hop to a thread.
-            return video_frame(item.image, item.tick)
+            return video_frame(item.picture, item.tick)
         if isinstance(item, _Sound):
-            frame = audio_frame(item.pcm, item.pts)
-            # Encoded here, on the loop (0.35 ms), rather than by a hop to aiortc's executor.
-            packets = voice_packets(self.voice, frame) if self.voice is not None else None
-            return packets[0] if packets else frame
+            # Made here, when the sender takes it (sound dropped unsent is never encoded), on the
+            # loop, both packets in one call (0.15 ms): a hop to a thread would cost more.
+            if self.voice is not None:
+                made = voice_packets(self.voice, audio_frame(item.pcm, item.pts))
+            else:
+                made = [
+                    audio_frame(item.pcm[start : start + SESSION_AUDIO_PACKET], item.pts + start)
+                    for start in range(0, len(item.pcm), SESSION_AUDIO_PACKET)
+                ]
+            self._made.extend(made[1:])
+            return made[0]
         return item
 
     def stop(self) -> None:
@@ -84,10 +95,10 @@ class TickTrack(MediaStreamTrack):
 
 
 class _Picture:
-    __slots__ = ("image", "tick")
+    __slots__ = ("picture", "tick")
 
-    def __init__(self, image: np.ndarray, tick: int):
-        self.image = image
+    def __init__(self, picture: np.ndarray, tick: int):
+        self.picture = picture
         self.tick = tick
 
 
@@ -99,14 +110,10 @@ class _Sound:
         self.pts = pts  # in samples
 
 
-def video_frame(image: np.ndarray, tick: int) -> av.VideoFrame:
-    """The tick's BGR picture as a frame for the encoder: YUV 4:2:0 (what both encoders
-    take; converting here is 3x cheaper than their swscale), BGR when its size is odd."""
-    height, width = image.shape[:2]
-    if width % 2 or height % 2:
-        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-    else:
-        frame = av.VideoFrame.from_ndarray(bgr_to_i420(image), format="yuv420p")
+def video_frame(picture: np.ndarray, tick: int) -> av.VideoFrame:
+    """The tick's picture (frames.sent_picture) as a frame for the encoder: its own pixels,
+    not a copy (the pictures are never changed once made)."""
+    frame = av.VideoFrame.from_numpy_buffer(picture, format="yuv420p")
     frame.pts = tick * VIDEO_PTS_PER_TICK
     frame.time_base = VIDEO_TIME_BASE
     return frame

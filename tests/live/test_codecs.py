@@ -170,6 +170,41 @@ def test_the_bitrate_stays_under_its_ceiling():
     assert rate * 8 <= 300_000 * 1.3, rate * 8
 
 
+def _encoded_h264(crf: int, bitrate: int) -> tuple[float, float]:
+    """(bytes per frame, mean PSNR of luma in dB) of 50 moving, textured 320x240 frames encoded
+    as live sessions do at LIVE_VIDEO_CRF=crf, decoded as a viewer would."""
+    import av
+    import cv2
+
+    from lipsync_worker.live.codecs import h264_context
+    from lipsync_worker.live.frames import sent_picture
+    from lipsync_worker.live.tracks import video_frame
+
+    rng = np.random.default_rng(7)
+    texture = rng.integers(0, 60, (BIG_H, BIG_W, 3), dtype=np.uint8)
+    pictures = [sent_picture(cv2.add(_big_frame(i), texture), (320, 240)) for i in range(50)]
+    with override_settings(LIVE_VIDEO_CRF=crf):
+        encoder = h264_context(320, 240, bitrate)
+    decoder = av.CodecContext.create("h264", "r")
+    size, psnr = 0, []
+    for tick, picture in enumerate(pictures):
+        for packet in encoder.encode(video_frame(picture, tick)):
+            size += packet.size
+            for frame in decoder.decode(packet):
+                luma = frame.to_ndarray(format="yuv420p")[:240].astype(float)
+                error = ((luma - pictures[len(psnr)][:240]) ** 2).mean()
+                psnr.append(10 * np.log10(255**2 / max(error, 1e-6)))
+    return size / len(pictures), float(np.mean(psnr))
+
+
+def test_the_video_quality_is_the_setting_under_the_bitrate_ceiling():
+    sharp_size, sharp_psnr = _encoded_h264(18, 3_000_000)
+    coarse_size, coarse_psnr = _encoded_h264(34, 3_000_000)
+    assert coarse_size < 0.5 * sharp_size and sharp_psnr > coarse_psnr + 5, (sharp_size, coarse_size)
+    capped_size, _psnr = _encoded_h264(18, 300_000)  # the ceiling wins over the quality asked for
+    assert capped_size * 8 * 25 < 300_000 * 1.3, capped_size
+
+
 @override_settings(LIVE_VIDEO_CODECS=["H264"])
 def test_an_offer_without_a_codec_we_send_gets_a_clear_error():
     from lipsync_worker.live.peer import Peer
@@ -324,7 +359,9 @@ def test_chromium_receives_h264_when_it_offers_it(started_avatar, daphne_server,
 
 
 @override_settings(LIVE_VIDEO_MAX_HEIGHT=480)
-def test_an_avatars_idle_pictures_are_made_at_the_sent_size_once():
+def test_an_avatars_idle_pictures_are_made_as_they_are_sent_once():
+    """Shrunk to the sent size and converted to I420 once, kept for the avatar's sessions:
+    the pictures show the frames."""
     import cv2
 
     from lipsync_worker.assets import AvatarAssets
@@ -338,18 +375,19 @@ def test_an_avatars_idle_pictures_are_made_at_the_sent_size_once():
     avatar = LiveAvatar(1, "big", warm, "piper", "", "", "")
     pictures = idle_pictures(avatar)
     made = [pictures.make(i) for i in range(3)]  # the first sets the size; the others decode at half size
-    assert [m.shape for m in made] == [(480, 640, 3)] * 3
+    assert [m.shape for m in made] == [(480 * 3 // 2, 640)] * 3
     for image, picture in zip(frames, made, strict=True):
         expected = cv2.resize(image, (640, 480), interpolation=cv2.INTER_AREA).astype(np.int16)
-        assert np.abs(picture.astype(np.int16) - expected).mean() < 4
-    assert pictures.get(2) is made[2]  # kept for the avatar's other sessions
+        shown = cv2.cvtColor(picture, cv2.COLOR_YUV2BGR_I420).astype(np.int16)
+        assert np.abs(shown - expected).mean() < 5
+    assert pictures.get(2) is made[2] and not made[2].flags.writeable  # kept for the avatar's other sessions
     assert idle_pictures(avatar) is pictures
 
 
 @override_settings(LIVE_VIDEO_MAX_HEIGHT=480)
-def test_an_avatar_loaded_at_the_sent_size_shows_its_cached_frames_as_they_are(tmp_path):
-    """A viseme avatar is loaded at the sent size for live sessions (warm_avatars): its idle
-    pictures are the assets' decoded frames themselves, neither shrunk nor copied."""
+def test_an_avatar_loaded_at_the_sent_size_is_sent_without_shrinking(tmp_path):
+    """A viseme avatar is loaded at the sent size for live sessions (warm_avatars): its
+    pictures are its decoded frames, only converted."""
     import cv2
 
     from lipsync_worker.assets import AvatarAssets
@@ -362,8 +400,8 @@ def test_an_avatar_loaded_at_the_sent_size_shows_its_cached_frames_as_they_are(t
     warm = type("Warm", (), {"assets": assets, "engine": None, "handle": None})()
     pictures = idle_pictures(LiveAvatar(1, "sent-size", warm, "piper", "", "", ""))
     made = [pictures.make(i) for i in range(3)]
-    assert all(m is assets.frame_readonly(i) for i, m in enumerate(made))
-    assert [m.shape for m in made] == [(480, 640, 3)] * 3 and not made[0].flags.writeable
+    for i, picture in enumerate(made):
+        assert np.array_equal(picture, cv2.cvtColor(assets.frame_readonly(i), cv2.COLOR_BGR2YUV_I420))
 
 
 @pytest.mark.parametrize(
@@ -372,6 +410,7 @@ def test_an_avatar_loaded_at_the_sent_size_shows_its_cached_frames_as_they_are(t
         ("LIVE_VIDEO_CODECS", "AV1,VP8", "LIVE_VIDEO_CODECS must be a comma-separated list of H264 and VP8"),
         ("LIVE_VIDEO_MAX_HEIGHT", "60", "LIVE_VIDEO_MAX_HEIGHT must be a height in pixels of at least 120"),
         ("LIVE_VIDEO_MAX_BITRATE", "50000000", "LIVE_VIDEO_MAX_BITRATE must be bits per second between"),
+        ("LIVE_VIDEO_CRF", "60", "LIVE_VIDEO_CRF must be libx264's constant rate factor, between 10 and 45"),
     ],
 )
 def test_a_malformed_video_setting_stops_with_one_line(tmp_path, variable, value, expected):
@@ -390,6 +429,7 @@ def test_already_encoded_h264_packets_go_out_as_they_are():
     from aiortc import RTCSessionDescription
 
     from lipsync_worker.live.codecs import h264_context
+    from lipsync_worker.live.frames import sent_picture
     from lipsync_worker.live.peer import Peer
     from lipsync_worker.live.tracks import VIDEO_PTS_PER_TICK, VIDEO_TIME_BASE, video_frame
 
@@ -405,7 +445,7 @@ def test_already_encoded_h264_packets_go_out_as_they_are():
             await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
             await asyncio.wait_for(peer.connected.wait(), 20)
             encoder = h264_context(320, 240, 500_000)
-            picture = fit_frame(_big_frame(), (320, 240))
+            picture = sent_picture(_big_frame(), (320, 240))
             for tick in range(50):
                 for packet in encoder.encode(video_frame(picture, tick)):
                     packet.pts, packet.time_base = tick * VIDEO_PTS_PER_TICK, VIDEO_TIME_BASE

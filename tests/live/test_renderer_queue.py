@@ -10,6 +10,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import numpy as np
 import pytest
 
@@ -123,8 +124,9 @@ def _fakes(monkeypatch):
     async def answer(self, sdp, sdp_type="offer"):
         return "answer"
 
-    def show(self, image, pcm, tick):
-        self.__dict__.setdefault("shown", []).append((time.monotonic(), int(image[0, 0, 0]), bool(pcm.any())))
+    def show(self, picture, pcm, tick):
+        value = int(cv2.cvtColor(picture, cv2.COLOR_YUV2BGR_I420)[0, 0, 0])  # the picture as a viewer sees it
+        self.__dict__.setdefault("shown", []).append((time.monotonic(), value, bool(pcm.any())))
 
     async def no_conversation(self):
         return None  # no database here: the session's conversation is not what is tested

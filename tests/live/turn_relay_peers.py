@@ -124,16 +124,19 @@ class Worker:
     async def answer(self, offer_sdp: str) -> str:
         import numpy as np
 
+        from lipsync_worker.live.frames import sent_picture
+
         sdp = await self.peer.answer(offer_sdp)
         image = np.empty((HEIGHT, WIDTH, 3), np.uint8)
         image[:] = COLOUR_BGR
+        picture = sent_picture(image, (WIDTH, HEIGHT))
         t = np.arange(640) / 16000
         pcm = (3000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
 
         async def feed():
             tick, start = 0, time.monotonic()
             while True:
-                self.peer.show(image, pcm, tick)
+                self.peer.show(picture, pcm, tick)
                 tick += 1
                 await asyncio.sleep(max(0.0, start + tick / 25 - time.monotonic()))
 
