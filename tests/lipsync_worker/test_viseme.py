@@ -250,4 +250,44 @@ def test_an_avatar_loaded_at_the_live_size_speaks_at_that_size(talking_assets):
         assert len(ys) > 20, "the mouth did not open"
         centre, mouth_w = small.track["mouth_center"][f.index], small.track["mouth_width"][f.index]
         assert abs(xs.mean() - centre[0]) < 0.35 * mouth_w + 2 and abs(ys.mean() - centre[1]) < 0.8 * mouth_w + 2
-        assert ys.min() >= small.track["landmarks"][f.index][2][1] - 4  # nothing above the nose base
+        # Nothing above the nose base, but for the blend's feathered edge (a pixel or two here).
+        assert ys.min() >= small.track["landmarks"][f.index][2][1] - 4 - 0.15 * mouth_w
+
+
+def test_pasted_mouths_follow_the_head_but_not_the_tracking_wobble():
+    """Where mouths are pasted: a head that moves, turns and nods is followed exactly; the
+    wobble of single tracked points (noise, the upper lip moving with the old speech) is
+    smoothed out."""
+    from lipsync_worker.engines.viseme import _steady_placement
+
+    rng = np.random.default_rng(3)
+    face = rng.uniform(-60, 60, (478, 2))
+    face[33], face[263] = (-40.0, 0.0), (40.0, 0.0)  # the outer eye corners
+    frames = 60
+    t = np.arange(frames)
+    angle = 0.15 * np.sin(t / 5)
+    scale = 1 + 0.1 * np.sin(t / 7)
+    rot = np.stack([np.stack([np.cos(angle), -np.sin(angle)], 1), np.stack([np.sin(angle), np.cos(angle)], 1)], 1)
+    head = np.einsum("tij,pj->tpi", rot, face) * scale[:, None, None] + np.stack([200 + 8 * t, 150 + 3 * t], 1)[:, None]
+    assert np.allclose(_steady_placement(head), head, atol=1e-6)  # a rigid head: placed where it is
+    wobble = head.copy()
+    wobble[:, 0] += rng.normal(0, 2.0, (frames, 2))  # the top of the upper lip (an anchor point)
+    placed = _steady_placement(wobble)
+    assert np.abs(placed[:, 0] - head[:, 0]).mean() < 0.5 * np.abs(wobble[:, 0] - head[:, 0]).mean()
+
+
+def test_a_pasted_mouths_lips_can_be_bent_into_shape_and_nothing_far_from_them_moves():
+    """reshape_lips: the outline moves as asked (a lower lip lowered by 3 px), smoothly, and
+    the image away from the lips stays as it was."""
+    from lipsync_worker.engines.viseme.mouth_blend import reshape_lips
+
+    image = np.full((120, 160, 3), 200, np.uint8)
+    image[60:63, 40:120] = 40  # a dark lip line, 80 px wide
+    image[5:10, 5:20] = 0  # something far away
+    lips = np.stack([np.linspace(45, 115, 20), np.full(20, 61.0)], axis=1)
+    moves = np.tile([0.0, 3.0], (20, 1))
+    bent = reshape_lips(image, lips, moves, mouth_w=80.0)
+    column = bent[:, 80, 0].astype(int)
+    assert 62 <= int(np.argmin(column)) <= 65  # the line moved down by ~3 px
+    assert np.array_equal(bent[:20, :40], image[:20, :40])  # far from the lips: untouched
+    assert np.array_equal(reshape_lips(image, lips, np.zeros_like(moves), 80.0), image)

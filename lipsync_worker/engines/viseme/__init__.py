@@ -23,14 +23,19 @@ import cv2
 import numpy as np
 
 from ..base import AudioSegment, LipsyncEngine, RenderedFrame
-from .mouth_bank import MouthBank, ShapeFeatures
+from .mouth_bank import EYE_OUTER_LEFT, EYE_OUTER_RIGHT, MouthBank, ShapeFeatures
 from .mouth_blend import paste_mouth
 from .mouth_warp import MouthGeometry, render_mouth
 from .visemes import curves_from_audio, curves_from_speech
 
 IDLE_JPEG_QUALITY = 97
 CROP_CACHE = 48
+# Gaussian widths (frames) of what is smoothed over time: the pasted mouth's position
+# (_steady_shifts), the frame's points it is placed on (_steady_placement), and its lips'
+# shape (_steady_outlines).
 POSITION_SMOOTH_FRAMES = 2.0
+PLACEMENT_SMOOTH_FRAMES = 2.5
+OUTLINE_SMOOTH_FRAMES = 0.85
 
 
 @dataclass
@@ -39,6 +44,7 @@ class PreparedVisemeAvatar:
     geometry: MouthGeometry
     bank: MouthBank
     landmarks: np.ndarray  # (N,478,2) per frame, as tracked
+    placement: np.ndarray  # (N,478,2) per frame, where pasted mouths go (_steady_placement)
     features: ShapeFeatures  # of every frame as the idle loop now shows it
     teeth: np.ndarray | None  # per frame as shown, when known
     rested: int  # idle frames given a closed mouth
@@ -83,6 +89,69 @@ def _steady_shifts(prepared: PreparedVisemeAvatar, plan: np.ndarray, indices: np
     ex = axis / np.maximum(iod, 1e-6)[:, None]
     ey = np.stack([-ex[:, 1], ex[:, 0]], axis=1)
     return iod[:, None] * (delta[:, :1] * ex + delta[:, 1:] * ey)
+
+
+def _steady_placement(landmarks: np.ndarray) -> np.ndarray:
+    """Where pasted mouths are placed on each frame: the frame's landmarks, smoothed over
+    PLACEMENT_SMOOTH_FRAMES relative to its eyes.
+
+    A mouth pasted on a frame follows that frame's anchor points, whose tracked positions
+    wobble (the landmark model's noise, and the upper lip moving with what the person
+    said when filmed): measured on the talking fixtures, a mouth that never changed shape
+    already shook 0.87-0.99x as much as the person's own. Relative to the eyes the head's
+    own motion is kept as it is; only that wobble is smoothed."""
+    track = landmarks.astype(np.float64)
+    if len(track) < 3:
+        return track
+    left, right = track[:, EYE_OUTER_LEFT], track[:, EYE_OUTER_RIGHT]
+    ex = right - left
+    iod = np.maximum(np.linalg.norm(ex, axis=1), 1e-6)[:, None]
+    ex /= iod
+    ey = np.stack([-ex[:, 1], ex[:, 0]], axis=1)
+    mid = (left + right) / 2
+    rel = track - mid[:, None]
+    # In units of the eyes' distance: moving nearer the camera changes nothing either.
+    along, down = (rel * ex[:, None]).sum(2) / iod, (rel * ey[:, None]).sum(2) / iod
+    # The idle loop plays the frames forwards, then backwards: mirrored at both ends.
+    radius = min(int(3 * PLACEMENT_SMOOTH_FRAMES) + 1, len(track) - 1)
+    x = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (x / PLACEMENT_SMOOTH_FRAMES) ** 2)
+    kernel /= kernel.sum()
+
+    def smooth(values: np.ndarray) -> np.ndarray:
+        padded = np.pad(values, ((radius, radius), (0, 0)), mode="reflect")
+        return sum(w * padded[i : i + len(values)] for i, w in enumerate(kernel))
+
+    along, down = smooth(along) * iod, smooth(down) * iod
+    return mid[:, None] + along[..., None] * ex[:, None] + down[..., None] * ey[:, None]
+
+
+def _steady_outlines(prepared: PreparedVisemeAvatar, plan: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """(T, lips, 2) pixel moves of each pasted mouth's lip outline towards the shapes chosen
+    around it (smoothed over OUTLINE_SMOOTH_FRAMES; the position is _steady_shifts').
+
+    Mouths taken from different moments of the video change shape from one frame to the
+    next more abruptly than the person's own speech does (measured with the landmark model
+    on the talking fixtures: 1.35x the source's frame-to-frame change of lip shape); each
+    is bent a pixel or two towards its neighbours (mouth_blend.reshape_lips)."""
+    bank, features = prepared.bank, prepared.features
+    lips = np.where((plan >= 0)[:, None, None], bank.features.lips[np.maximum(plan, 0)], features.lips[indices])
+    shape = lips - lips.mean(axis=1, keepdims=True)
+    if len(shape) < 3 or OUTLINE_SMOOTH_FRAMES <= 0:
+        return np.zeros_like(shape)
+    radius = int(3 * OUTLINE_SMOOTH_FRAMES) + 1
+    x = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (x / OUTLINE_SMOOTH_FRAMES) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(shape, ((radius, radius), (0, 0), (0, 0)), mode="edge")
+    steady = sum(w * padded[i : i + len(shape)] for i, w in enumerate(kernel))
+    delta = steady - shape
+    lm = prepared.landmarks[indices]
+    axis = lm[:, EYE_OUTER_RIGHT] - lm[:, EYE_OUTER_LEFT]
+    iod = np.linalg.norm(axis, axis=1)
+    ex = axis / np.maximum(iod, 1e-6)[:, None]
+    ey = np.stack([-ex[:, 1], ex[:, 0]], axis=1)
+    return iod[:, None, None] * (delta[..., :1] * ex[:, None] + delta[..., 1:] * ey[:, None])
 
 
 class RestedFrames(Sequence):
@@ -133,6 +202,7 @@ class VisemeEngine(LipsyncEngine):
             geometry=MouthGeometry.from_landmarks(raw),
             bank=bank,
             landmarks=landmarks,
+            placement=_steady_placement(landmarks),
             features=features,
             teeth=None,
             rested=0,
@@ -173,7 +243,7 @@ class VisemeEngine(LipsyncEngine):
 
     def _rested(self, prepared: PreparedVisemeAvatar, source, index: int, entry: int) -> bytes:
         image = cv2.imdecode(np.frombuffer(source[index], np.uint8), cv2.IMREAD_COLOR)
-        paste_mouth(image, prepared.landmarks[index], prepared.bank, entry, prepared.bank.crop(entry))
+        paste_mouth(image, prepared.placement[index], prepared.bank, entry, prepared.bank.crop(entry))
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, IDLE_JPEG_QUALITY])
         return buf.tobytes()
 
@@ -209,18 +279,18 @@ class VisemeEngine(LipsyncEngine):
                 indices, prepared.features, want_o, want_w, _wanted_teeth(opening, rounding), prepared.teeth
             )
             shifts = _steady_shifts(prepared, plan, indices)
+            outlines = _steady_outlines(prepared, plan, indices)
             for k in range(count):
                 index, entry = int(indices[k]), int(plan[k])
-                if entry >= 0:
-                    # The pasted mouth covers whatever the frame's own mouth does: start from
-                    # the frame as uploaded (not the idle loop's closed mouth, made for nothing).
-                    image = cv2.imdecode(np.frombuffer(prepared.source_jpegs[index], np.uint8), cv2.IMREAD_COLOR)
-                else:
-                    image = assets.frame(index)
-                if entry >= 0:
-                    crop = self._crop(prepared, entry)
-                    paste_mouth(image, prepared.landmarks[index], bank, entry, crop, tuple(shifts[k]))
-                yield RenderedFrame(image=image, index=index, mouth_open=float(opening[k]))
+                if entry < 0:
+                    yield RenderedFrame(image=assets.frame(index), index=index, mouth_open=float(opening[k]))
+                    continue
+                # The pasted mouth covers whatever the frame's own mouth does: start from the
+                # frame as uploaded (not the idle loop's closed mouth, made for nothing).
+                base = cv2.imdecode(np.frombuffer(prepared.source_jpegs[index], np.uint8), cv2.IMREAD_COLOR)
+                crop = self._crop(prepared, entry)
+                paste_mouth(base, prepared.placement[index], bank, entry, crop, tuple(shifts[k]), outlines[k])
+                yield RenderedFrame(image=base, index=index, mouth_open=float(opening[k]))
             return
         for k in range(count):
             index = int(indices[k])

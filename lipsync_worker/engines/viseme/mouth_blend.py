@@ -19,6 +19,7 @@ from .mouth_bank import (
     ANCHOR_POINTS,
     ANCHOR_WEIGHTS,
     JAW_LINE,
+    LIPS,
     MOUTH_LEFT,
     MOUTH_RIGHT,
     NOSE_BASE_ROW,
@@ -48,6 +49,27 @@ def similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray) -> np.ndar
 
 def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return pts @ m[:, :2].T + m[:, 2]
+
+
+def reshape_lips(image: np.ndarray, lips: np.ndarray, moves: np.ndarray, mouth_w: float) -> np.ndarray:
+    """`image` warped so that the lip outline at `lips` (pixels) moves by `moves`, smoothly:
+    each pixel moves as the outline points near it do, and not at all far from the lips."""
+    h, w = image.shape[:2]
+    step = 4  # the moves are smooth: computed on a coarse grid, then scaled up
+    gy, gx = np.mgrid[0:h:step, 0:w:step].astype(np.float32)
+    dest = (lips + moves).astype(np.float32)
+    spread = 0.2 * mouth_w
+    near = np.exp(-((gx[..., None] - dest[:, 0]) ** 2 + (gy[..., None] - dest[:, 1]) ** 2) / (2 * spread**2))
+    # A weighted mean of the points' moves near the outline; fading out beyond it.
+    total = np.maximum(near.sum(axis=-1), 1.0)
+
+    def full(axis: int) -> np.ndarray:
+        coarse = ((near * moves[:, axis]).sum(-1) / total).astype(np.float32)
+        return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    move_x, move_y = full(0), full(1)
+    grid_y, grid_x = np.mgrid[0:h, 0:w].astype(np.float32)
+    return cv2.remap(image, grid_x - move_x, grid_y - move_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def blend_region(target_lm: np.ndarray, moved_lm: np.ndarray) -> np.ndarray:
@@ -92,9 +114,11 @@ def paste_mouth(
     entry: int,
     crop: np.ndarray | None = None,
     shift: tuple[float, float] = (0.0, 0.0),
-) -> np.ndarray:
-    """`frame` with the lower face of bank entry `entry` blended in (in place), moved by
-    `shift` pixels from where the anchor points put it."""
+    reshape: np.ndarray | None = None,
+) -> tuple[int, int, int, int] | None:
+    """Blend the lower face of bank entry `entry` into `frame` (in place), moved by `shift`
+    pixels from where the anchor points put it, its lips' outline (LIPS) moved by `reshape`
+    ((lips, 2) pixels). Returns the box it changed (x0, y0, x1, y1), or None."""
     src_lm = bank.landmarks[entry]
     if crop is None:
         crop = bank.crop(entry)
@@ -110,10 +134,12 @@ def paste_mouth(
     x1, y1 = np.ceil(poly.max(axis=0)).astype(int) + pad + 1
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
     if x1 - x0 < 4 or y1 - y0 < 4:
-        return frame
+        return None
     m_roi = m.copy()
     m_roi[:, 2] -= (x0, y0)
     warped = cv2.warpAffine(crop, m_roi, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    if reshape is not None and np.abs(reshape).max() > 0.25:
+        warped = reshape_lips(warped, moved[LIPS] - (x0, y0), reshape, mouth_w)
     region = frame[y0:y1, x0:x1]
     h_roi, w_roi = region.shape[:2]
     # The mask is smooth: made at half size (a quarter of the work), then scaled up.
@@ -149,4 +175,4 @@ def paste_mouth(
         warped = cv2.add(warped, (*shift, 0.0), dtype=cv2.CV_8U)
     alpha = cv2.resize(mask, (w_roi, h_roi), interpolation=cv2.INTER_LINEAR)
     frame[y0:y1, x0:x1] = cv2.blendLinear(warped, region, alpha, 1.0 - alpha)
-    return frame
+    return x0, y0, x1, y1
