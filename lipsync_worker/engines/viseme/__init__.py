@@ -30,9 +30,8 @@ from .visemes import curves_from_audio, curves_from_speech
 
 IDLE_JPEG_QUALITY = 97
 CROP_CACHE = 48
-# Gaussian widths (frames) of what is smoothed over time: the pasted mouth's position
-# (_steady_shifts), the frame's points it is placed on (_steady_placement), and its lips'
-# shape (_steady_outlines).
+# Gaussian widths (frames) of what is smoothed over time: the pasted mouth's position and
+# its lips' shape (_steady_mouths), and the frame's points it is placed on (_steady_placement).
 POSITION_SMOOTH_FRAMES = 2.0
 PLACEMENT_SMOOTH_FRAMES = 2.5
 OUTLINE_SMOOTH_FRAMES = 0.85
@@ -62,33 +61,50 @@ def _wanted_teeth(opening: np.ndarray, rounding: np.ndarray) -> np.ndarray:
     return ((opening > 0.12) & (rounding <= 0.2)).astype(np.float64) * np.clip(1 - opening, 0.3, 1)
 
 
-def _steady_shifts(prepared: PreparedVisemeAvatar, plan: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """Pixel shifts that keep the mouth from jumping when the choice changes.
+def _smooth_frames(values: np.ndarray, sigma: float, mode: str = "edge") -> np.ndarray:
+    """`values` (frames first) smoothed over time with a Gaussian of `sigma` frames."""
+    if len(values) < 3 or sigma <= 0:
+        return values
+    radius = min(int(3 * sigma) + 1, len(values) - 1)
+    x = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(values, [(radius, radius)] + [(0, 0)] * (values.ndim - 1), mode=mode)
+    return sum(w * padded[i : i + len(values)] for i, w in enumerate(kernel))
+
+
+def _eye_axes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame: the point between the eyes, their distance, and the unit axes along the
+    eye line and down the face (the face units mouth_bank measures lips in)."""
+    left, right = landmarks[:, EYE_OUTER_LEFT], landmarks[:, EYE_OUTER_RIGHT]
+    iod = np.maximum(np.linalg.norm(right - left, axis=1), 1e-6)
+    ex = (right - left) / iod[:, None]
+    ey = np.stack([-ex[:, 1], ex[:, 0]], axis=1)
+    return (left + right) / 2, iod, ex, ey
+
+
+def _steady_mouths(prepared: PreparedVisemeAvatar, plan: np.ndarray, indices: np.ndarray):
+    """Pixel moves for each pasted mouth: (T, 2) shifts of its position and (T, lips, 2)
+    moves of its lip outline (mouth_blend.reshape_lips), towards the mouths chosen around
+    it, smoothed over POSITION_SMOOTH_FRAMES and OUTLINE_SMOOTH_FRAMES.
 
     Two source frames place their mouths a little differently relative to their anchor
-    points (pose, expression); that position is smoothed over a few frames and each pasted
-    mouth moved by the difference (a pixel or two)."""
+    points (pose, expression), and mouths taken from different moments of the video change
+    shape from one frame to the next more abruptly than the person's own speech does
+    (measured with the landmark model on the talking fixtures: 1.35x the source's change of
+    lip shape from frame to frame). Each is moved and bent by a pixel or two."""
     bank, features = prepared.bank, prepared.features
     lips = np.where(
         (plan >= 0)[:, None, None], bank.features.lips[np.maximum(plan, 0)], features.lips[indices]
     )  # face units, aligned on the anchor points
     centre = lips.mean(axis=1)
-    if len(centre) > 2:
-        radius = int(3 * POSITION_SMOOTH_FRAMES) + 1
-        x = np.arange(-radius, radius + 1)
-        kernel = np.exp(-0.5 * (x / POSITION_SMOOTH_FRAMES) ** 2)
-        kernel /= kernel.sum()
-        padded = np.pad(centre, ((radius, radius), (0, 0)), mode="edge")
-        steady = np.stack([np.convolve(padded[:, j], kernel, mode="valid") for j in range(2)], axis=1)
-    else:
-        steady = centre
-    delta = steady - centre  # face units: x along the eye line, y down the face
-    lm = prepared.landmarks[indices]
-    axis = lm[:, 263] - lm[:, 33]
-    iod = np.linalg.norm(axis, axis=1)
-    ex = axis / np.maximum(iod, 1e-6)[:, None]
-    ey = np.stack([-ex[:, 1], ex[:, 0]], axis=1)
-    return iod[:, None] * (delta[:, :1] * ex + delta[:, 1:] * ey)
+    shape = lips - centre[:, None]
+    moved = _smooth_frames(centre, POSITION_SMOOTH_FRAMES) - centre
+    bent = _smooth_frames(shape, OUTLINE_SMOOTH_FRAMES) - shape
+    _mid, iod, ex, ey = _eye_axes(prepared.landmarks[indices])
+    shifts = iod[:, None] * (moved[:, :1] * ex + moved[:, 1:] * ey)
+    outlines = iod[:, None, None] * (bent[..., :1] * ex[:, None] + bent[..., 1:] * ey[:, None])
+    return shifts, outlines
 
 
 def _steady_placement(landmarks: np.ndarray) -> np.ndarray:
@@ -101,57 +117,13 @@ def _steady_placement(landmarks: np.ndarray) -> np.ndarray:
     already shook 0.87-0.99x as much as the person's own. Relative to the eyes the head's
     own motion is kept as it is; only that wobble is smoothed."""
     track = landmarks.astype(np.float64)
-    if len(track) < 3:
-        return track
-    left, right = track[:, EYE_OUTER_LEFT], track[:, EYE_OUTER_RIGHT]
-    ex = right - left
-    iod = np.maximum(np.linalg.norm(ex, axis=1), 1e-6)[:, None]
-    ex /= iod
-    ey = np.stack([-ex[:, 1], ex[:, 0]], axis=1)
-    mid = (left + right) / 2
-    rel = track - mid[:, None]
-    # In units of the eyes' distance: moving nearer the camera changes nothing either.
-    along, down = (rel * ex[:, None]).sum(2) / iod, (rel * ey[:, None]).sum(2) / iod
+    mid, iod, ex, ey = _eye_axes(track)
+    rel = (track - mid[:, None]) / iod[:, None, None]  # in eye distances: nearer the camera changes nothing
+    along, down = (rel * ex[:, None]).sum(2), (rel * ey[:, None]).sum(2)
     # The idle loop plays the frames forwards, then backwards: mirrored at both ends.
-    radius = min(int(3 * PLACEMENT_SMOOTH_FRAMES) + 1, len(track) - 1)
-    x = np.arange(-radius, radius + 1)
-    kernel = np.exp(-0.5 * (x / PLACEMENT_SMOOTH_FRAMES) ** 2)
-    kernel /= kernel.sum()
-
-    def smooth(values: np.ndarray) -> np.ndarray:
-        padded = np.pad(values, ((radius, radius), (0, 0)), mode="reflect")
-        return sum(w * padded[i : i + len(values)] for i, w in enumerate(kernel))
-
-    along, down = smooth(along) * iod, smooth(down) * iod
+    along = _smooth_frames(along, PLACEMENT_SMOOTH_FRAMES, "reflect") * iod[:, None]
+    down = _smooth_frames(down, PLACEMENT_SMOOTH_FRAMES, "reflect") * iod[:, None]
     return mid[:, None] + along[..., None] * ex[:, None] + down[..., None] * ey[:, None]
-
-
-def _steady_outlines(prepared: PreparedVisemeAvatar, plan: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """(T, lips, 2) pixel moves of each pasted mouth's lip outline towards the shapes chosen
-    around it (smoothed over OUTLINE_SMOOTH_FRAMES; the position is _steady_shifts').
-
-    Mouths taken from different moments of the video change shape from one frame to the
-    next more abruptly than the person's own speech does (measured with the landmark model
-    on the talking fixtures: 1.35x the source's frame-to-frame change of lip shape); each
-    is bent a pixel or two towards its neighbours (mouth_blend.reshape_lips)."""
-    bank, features = prepared.bank, prepared.features
-    lips = np.where((plan >= 0)[:, None, None], bank.features.lips[np.maximum(plan, 0)], features.lips[indices])
-    shape = lips - lips.mean(axis=1, keepdims=True)
-    if len(shape) < 3 or OUTLINE_SMOOTH_FRAMES <= 0:
-        return np.zeros_like(shape)
-    radius = int(3 * OUTLINE_SMOOTH_FRAMES) + 1
-    x = np.arange(-radius, radius + 1)
-    kernel = np.exp(-0.5 * (x / OUTLINE_SMOOTH_FRAMES) ** 2)
-    kernel /= kernel.sum()
-    padded = np.pad(shape, ((radius, radius), (0, 0), (0, 0)), mode="edge")
-    steady = sum(w * padded[i : i + len(shape)] for i, w in enumerate(kernel))
-    delta = steady - shape
-    lm = prepared.landmarks[indices]
-    axis = lm[:, EYE_OUTER_RIGHT] - lm[:, EYE_OUTER_LEFT]
-    iod = np.linalg.norm(axis, axis=1)
-    ex = axis / np.maximum(iod, 1e-6)[:, None]
-    ey = np.stack([-ex[:, 1], ex[:, 0]], axis=1)
-    return iod[:, None, None] * (delta[..., :1] * ex[:, None] + delta[..., 1:] * ey[:, None])
 
 
 class RestedFrames(Sequence):
@@ -278,8 +250,7 @@ class VisemeEngine(LipsyncEngine):
             plan = bank.plan(
                 indices, prepared.features, want_o, want_w, _wanted_teeth(opening, rounding), prepared.teeth
             )
-            shifts = _steady_shifts(prepared, plan, indices)
-            outlines = _steady_outlines(prepared, plan, indices)
+            shifts, outlines = _steady_mouths(prepared, plan, indices)
             for k in range(count):
                 index, entry = int(indices[k]), int(plan[k])
                 if entry < 0:
