@@ -73,15 +73,10 @@ class AvatarAssets:
 
     def frame_readonly(self, index: int) -> np.ndarray:
         """The decoded frame, not to be changed: the cached array itself when it is cached
-        (the live idle loop shows it as it is, without a copy of its own)."""
+        (the live idle pictures are made from it without a copy of their own)."""
         image, shared = self._decoded_frame(index)
         image.setflags(write=False)
         return image
-
-    def frame_cached(self, index: int) -> np.ndarray | None:
-        """The decoded frame when it is cached (for this JPEG), else None; never decodes."""
-        cached = self._decoded.get(index)
-        return cached[1] if cached is not None and cached[0] is self.jpeg_frames[index] else None
 
     def _decoded_frame(self, index: int) -> tuple[np.ndarray, bool]:
         """(image, whether it is the cached array, which nobody may change)."""

@@ -38,8 +38,8 @@ MAX_AHEAD = 50
 # A blocked `put` wakes at once when the queue is drained (an interrupt drains it); this
 # only bounds how long it takes to notice a cancellation that came without a drain.
 PUT_TIMEOUT = 0.25
-# An avatar's idle pictures are kept up to this many bytes (about 800 pictures of 404x540);
-# beyond it they are decoded, shrunk and converted on use.
+# The worker keeps its avatars' idle pictures up to this many bytes in all (about 800
+# pictures of 404x540: a 30 s loop); beyond it they are made on use (0.3 ms each, in a thread).
 IDLE_CACHE_BYTES = 256 * 1024 * 1024
 
 _utterance_ids = itertools.count(1)
@@ -133,8 +133,9 @@ class IdlePictures:
         self.warm = avatar.warm
         self.size: tuple[int, int] | None = None  # (width, height), from the first frame seen
         self._pictures: dict[int, np.ndarray] = {}
-        self._bytes = 0
-        self._lock = threading.Lock()  # `make` runs in executor threads
+        # What they count against IDLE_CACHE_BYTES, given back when they go.
+        self._bytes = [0]
+        weakref.finalize(self, _idle_release, self._bytes)
 
     def get(self, index: int) -> np.ndarray | None:
         """On the event loop: the picture when it is made already."""
@@ -154,10 +155,11 @@ class IdlePictures:
         image = assets.frame_readonly(index) if assets.size == self.size else self._decode(index)
         picture = self.picture(image)
         picture.setflags(write=False)
-        with self._lock:
-            if index not in self._pictures and self._bytes + picture.nbytes <= IDLE_CACHE_BYTES:
+        with _idle_budget_lock:  # `make` runs in executor threads
+            if index not in self._pictures and _idle_total[0] + picture.nbytes <= IDLE_CACHE_BYTES:
                 self._pictures[index] = picture
-                self._bytes += picture.nbytes
+                self._bytes[0] += picture.nbytes
+                _idle_total[0] += picture.nbytes
         return picture
 
     def _decode(self, index: int) -> np.ndarray:
@@ -190,6 +192,15 @@ _REDUCED_DECODES = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLO
 
 _idle_pictures: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _idle_lock = threading.Lock()
+_idle_total = [0]  # bytes of all avatars' kept pictures
+# Re-entrant: a collected IdlePictures gives its bytes back from wherever the collection runs.
+_idle_budget_lock = threading.RLock()
+
+
+def _idle_release(counted: list) -> None:
+    with _idle_budget_lock:
+        _idle_total[0] -= counted[0]
+        counted[0] = 0
 
 
 def idle_pictures(avatar) -> IdlePictures:

@@ -71,7 +71,7 @@ class LiveSession:
         self._outbox: deque[tuple[dict, asyncio.Future]] = deque()  # events not sent yet (_enqueue)
         self._sender: asyncio.Task | None = None
         self.frames = FrameQueue(MAX_AHEAD)
-        # Others that see each tick shown (`tick(image, pcm, tick)`) and each event sent
+        # Others that see each tick shown (`tick(picture, pcm, tick)`) and each event sent
         # (`event(event)`): a broadcast of this session (broadcast.py).
         self.listeners: list = []
         self.dialogue = Dialogue(self)

@@ -67,26 +67,24 @@ class TickTrack(MediaStreamTrack):
     async def recv(self):
         if self.readyState != "live":
             raise MediaStreamError
-        if self._made:
-            return self._made.popleft()
-        item = await self._queue.get()
-        if item is None:
-            raise MediaStreamError
-        if isinstance(item, _Picture):
-            return video_frame(item.picture, item.tick)
-        if isinstance(item, _Sound):
+        while not self._made:
+            item = await self._queue.get()
+            if item is None:
+                raise MediaStreamError
+            if isinstance(item, _Picture):
+                return video_frame(item.picture, item.tick)
+            if not isinstance(item, _Sound):
+                return item
             # Made here, when the sender takes it (sound dropped unsent is never encoded), on the
             # loop, both packets in one call (0.15 ms): a hop to a thread would cost more.
             if self.voice is not None:
-                made = voice_packets(self.voice, audio_frame(item.pcm, item.pts))
+                self._made.extend(voice_packets(self.voice, audio_frame(item.pcm, item.pts)))
             else:
-                made = [
+                self._made.extend(
                     audio_frame(item.pcm[start : start + SESSION_AUDIO_PACKET], item.pts + start)
                     for start in range(0, len(item.pcm), SESSION_AUDIO_PACKET)
-                ]
-            self._made.extend(made[1:])
-            return made[0]
-        return item
+                )
+        return self._made.popleft()
 
     def stop(self) -> None:
         if self.readyState == "live":
@@ -112,8 +110,13 @@ class _Sound:
 
 def video_frame(picture: np.ndarray, tick: int) -> av.VideoFrame:
     """The tick's picture (frames.sent_picture) as a frame for the encoder: its own pixels,
-    not a copy (the pictures are never changed once made)."""
-    frame = av.VideoFrame.from_numpy_buffer(picture, format="yuv420p")
+    not a copy (the pictures are never changed once made), when its height is a multiple of
+    4; PyAV (18) reads other heights wrongly from a shared buffer (542 rows as 540, the
+    colour planes shifted), so those are copied."""
+    if picture.shape[0] % 6 == 0:  # I420 rows: height * 3/2, so height % 4 == 0
+        frame = av.VideoFrame.from_numpy_buffer(picture, format="yuv420p")
+    else:
+        frame = av.VideoFrame.from_ndarray(picture, format="yuv420p")
     frame.pts = tick * VIDEO_PTS_PER_TICK
     frame.time_base = VIDEO_TIME_BASE
     return frame

@@ -357,9 +357,6 @@ def test_the_worker_ends_a_session_at_its_maximum_length(monkeypatch, settings):
             image.setflags(write=False)
             return image
 
-        def frame_cached(self, index):
-            return None
-
     class Runtime:
         channel = "test"
 

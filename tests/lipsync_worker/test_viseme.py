@@ -250,7 +250,7 @@ def test_an_avatar_loaded_at_the_live_size_speaks_at_that_size(talking_assets):
         assert len(ys) > 20, "the mouth did not open"
         centre, mouth_w = small.track["mouth_center"][f.index], small.track["mouth_width"][f.index]
         assert abs(xs.mean() - centre[0]) < 0.35 * mouth_w + 2 and abs(ys.mean() - centre[1]) < 0.8 * mouth_w + 2
-        # Nothing above the nose base, but for the blend's feathered edge (a pixel or two here).
+        # Nothing above the nose base, but for the blend's feathered edge (about 0.1 mouth width).
         assert ys.min() >= small.track["landmarks"][f.index][2][1] - 4 - 0.15 * mouth_w
 
 

@@ -53,9 +53,6 @@ class _BigAssets:
         image.setflags(write=False)  # as AvatarAssets' cached frames
         return image
 
-    def frame_cached(self, index: int) -> None:
-        return None
-
 
 class _BigWarm:
     """A warmed avatar (runtime.LiveAvatar.warm) whose frames are 1280x960; its idle loop only."""
@@ -476,9 +473,61 @@ def test_an_avatars_idle_pictures_go_with_it():
     jpeg = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
     assets = AvatarAssets(meta={"width": 64, "height": 48}, track={}, jpeg_frames=[jpeg])
     warm = type("Warm", (), {"assets": assets, "engine": None, "handle": None})()
+    from lipsync_worker.live import frames
+
+    counted = frames._idle_total[0]
     avatar = LiveAvatar(1, "stopped", warm, "piper", "", "", "")
     idle_pictures(avatar).make(0)
+    assert frames._idle_total[0] > counted  # kept, against the worker's budget
     freed = weakref.ref(warm)
     del avatar, warm, assets
     gc.collect()
     assert freed() is None
+    assert frames._idle_total[0] == counted
+
+
+@pytest.mark.parametrize("height", [540, 542])
+def test_a_picture_reaches_the_encoder_whole_at_any_even_height(height):
+    """I420 pictures are wrapped without a copy where PyAV reads them right (height a multiple
+    of 4), copied otherwise: either way the frame has the picture's size and colours."""
+    import cv2
+
+    from lipsync_worker.live.frames import sent_picture
+    from lipsync_worker.live.tracks import video_frame
+
+    image = np.zeros((height, 404, 3), np.uint8)
+    image[: height // 2] = (255, 0, 0)  # blue above, black below
+    frame = video_frame(sent_picture(image, (404, height)), 3)
+    assert (frame.width, frame.height) == (404, height)
+    shown = frame.to_ndarray(format="bgr24")
+    assert np.abs(shown[10, 10].astype(int) - (255, 0, 0)).max() <= 3
+    assert np.abs(shown[-10, 10].astype(int)).max() <= 3
+    assert cv2.absdiff(shown, image).mean() < 2
+
+
+@pytest.mark.parametrize("opus", [True, False])
+def test_a_ticks_sound_goes_out_as_two_20ms_packets_in_order(opus):
+    from lipsync_worker.live.codecs import voice_opus_context
+    from lipsync_worker.live.tracks import SESSION_AUDIO_PACKET, TickTrack
+
+    async def scenario():
+        track = TickTrack("audio")
+        if opus:
+            track.voice = voice_opus_context(SESSION_AUDIO_PACKET)
+        pcm = (3000 * np.sin(np.arange(640) / 5)).astype(np.int16)
+        for tick in range(3):
+            track.push_sound(pcm, tick)
+        sent = [await track.recv() for _ in range(6)]
+        track.stop()
+        with pytest.raises(MediaStreamError):
+            await track.recv()
+        return sent
+
+    from aiortc.mediastreams import MediaStreamError
+
+    sent = asyncio.run(scenario())
+    assert [item.pts for item in sent] == [0, 320, 640, 960, 1280, 1600]
+    kinds = {type(item).__name__ for item in sent}
+    assert kinds == ({"Packet"} if opus else {"AudioFrame"})
+    if not opus:
+        assert all(item.samples == 320 for item in sent)

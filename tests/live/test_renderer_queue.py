@@ -58,9 +58,6 @@ class FakeAssets:
         image.setflags(write=False)  # as AvatarAssets' cached frames: nobody may paint on them
         return image
 
-    def frame_cached(self, index: int) -> None:
-        return None
-
 
 class FakeWarm:
     def __init__(self):

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from ..base import AudioSegment, LipsyncEngine, RenderedFrame
-from .mouth_bank import EYE_OUTER_LEFT, EYE_OUTER_RIGHT, MouthBank, ShapeFeatures
+from .mouth_bank import EYE_OUTER_LEFT, EYE_OUTER_RIGHT, LIPS_MEET, MouthBank, ShapeFeatures
 from .mouth_blend import paste_mouth
 from .mouth_warp import MouthGeometry, render_mouth
 from .visemes import curves_from_audio, curves_from_speech
@@ -58,7 +58,7 @@ class PreparedVisemeAvatar:
 
 def _wanted_teeth(opening: np.ndarray, rounding: np.ndarray) -> np.ndarray:
     """Teeth show between parted, unrounded lips (e, i, s, t...), not on o/u or closed lips."""
-    return ((opening > 0.12) & (rounding <= 0.2)).astype(np.float64) * np.clip(1 - opening, 0.3, 1)
+    return ((opening > LIPS_MEET) & (rounding <= 0.2)).astype(np.float64) * np.clip(1 - opening, 0.3, 1)
 
 
 def _smooth_frames(values: np.ndarray, sigma: float, mode: str = "edge") -> np.ndarray:
@@ -165,7 +165,8 @@ class VisemeEngine(LipsyncEngine):
 
     def prepare(self, assets) -> PreparedVisemeAvatar:
         raw = assets.track["landmarks"]
-        # Not smoothed: heads move fast (10 px a frame) and the tracker is steady (< 0.3 px).
+        # As tracked: heads move fast (10 px a frame). Only where mouths are pasted is the
+        # wobble relative to the eyes smoothed (_steady_placement).
         landmarks = raw.astype(np.float64)
         features = ShapeFeatures.from_landmarks(landmarks)
         bank = MouthBank.build(assets, landmarks, features, enabled=self.use_bank)
