@@ -35,7 +35,6 @@ from avatars.broadcast_services import broadcast_forget, broadcast_group_name
 from contracts.errors import ServiceError, TooManyRequests
 
 from ..engines.base import FPS, SAMPLES_PER_FRAME
-from ..frame_size import video_size
 from .codecs import h264_context, voice_opus_context, voice_packets
 from .frames import picture_size
 from .tracks import VIDEO_TIME_BASE, audio_frame, video_frame
@@ -158,8 +157,8 @@ class SharedEncoder:
         video, audio = future.result()
         self._deliver(video, audio)
 
-    def _video_codec(self, width: int, height: int):
-        size = video_size(width, height)  # the clock's pictures are this size already
+    def _video_codec(self, size: tuple[int, int]):
+        """The encoder for pictures of `size` (the clock's are the sent size already)."""
         if self._video is None or self._size != size:
             # As a session's (the operator's quality and bit rate ceiling), once per tick for everyone.
             codec = h264_context(*size, min(VIDEO_BITRATE, settings.LIVE_VIDEO_MAX_BITRATE))
@@ -179,10 +178,8 @@ class SharedEncoder:
         started = time.thread_time()  # the encoder's CPU, whatever else the machine runs
         video = []
         if picture is not None:
-            codec = self._video_codec(*picture_size(picture))
+            codec = self._video_codec(picture_size(picture))
             frame = video_frame(picture, tick)
-            if (frame.width, frame.height) != self._size:
-                frame = frame.reformat(width=self._size[0], height=self._size[1])
             now = time.monotonic()
             if self._keyframe_wanted and now - self._last_keyframe >= KEYFRAME_MIN_INTERVAL:
                 self._keyframe_wanted = False

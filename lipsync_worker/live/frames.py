@@ -155,7 +155,7 @@ class IdlePictures:
         image = assets.frame_readonly(index) if assets.size == self.size else self._decode(index)
         picture = self.picture(image)
         picture.setflags(write=False)
-        with _idle_budget_lock:  # `make` runs in executor threads
+        with _idle_lock:  # `make` runs in executor threads
             if index not in self._pictures and _idle_total[0] + picture.nbytes <= IDLE_CACHE_BYTES:
                 self._pictures[index] = picture
                 self._bytes[0] += picture.nbytes
@@ -191,14 +191,13 @@ def picture_size(picture: np.ndarray) -> tuple[int, int]:
 _REDUCED_DECODES = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
 
 _idle_pictures: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_idle_lock = threading.Lock()
-_idle_total = [0]  # bytes of all avatars' kept pictures
 # Re-entrant: a collected IdlePictures gives its bytes back from wherever the collection runs.
-_idle_budget_lock = threading.RLock()
+_idle_lock = threading.RLock()
+_idle_total = [0]  # bytes of all avatars' kept pictures
 
 
 def _idle_release(counted: list) -> None:
-    with _idle_budget_lock:
+    with _idle_lock:
         _idle_total[0] -= counted[0]
         counted[0] = 0
 

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from ..base import AudioSegment, LipsyncEngine, RenderedFrame
-from .mouth_bank import EYE_OUTER_LEFT, EYE_OUTER_RIGHT, LIPS_MEET, MouthBank, ShapeFeatures
+from .mouth_bank import LIPS_MEET, MouthBank, ShapeFeatures, eye_axes
 from .mouth_blend import paste_mouth
 from .mouth_warp import MouthGeometry, render_mouth
 from .visemes import curves_from_audio, curves_from_speech
@@ -73,16 +73,6 @@ def _smooth_frames(values: np.ndarray, sigma: float, mode: str = "edge") -> np.n
     return sum(w * padded[i : i + len(values)] for i, w in enumerate(kernel))
 
 
-def _eye_axes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per frame: the point between the eyes, their distance, and the unit axes along the
-    eye line and down the face (the face units mouth_bank measures lips in)."""
-    left, right = landmarks[:, EYE_OUTER_LEFT], landmarks[:, EYE_OUTER_RIGHT]
-    iod = np.maximum(np.linalg.norm(right - left, axis=1), 1e-6)
-    ex = (right - left) / iod[:, None]
-    ey = np.stack([-ex[:, 1], ex[:, 0]], axis=1)
-    return (left + right) / 2, iod, ex, ey
-
-
 def _steady_mouths(prepared: PreparedVisemeAvatar, plan: np.ndarray, indices: np.ndarray):
     """Pixel moves for each pasted mouth: (T, 2) shifts of its position and (T, lips, 2)
     moves of its lip outline (mouth_blend.reshape_lips), towards the mouths chosen around
@@ -101,7 +91,7 @@ def _steady_mouths(prepared: PreparedVisemeAvatar, plan: np.ndarray, indices: np
     shape = lips - centre[:, None]
     moved = _smooth_frames(centre, POSITION_SMOOTH_FRAMES) - centre
     bent = _smooth_frames(shape, OUTLINE_SMOOTH_FRAMES) - shape
-    _mid, iod, ex, ey = _eye_axes(prepared.landmarks[indices])
+    _mid, iod, ex, ey = eye_axes(prepared.landmarks[indices])
     shifts = iod[:, None] * (moved[:, :1] * ex + moved[:, 1:] * ey)
     outlines = iod[:, None, None] * (bent[..., :1] * ex[:, None] + bent[..., 1:] * ey[:, None])
     return shifts, outlines
@@ -117,7 +107,7 @@ def _steady_placement(landmarks: np.ndarray) -> np.ndarray:
     already shook 0.87-0.99x as much as the person's own. Relative to the eyes the head's
     own motion is kept as it is; only that wobble is smoothed."""
     track = landmarks.astype(np.float64)
-    mid, iod, ex, ey = _eye_axes(track)
+    mid, iod, ex, ey = eye_axes(track)
     rel = (track - mid[:, None]) / iod[:, None, None]  # in eye distances: nearer the camera changes nothing
     along, down = (rel * ex[:, None]).sum(2), (rel * ey[:, None]).sum(2)
     # The idle loop plays the frames forwards, then backwards: mirrored at both ends.

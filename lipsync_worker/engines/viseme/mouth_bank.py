@@ -65,6 +65,16 @@ FOLLOW_BEST = 8
 KEEP_OWN_BONUS = 0.5  # showing the frame as it is needs no paste
 
 
+def eye_axes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame: the point between the outer eye corners, their distance, and the unit axes
+    along the eye line and down the face (face coordinates, in which lips are measured)."""
+    left, right = landmarks[:, EYE_OUTER_LEFT], landmarks[:, EYE_OUTER_RIGHT]
+    iod = np.maximum(np.linalg.norm(right - left, axis=1), 1e-6)
+    ex = (right - left) / iod[:, None]
+    ey = np.stack([-ex[:, 1], ex[:, 0]], axis=1)
+    return (left + right) / 2, iod, ex, ey
+
+
 @dataclass
 class ShapeFeatures:
     opening: np.ndarray  # (N,) inner-lip gap, face units
@@ -76,12 +86,7 @@ class ShapeFeatures:
     @classmethod
     def from_landmarks(cls, lm: np.ndarray) -> ShapeFeatures:
         lm = lm.astype(np.float64)
-        left, right = lm[:, EYE_OUTER_LEFT], lm[:, EYE_OUTER_RIGHT]
-        axis = right - left
-        iod = np.maximum(np.linalg.norm(axis, axis=1), 1e-6)
-        ex = axis / iod[:, None]
-        ey = np.stack([-ex[:, 1], ex[:, 0]], axis=1)
-        mid = (left + right) / 2
+        mid, iod, ex, ey = eye_axes(lm)
         gaps = [((lm[:, b] - lm[:, a]) * ey).sum(axis=1) for a, b in INNER_PAIRS]
         opening = np.maximum(np.mean(gaps[:3], axis=0), 0) / iod
         mouth = lm[:, MOUTH_RIGHT] - lm[:, MOUTH_LEFT]

@@ -115,10 +115,10 @@ def paste_mouth(
     crop: np.ndarray | None = None,
     shift: tuple[float, float] = (0.0, 0.0),
     reshape: np.ndarray | None = None,
-) -> tuple[int, int, int, int] | None:
-    """Blend the lower face of bank entry `entry` into `frame` (in place), moved by `shift`
-    pixels from where the anchor points put it, its lips' outline (LIPS) moved by `reshape`
-    ((lips, 2) pixels). Returns the box it changed (x0, y0, x1, y1), or None."""
+) -> np.ndarray:
+    """`frame` with the lower face of bank entry `entry` blended in (in place), moved by
+    `shift` pixels from where the anchor points put it, its lips' outline (LIPS) moved by
+    `reshape` ((lips, 2) pixels)."""
     src_lm = bank.landmarks[entry]
     if crop is None:
         crop = bank.crop(entry)
@@ -134,7 +134,7 @@ def paste_mouth(
     x1, y1 = np.ceil(poly.max(axis=0)).astype(int) + pad + 1
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
     if x1 - x0 < 4 or y1 - y0 < 4:
-        return None
+        return frame
     m_roi = m.copy()
     m_roi[:, 2] -= (x0, y0)
     warped = cv2.warpAffine(crop, m_roi, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
@@ -175,4 +175,4 @@ def paste_mouth(
         warped = cv2.add(warped, (*shift, 0.0), dtype=cv2.CV_8U)
     alpha = cv2.resize(mask, (w_roi, h_roi), interpolation=cv2.INTER_LINEAR)
     frame[y0:y1, x0:x1] = cv2.blendLinear(warped, region, alpha, 1.0 - alpha)
-    return x0, y0, x1, y1
+    return frame
